@@ -1,0 +1,160 @@
+//! Running a graph on candle tensors, in training or evaluation mode.
+
+use candle_core::{Tensor, D};
+
+use super::ir::{Graph, Op};
+use super::params::{BatchStats, Params};
+use super::GraphError;
+
+/// Training mode normalises with batch statistics and reports them; evaluation mode uses the
+/// running statistics and builds no autograd graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// What a forward pass returns.
+pub struct Forward {
+    /// The output node's value, e.g. logits `[N, classes]`.
+    pub output: Tensor,
+    /// One entry per BatchNorm in training mode; empty in evaluation mode.
+    pub batch_stats: Vec<BatchStats>,
+}
+
+/// Runs `graph` on `x` (`[N, C, H, W]`). Intermediate values are dropped after their last use.
+pub fn forward(
+    graph: &Graph,
+    params: &Params,
+    x: &Tensor,
+    mode: Mode,
+) -> Result<Forward, GraphError> {
+    let last_uses = graph.last_uses();
+    let output = graph.output();
+    let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
+    let mut batch_stats = Vec::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let input = |k: usize| -> Result<&Tensor, GraphError> {
+            values[node.inputs[k]].as_ref().ok_or_else(|| {
+                GraphError::Invalid(format!("node {}: input freed too early", node.name))
+            })
+        };
+        let param = |suffix: &str| -> Result<Tensor, GraphError> {
+            let t = params.get(&format!("{}.{suffix}", node.name))?;
+            Ok(if mode == Mode::Eval {
+                t.detach()
+            } else {
+                t.clone()
+            })
+        };
+        let value = match node.op {
+            Op::Input { .. } => x.clone(),
+            Op::Conv2d {
+                stride,
+                padding,
+                groups,
+                bias,
+                ..
+            } => {
+                let y = input(0)?.conv2d(&param("weight")?, padding, stride, 1, groups)?;
+                if bias {
+                    y.broadcast_add(&param("bias")?.reshape((1, (), 1, 1))?)?
+                } else {
+                    y
+                }
+            }
+            Op::BatchNorm { eps, momentum, .. } => {
+                let (gamma, beta) = (param("weight")?, param("bias")?);
+                match mode {
+                    Mode::Train => {
+                        let (y, mean, var) = batch_norm_train(input(0)?, &gamma, &beta, eps)?;
+                        batch_stats.push(BatchStats {
+                            node: node.name.clone(),
+                            momentum,
+                            mean,
+                            var,
+                        });
+                        y
+                    }
+                    Mode::Eval => batch_norm_eval(
+                        input(0)?,
+                        &gamma,
+                        &beta,
+                        &param("running_mean")?,
+                        &param("running_var")?,
+                        eps,
+                    )?,
+                }
+            }
+            Op::Relu => input(0)?.relu()?,
+            Op::Add => {
+                let mut sum = input(0)?.clone();
+                for k in 1..node.inputs.len() {
+                    sum = (sum + input(k)?)?;
+                }
+                sum
+            }
+            Op::MaxPool { kernel, stride } => input(0)?.max_pool2d_with_stride(kernel, stride)?,
+            Op::AvgPool { kernel, stride } => input(0)?.avg_pool2d_with_stride(kernel, stride)?,
+            Op::GlobalAvgPool => input(0)?.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?,
+            Op::Flatten => input(0)?.flatten_from(1)?,
+            Op::Linear { bias, .. } => {
+                let y = input(0)?.matmul(&param("weight")?.t()?)?;
+                if bias {
+                    y.broadcast_add(&param("bias")?)?
+                } else {
+                    y
+                }
+            }
+        };
+        values[i] = Some(value);
+        for &j in &node.inputs {
+            if last_uses[j] == i && j != output {
+                values[j] = None;
+            }
+        }
+    }
+    let output = values[output]
+        .take()
+        .expect("the output node was computed last");
+    Ok(Forward {
+        output,
+        batch_stats,
+    })
+}
+
+/// PyTorch training-mode BN: normalise with the biased batch variance, report the unbiased one.
+fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor), GraphError> {
+    let (n, c, h, w) = x.dims4()?;
+    let count = (n * h * w) as f64;
+    let mean = x.mean_keepdim((0, 2, 3))?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
+    let y = centred
+        .broadcast_div(&(&var + eps)?.sqrt()?)?
+        .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
+        .broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
+    let unbiased = (var.flatten_all()? * (count / (count - 1.0).max(1.0)))?;
+    Ok((y, mean.flatten_all()?.detach(), unbiased.detach()))
+}
+
+/// Evaluation-mode BN as one per-channel affine map.
+fn batch_norm_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f64,
+) -> Result<Tensor, GraphError> {
+    let scale = gamma.div(&(var + eps)?.sqrt()?)?;
+    let shift = (beta - mean.mul(&scale)?)?;
+    let c = scale.dim(0)?;
+    Ok(x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+        .broadcast_add(&shift.reshape((1, c, 1, 1))?)?)
+}

@@ -1,0 +1,103 @@
+//! Graphs and their tensors on disk: architecture JSON + safetensors, and PyTorch state dicts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use safetensors::SafeTensors;
+
+use super::ir::Graph;
+use super::params::Params;
+use super::GraphError;
+use crate::atomic_file;
+
+/// Saves `graph` as `<stem>.json` and its tensors as `<stem>.safetensors`. The pair loads back
+/// with [`load_model`] without the experiment that made it.
+pub fn save_model(graph: &Graph, params: &Params, stem: &Path) -> Result<(), GraphError> {
+    let json = serde_json::to_vec_pretty(graph).expect("a graph always serialises");
+    let json_path = with_extension(stem, "json");
+    atomic_file::write(&json_path, &json).map_err(|source| GraphError::Io {
+        path: json_path,
+        source,
+    })?;
+    write_safetensors(
+        &with_extension(stem, "safetensors"),
+        &params.tensors(),
+        HashMap::new(),
+    )
+}
+
+/// Loads what [`save_model`] wrote.
+pub fn load_model(stem: &Path, device: &Device) -> Result<(Graph, Params), GraphError> {
+    let json_path = with_extension(stem, "json");
+    let json = std::fs::read(&json_path).map_err(|source| GraphError::Io {
+        path: json_path.clone(),
+        source,
+    })?;
+    let graph: Graph = serde_json::from_slice(&json).map_err(|e| GraphError::Format {
+        path: json_path,
+        message: e.to_string(),
+    })?;
+    graph.shapes()?;
+    let (tensors, _) = read_safetensors(&with_extension(stem, "safetensors"), device)?;
+    let params = Params::from_tensors(&graph, tensors, device)?;
+    Ok((graph, params))
+}
+
+/// Loads a PyTorch-style state dict (kuangliu names) saved as safetensors into `graph`'s
+/// parameters. `num_batches_tracked` entries are ignored; any other difference is an error
+/// that lists the offending keys.
+pub fn load_state_dict(path: &Path, graph: &Graph, device: &Device) -> Result<Params, GraphError> {
+    let (mut tensors, _) = read_safetensors(path, device)?;
+    tensors.retain(|name, _| !name.ends_with(".num_batches_tracked"));
+    Params::from_tensors(graph, tensors, device).map_err(|e| match e {
+        GraphError::Weights(why) => GraphError::Weights(format!("{}: {why}", path.display())),
+        other => other,
+    })
+}
+
+/// Writes named tensors plus string metadata, atomically.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+    metadata: HashMap<String, String>,
+) -> Result<(), GraphError> {
+    let metadata = (!metadata.is_empty()).then_some(metadata);
+    let bytes =
+        safetensors::serialize(tensors.iter(), metadata).map_err(|e| GraphError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    atomic_file::write(path, &bytes).map_err(|source| GraphError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads every tensor and the metadata of a safetensors file.
+pub fn read_safetensors(
+    path: &Path,
+    device: &Device,
+) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>), GraphError> {
+    let bytes = std::fs::read(path).map_err(|source| GraphError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |message: String| GraphError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let tensors =
+        candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| bad(e.to_string()))?;
+    Ok((tensors.into_iter().collect(), metadata))
+}
+
+fn with_extension(stem: &Path, extension: &str) -> PathBuf {
+    let mut name = stem.as_os_str().to_os_string();
+    name.push(".");
+    name.push(extension);
+    PathBuf::from(name)
+}

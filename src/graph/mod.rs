@@ -1,0 +1,32 @@
+//! The network as data: IR, execution on candle, parameters, persistence.
+
+mod builder;
+mod exec;
+mod io;
+mod ir;
+mod params;
+
+use std::path::PathBuf;
+
+pub use builder::{GraphBuilder, BN_EPS, BN_MOMENTUM};
+pub use exec::{forward, Forward, Mode};
+pub use io::{load_model, load_state_dict, read_safetensors, save_model, write_safetensors};
+pub use ir::{ActShape, Graph, Init, Node, Op, ParamRole, ParamSpec};
+pub use params::{specs, BatchStats, Params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("invalid graph: {0}")]
+    Invalid(String),
+    #[error("weights do not fit the model: {0}")]
+    Weights(String),
+    #[error("{}: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}

@@ -1,0 +1,16 @@
+//! Result tables (polars) and figures (plotters).
+
+mod curves;
+mod tables;
+
+use std::path::PathBuf;
+
+pub use curves::training_curves;
+pub use tables::write_train_metrics;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}: {message}", path.display())]
+pub struct ReportError {
+    pub path: PathBuf,
+    pub message: String,
+}

@@ -1,0 +1,180 @@
+//! The one training loop every model uses.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::Device;
+
+use super::progress::Progress;
+use super::{Checkpoint, EpochMetrics, Schedule, Sgd, SgdConfig, TrainError};
+use crate::config::TrainConfig;
+use crate::data::{epoch_rng, shuffled, Augment, Batcher, Dataset, Normalizer};
+use crate::eval::{count_correct, evaluate};
+use crate::graph::{forward, Graph, Mode, Params};
+
+/// Everything the loop reads but does not change.
+pub struct Trainer<'a> {
+    pub graph: &'a Graph,
+    pub data: &'a Dataset,
+    pub normalizer: &'a Normalizer,
+    pub augment: Augment,
+    pub device: &'a Device,
+    pub config: &'a TrainConfig,
+    pub seed: u64,
+    /// Written atomically after every epoch.
+    pub checkpoint: PathBuf,
+}
+
+/// Where training stands: after `history.len()` epochs with these momentum buffers.
+pub struct TrainState {
+    pub history: Vec<EpochMetrics>,
+    pub sgd: Sgd,
+}
+
+impl TrainState {
+    pub fn fresh(config: &TrainConfig) -> Self {
+        Self {
+            history: Vec::new(),
+            sgd: Sgd::new(sgd_config(config)),
+        }
+    }
+
+    pub fn resumed(config: &TrainConfig, checkpoint: Checkpoint) -> Self {
+        Self {
+            history: checkpoint.history,
+            sgd: Sgd::with_state(sgd_config(config), checkpoint.momentum),
+        }
+    }
+}
+
+fn sgd_config(t: &TrainConfig) -> SgdConfig {
+    SgdConfig {
+        momentum: t.momentum,
+        nesterov: t.nesterov,
+        weight_decay: t.weight_decay,
+    }
+}
+
+type AfterEpoch<'f> =
+    dyn FnMut(&[EpochMetrics]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + 'f;
+
+impl Trainer<'_> {
+    /// Trains until `config.epochs` epochs are done. After each epoch: evaluate on the test split,
+    /// write the checkpoint, then call `after_epoch` with the whole history.
+    pub fn run(
+        &self,
+        params: &mut Params,
+        mut state: TrainState,
+        after_epoch: &mut AfterEpoch<'_>,
+    ) -> Result<Vec<EpochMetrics>, TrainError> {
+        let schedule = Schedule::new(self.config);
+        let mut progress = Progress::new(self.config.epochs);
+        for epoch in state.history.len()..self.config.epochs {
+            let metrics = self.epoch(
+                epoch,
+                schedule.lr(epoch),
+                params,
+                &mut state.sgd,
+                &mut progress,
+            )?;
+            progress.finish_epoch(&metrics);
+            state.history.push(metrics);
+            let checkpoint = Checkpoint {
+                epoch: epoch + 1,
+                seed: self.seed,
+                graph: self.graph.clone(),
+                tensors: params.tensors(),
+                momentum: state.sgd.state().clone(),
+                history: state.history.clone(),
+            };
+            checkpoint.save(&self.checkpoint)?;
+            after_epoch(&state.history).map_err(|source| TrainError::AfterEpoch {
+                epoch: epoch + 1,
+                source,
+            })?;
+        }
+        Ok(state.history)
+    }
+
+    fn epoch(
+        &self,
+        epoch: usize,
+        lr: f64,
+        params: &mut Params,
+        sgd: &mut Sgd,
+        progress: &mut Progress,
+    ) -> Result<EpochMetrics, TrainError> {
+        let train = &self.data.train;
+        let batcher = Batcher {
+            split: train,
+            normalizer: self.normalizer,
+            device: self.device,
+        };
+        let mut rng = epoch_rng(self.seed, epoch);
+        let order = shuffled(train.len(), &mut rng);
+        let batch_size = self.config.batch_size;
+        progress.start_epoch(epoch, train.len().div_ceil(batch_size));
+        let started = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for (step, chunk) in order.chunks(batch_size).enumerate() {
+            let batch = batcher.batch(chunk, Some((self.augment, &mut rng)))?;
+            let out = forward(self.graph, params, &batch.images, Mode::Train)?;
+            let loss = candle_nn::loss::cross_entropy(&out.output, &batch.labels)?;
+            let loss_value = loss.to_scalar::<f32>()?;
+            if !loss_value.is_finite() {
+                return Err(self.diverged(epoch, step, loss_value, lr));
+            }
+            let grads = loss.backward()?;
+            sgd.step(params, &grads, lr)?;
+            params.update_running_stats(&out.batch_stats)?;
+            loss_sum += loss_value as f64 * chunk.len() as f64;
+            correct += count_correct(&out.output, &batch.labels)?;
+            seen += chunk.len();
+            let rate = seen as f64 / started.elapsed().as_secs_f64();
+            progress.step(
+                step,
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64,
+                lr,
+                rate,
+            );
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let test = evaluate(
+            self.graph,
+            params,
+            &self.data.test,
+            self.normalizer,
+            batch_size,
+            self.device,
+        )?;
+        Ok(EpochMetrics {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            test_loss: test.loss,
+            test_accuracy: test.accuracy,
+            seconds,
+            images_per_second: seen as f64 / seconds,
+        })
+    }
+
+    fn diverged(&self, epoch: usize, step: usize, loss: f32, lr: f64) -> TrainError {
+        let kept = if epoch > 0 {
+            format!(
+                "The last good checkpoint (after epoch {epoch}) is kept at {}.",
+                self.checkpoint.display()
+            )
+        } else {
+            "No epoch had completed, so no checkpoint was written.".to_string()
+        };
+        TrainError::Diverged {
+            epoch: epoch + 1,
+            step: step + 1,
+            loss,
+            lr,
+            kept,
+        }
+    }
+}
