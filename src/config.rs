@@ -331,14 +331,22 @@ impl Experiment {
                 "\"imagenet\" needs RGB images; fashion-mnist has one channel".into(),
             );
         }
-        if !crate::models::ARCHITECTURES.contains(&self.model.arch.as_str()) {
+        if crate::models::ARCHITECTURES.contains(&self.model.arch.as_str()) {
+            // Building the graph is pure computation; it catches inputs too small for the model.
+            let info = self.data.info(self.synthetic());
+            if let Err(crate::graph::GraphError::Invalid(why)) =
+                crate::models::build(&self.model.arch, info.channels, info.size, info.classes)
+            {
+                fail("model.arch", format!("does not fit the data: {why}"));
+            }
+        } else {
             let hint = locate::did_you_mean(&self.model.arch, crate::models::ARCHITECTURES);
+            let known = crate::models::ARCHITECTURES.join(", ");
             fail(
                 "model.arch",
                 format!(
-                    "unknown architecture {:?}{hint}; known: {}",
-                    self.model.arch,
-                    crate::models::ARCHITECTURES.join(", ")
+                    "unknown architecture {:?} (known: {known}){hint}",
+                    self.model.arch
                 ),
             );
         }

@@ -176,6 +176,12 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<Summary, Error> {
         (params, TrainState::resumed(&e.train, saved))
     } else {
         let params = match &e.model.weights {
+            Some(path) if !path.is_file() => {
+                return Err(Error::MissingInput(format!(
+                    "model.weights: {} does not exist (convert a PyTorch checkpoint with scripts/pth_to_safetensors.py)",
+                    path.display()
+                )))
+            }
             Some(path) => load_state_dict(path, &plan.graph, &device)?,
             None => Params::init(&plan.graph, e.seed, &device)?,
         };

@@ -30,6 +30,9 @@ pub enum Error {
     Train(#[from] train::TrainError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    /// A file the experiment names does not exist (the message starts with the key).
+    #[error("{0}")]
+    MissingInput(String),
     #[error("cannot resume: {0}")]
     Resume(String),
     #[error("{0}")]
@@ -42,10 +45,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code for this failure: 2 for an invalid experiment, 1 otherwise.
+    /// The process exit code: 2 for an invalid experiment or an input it names that is
+    /// missing, 1 for a failure while running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => 2,
+            Error::Config(_)
+            | Error::MissingInput(_)
+            | Error::Data(data::DataError::Missing { .. }) => 2,
             _ => 1,
         }
     }

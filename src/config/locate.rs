@@ -62,10 +62,29 @@ impl std::error::Error for ConfigErrors {}
 /// A TOML syntax or type error, with the key it concerns and a hint for misspelt keys.
 pub(super) fn from_toml_error(file: &Path, source: &str, error: &toml::de::Error) -> ConfigErrors {
     let span = error.span().unwrap_or(0..0);
-    let key = DeTable::parse(source)
-        .map(|doc| key_path_at(&doc, span.start))
+    let parsed = DeTable::parse(source);
+    let mut key = parsed
+        .as_ref()
+        .map(|doc| key_path_at(doc, span.start))
         .unwrap_or_default();
     let mut message = error.message().trim().replace('\n', " ");
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        key = if key.is_empty() {
+            field.to_string()
+        } else {
+            format!("{key}.{field}")
+        };
+    }
+    if parsed.is_err() {
+        // A syntax error: quote the line, since no key can be named.
+        let at = span.start.min(source.len());
+        let line = source[..at].rsplit('\n').next().unwrap_or("").to_string()
+            + source[at..].split('\n').next().unwrap_or("");
+        message = format!("{message}, in `{}`", line.trim());
+    }
     if let Some(rest) = message.strip_prefix("invalid value: integer `") {
         // serde's wording for a negative number given to an unsigned key.
         if let Some(value) = rest.split('`').next().filter(|v| v.starts_with('-')) {
@@ -154,24 +173,26 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The dotted path of the innermost key whose key or value span holds `offset`.
+/// The dotted path of the innermost key whose key or value span holds `offset`. A table's own
+/// span covers only its header, so every table is searched.
 fn key_path_at(doc: &Spanned<DeTable<'_>>, offset: usize) -> String {
-    let mut path = Vec::new();
-    let mut table = doc.get_ref();
-    'descend: loop {
+    fn search(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
         for (key, value) in table.iter() {
-            let hit = |s: Range<usize>| s.contains(&offset);
-            if hit(key.span()) || hit(value.span()) {
-                path.push(key.get_ref().to_string());
-                if let DeValue::Table(inner) = value.get_ref() {
-                    table = inner;
-                    continue 'descend;
+            path.push(key.get_ref().to_string());
+            if let DeValue::Table(inner) = value.get_ref() {
+                if search(inner, offset, path) {
+                    return true;
                 }
-                break 'descend;
             }
+            if key.span().contains(&offset) || value.span().contains(&offset) {
+                return true;
+            }
+            path.pop();
         }
-        break;
+        false
     }
+    let mut path = Vec::new();
+    search(doc.get_ref(), offset, &mut path);
     path.join(".")
 }
 

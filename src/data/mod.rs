@@ -41,7 +41,7 @@ pub struct DatasetInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{dataset} not found: {} does not exist.\n  {hint}", path.display())]
+    #[error("data.dir: {dataset} not found: {} does not exist.\n  {hint}", path.display())]
     Missing {
         dataset: &'static str,
         path: PathBuf,

@@ -11,7 +11,7 @@ use rand_distr::{Distribution, Normal};
 use super::{Dataset, Split};
 use crate::config::SyntheticConfig;
 
-const NOISE_STD: f32 = 30.0;
+const NOISE_STD: f32 = 20.0;
 const MAX_SHIFT: i64 = 2;
 
 pub fn generate(config: SyntheticConfig, seed: u64) -> Dataset {

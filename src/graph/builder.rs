@@ -41,8 +41,34 @@ impl GraphBuilder {
         self.shapes[node].channels()
     }
 
-    /// Square convolution without bias (as in every model here: a BN follows).
+    /// Square convolution without bias (a BN follows it in every ResNet here).
     pub fn conv(
+        &mut self,
+        name: &str,
+        x: usize,
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<usize, GraphError> {
+        self.conv2d(name, x, out, kernel, stride, padding, false)
+    }
+
+    /// Square convolution with bias (PyTorch's default, kept by kuangliu's VGG).
+    pub fn conv_with_bias(
+        &mut self,
+        name: &str,
+        x: usize,
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<usize, GraphError> {
+        self.conv2d(name, x, out, kernel, stride, padding, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d(
         &mut self,
         name: &str,
         x: usize,
@@ -50,6 +76,7 @@ impl GraphBuilder {
         kernel: usize,
         stride: usize,
         padding: usize,
+        bias: bool,
     ) -> Result<usize, GraphError> {
         let in_channels = self.channels(x);
         let op = Op::Conv2d {
@@ -59,7 +86,7 @@ impl GraphBuilder {
             stride,
             padding,
             groups: 1,
-            bias: false,
+            bias,
         };
         self.push(name, op, vec![x])
     }

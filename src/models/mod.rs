@@ -56,6 +56,10 @@ pub fn build(
             )))
         }
     };
-    graph
-        .map_err(|e| GraphError::Invalid(format!("{arch} on {channels}×{size}×{size} inputs: {e}")))
+    graph.map_err(|e| match e {
+        GraphError::Invalid(why) => {
+            GraphError::Invalid(format!("{arch} on {channels}×{size}×{size} inputs: {why}"))
+        }
+        other => other,
+    })
 }

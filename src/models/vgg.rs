@@ -1,5 +1,5 @@
 //! VGG with BatchNorm for CIFAR, as in kuangliu `pytorch-cifar`: `features.<i>` numbered as
-//! PyTorch's `nn.Sequential` numbers them (conv, BN, ReLU; `M` = 2×2 max-pool), one `classifier`
+//! PyTorch's `nn.Sequential` numbers them (conv with bias, BN, ReLU; `M` = 2×2 max-pool), one `classifier`
 //! linear layer on the 512 pooled features. Five pools need inputs of at least 32×32.
 
 use crate::graph::{Graph, GraphBuilder, GraphError};
@@ -31,7 +31,7 @@ pub fn vgg(arch: &str, channels: usize, size: usize, classes: usize) -> Result<G
             x = g.max_pool(&format!("features.{index}"), x, 2, 2)?;
             index += 1;
         } else {
-            x = g.conv(&format!("features.{index}"), x, width, 3, 1, 1)?;
+            x = g.conv_with_bias(&format!("features.{index}"), x, width, 3, 1, 1)?;
             x = g.batch_norm(&format!("features.{}", index + 1), x)?;
             x = g.relu(&format!("features.{}", index + 2), x)?;
             index += 3;

@@ -80,3 +80,81 @@ impl Sgd {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use candle_core::{Device, Tensor, Var};
+
+    use super::*;
+
+    /// Two steps on loss = Σ wᵢxᵢ (so ∇ = x), checked against values worked out by hand with
+    /// w₀ = [1, −2, 3], x = [0.5, 1, −1], lr 0.1, momentum 0.9, weight decay 0.1.
+    fn two_steps(nesterov: bool) -> (Vec<f32>, Vec<f32>) {
+        let w =
+            Var::from_tensor(&Tensor::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap()).unwrap();
+        let x = Tensor::new(&[0.5f32, 1.0, -1.0], &Device::Cpu).unwrap();
+        let params = Params {
+            trainable: BTreeMap::from([("w".to_string(), w.clone())]),
+            buffers: BTreeMap::new(),
+        };
+        let mut sgd = Sgd::new(SgdConfig {
+            momentum: 0.9,
+            nesterov,
+            weight_decay: 0.1,
+        });
+        let mut after = Vec::new();
+        for _ in 0..2 {
+            let loss = w.as_tensor().mul(&x).unwrap().sum_all().unwrap();
+            sgd.step(&params, &loss.backward().unwrap(), 0.1).unwrap();
+            after.push(w.as_tensor().to_vec1::<f32>().unwrap());
+        }
+        (after[0].clone(), after[1].clone())
+    }
+
+    fn close(got: &[f32], want: &[f64]) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn heavy_ball_momentum_with_weight_decay() {
+        // Step 1: g = x + 0.1·w₀ = [0.6, 0.8, −0.7] = b; w₁ = w₀ − 0.1·g.
+        // Step 2: g = x + 0.1·w₁ = [0.594, 0.792, −0.693]; b = 0.9·b + g = [1.134, 1.512, −1.323].
+        let (w1, w2) = two_steps(false);
+        close(&w1, &[0.94, -2.08, 3.07]);
+        close(&w2, &[0.8266, -2.2312, 3.2023]);
+    }
+
+    #[test]
+    fn nesterov_momentum_with_weight_decay() {
+        // Step 1: b = g = [0.6, 0.8, −0.7]; update g + 0.9·b = 1.9·g.
+        // Step 2: g = [0.5886, 0.7848, −0.6867]; b = [1.1286, 1.5048, −1.3167];
+        //         update g + 0.9·b = [1.60434, 2.13912, −1.87173].
+        let (w1, w2) = two_steps(true);
+        close(&w1, &[0.886, -2.152, 3.133]);
+        close(&w2, &[0.725566, -2.365912, 3.320173]);
+    }
+
+    #[test]
+    fn momentum_buffers_are_detached() {
+        let w = Var::from_tensor(&Tensor::new(&[1.0f32], &Device::Cpu).unwrap()).unwrap();
+        let params = Params {
+            trainable: BTreeMap::from([("w".to_string(), w.clone())]),
+            buffers: BTreeMap::new(),
+        };
+        let mut sgd = Sgd::new(SgdConfig {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+        });
+        let loss = w.as_tensor().sqr().unwrap().sum_all().unwrap();
+        sgd.step(&params, &loss.backward().unwrap(), 0.1).unwrap();
+        assert!(
+            !sgd.state()["w"].track_op(),
+            "a buffer attached to autograd keeps every past step alive"
+        );
+    }
+}
