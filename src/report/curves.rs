@@ -104,6 +104,8 @@ fn panel<B: DrawingBackend>(
         )?;
     chart
         .configure_mesh()
+        .x_labels(last_epoch.clamp(2, 10))
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .x_desc("epoch")
         .y_desc(label)
         .draw()?;
