@@ -15,44 +15,74 @@ fn golden() -> BTreeMap<String, Tensor> {
 }
 
 fn with_prefix(all: &BTreeMap<String, Tensor>, prefix: &str) -> BTreeMap<String, Tensor> {
-    all.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone()))).collect()
+    all.iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
+        .collect()
 }
 
 fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
 }
 
 fn assert_close(name: &str, got: &Tensor, want: &Tensor, tolerance: f64) {
     let (g, w) = (values(got), values(want));
     assert_eq!(g.len(), w.len(), "{name}");
     let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
-    let worst = g.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    assert!(worst <= tolerance * scale, "{name}: max |Δ| {worst:e} vs scale {scale:e}");
+    let worst = g
+        .iter()
+        .zip(&w)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst <= tolerance * scale,
+        "{name}: max |Δ| {worst:e} vs scale {scale:e}"
+    );
 }
 
 #[test]
 fn two_sgd_steps_match_pytorch() {
     let golden = golden();
     let graph = prunelab::models::build("resnet8", 3, 16, 10).unwrap();
-    let mut params = Params::from_tensors(&graph, with_prefix(&golden, "initial."), &Device::Cpu).unwrap();
-    let mut sgd = Sgd::new(SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 5e-4 });
+    let mut params =
+        Params::from_tensors(&graph, with_prefix(&golden, "initial."), &Device::Cpu).unwrap();
+    let mut sgd = Sgd::new(SgdConfig {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 5e-4,
+    });
     let losses = values(&golden["losses"]);
     for step in 0..2 {
         let x = &golden[&format!("batch{step}.x")];
-        let y = golden[&format!("batch{step}.y")].to_dtype(DType::U32).unwrap();
+        let y = golden[&format!("batch{step}.y")]
+            .to_dtype(DType::U32)
+            .unwrap();
         let out = forward(&graph, &params, x, Mode::Train).unwrap();
         let loss = candle_nn::loss::cross_entropy(&out.output, &y).unwrap();
         let value = loss.to_scalar::<f32>().unwrap() as f64;
-        assert!((value - losses[step]).abs() < 1e-5 * losses[step], "step {step}: loss {value} vs {}", losses[step]);
+        assert!(
+            (value - losses[step]).abs() < 1e-5 * losses[step],
+            "step {step}: loss {value} vs {}",
+            losses[step]
+        );
         sgd.step(&params, &loss.backward().unwrap(), 0.1).unwrap();
         params.update_running_stats(&out.batch_stats).unwrap();
     }
     let trained = with_prefix(&golden, "trained.");
     let ours = params.tensors();
-    assert_eq!(ours.keys().collect::<Vec<_>>(), trained.keys().collect::<Vec<_>>());
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        trained.keys().collect::<Vec<_>>()
+    );
     for (name, want) in &trained {
         assert_close(name, &ours[name], want, 1e-4);
     }
-    let logits = forward(&graph, &params, &golden["eval.x"], Mode::Eval).unwrap().output;
+    let logits = forward(&graph, &params, &golden["eval.x"], Mode::Eval)
+        .unwrap()
+        .output;
     assert_close("eval logits", &logits, &golden["eval.logits"], 1e-4);
 }

@@ -56,7 +56,7 @@ pub fn forward(
                 bias,
                 ..
             } => {
-                let y = input(0)?.conv2d(&param("weight")?, padding, stride, 1, groups)?;
+                let y = super::conv2d(input(0)?, &param("weight")?, stride, padding, groups)?;
                 if bias {
                     y.broadcast_add(&param("bias")?.reshape((1, (), 1, 1))?)?
                 } else {

@@ -1,6 +1,7 @@
 //! The network as data: IR, execution on candle, parameters, persistence.
 
 mod builder;
+mod conv;
 mod exec;
 mod io;
 mod ir;
@@ -9,6 +10,7 @@ mod params;
 use std::path::PathBuf;
 
 pub use builder::{GraphBuilder, BN_EPS, BN_MOMENTUM};
+pub use conv::{conv2d, conv_backend, set_conv_backend, ConvBackend};
 pub use exec::{forward, Forward, Mode};
 pub use io::{load_model, load_state_dict, read_safetensors, save_model, write_safetensors};
 pub use ir::{ActShape, Graph, Init, Node, Op, ParamRole, ParamSpec};

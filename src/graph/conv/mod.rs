@@ -1,0 +1,182 @@
+//! 2-D convolution for the graph executor: our CPU kernels as a candle custom op (forward and
+//! both gradients), candle's own op on other devices and dtypes.
+
+mod kernels;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+pub use kernels::Geometry;
+
+/// Which implementation runs convolutions on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvBackend {
+    /// Our kernels (the default).
+    Fast,
+    /// candle's stock `Tensor::conv2d`, kept as the reference and for comparisons.
+    Candle,
+}
+
+static USE_CANDLE: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the CPU convolution for the whole process (benchmarks and reference tests switch it).
+pub fn set_conv_backend(backend: ConvBackend) {
+    USE_CANDLE.store(backend == ConvBackend::Candle, Ordering::Relaxed);
+}
+
+pub fn conv_backend() -> ConvBackend {
+    if USE_CANDLE.load(Ordering::Relaxed) {
+        ConvBackend::Candle
+    } else {
+        ConvBackend::Fast
+    }
+}
+
+/// `conv2d(x, w)` with square stride and padding, dilation 1; `x` is `[N, C, H, W]`, `w` is
+/// `[O, C/groups, k, k]`. Differentiable in both arguments. Our kernels run for f32 on the CPU;
+/// other devices and dtypes (and [`ConvBackend::Candle`]) use candle's op.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    let ours = x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32;
+    if !ours || conv_backend() == ConvBackend::Candle {
+        return x.conv2d(w, padding, stride, 1, groups);
+    }
+    let geometry = geometry(x, w, stride, padding, groups)?;
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, Forward(geometry))
+}
+
+fn geometry(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Geometry> {
+    let (batch, in_channels, height, width) = x.dims4()?;
+    let (out_channels, per_group, kernel, kernel_w) = w.dims4()?;
+    if kernel != kernel_w || per_group * groups != in_channels || out_channels % groups != 0 {
+        candle_core::bail!(
+            "conv2d: weight {:?} does not fit input {:?} with {groups} groups",
+            w.dims(),
+            x.dims()
+        );
+    }
+    if height + 2 * padding < kernel || width + 2 * padding < kernel || stride == 0 {
+        candle_core::bail!("conv2d: a {kernel}×{kernel} kernel does not fit a {height}×{width} input padded by {padding}");
+    }
+    Ok(Geometry {
+        batch,
+        in_channels,
+        height,
+        width,
+        out_channels,
+        kernel,
+        stride,
+        padding,
+        groups,
+    })
+}
+
+/// The contiguous f32 data of a custom op's argument.
+fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("conv2d: expected a contiguous tensor"),
+    }
+}
+
+struct Forward(Geometry);
+
+impl CustomOp2 for Forward {
+    fn name(&self) -> &'static str {
+        "prunelab-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let mut out = vec![0.0f32; g.batch * g.out_channels * g.out_height() * g.out_width()];
+        kernels::forward(g, slice(xs, xl)?, slice(ws, wl)?, &mut out);
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width())),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(w, &InputGrad(self.0))?;
+        let dw = x.apply_op2_no_bwd(&grad, &WeightGrad(self.0))?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// `(dout, w) → dx`.
+struct InputGrad(Geometry);
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "prunelab-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ds: &CpuStorage,
+        dl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let mut dx = vec![0.0f32; g.batch * g.in_channels * g.height * g.width];
+        kernels::input_grad(g, slice(ds, dl)?, slice(ws, wl)?, &mut dx);
+        Ok((
+            CpuStorage::F32(dx),
+            Shape::from((g.batch, g.in_channels, g.height, g.width)),
+        ))
+    }
+}
+
+/// `(x, dout) → dw`.
+struct WeightGrad(Geometry);
+
+impl CustomOp2 for WeightGrad {
+    fn name(&self) -> &'static str {
+        "prunelab-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ds: &CpuStorage,
+        dl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let per_group = g.in_channels / g.groups;
+        let mut dw = vec![0.0f32; g.out_channels * per_group * g.kernel * g.kernel];
+        kernels::weight_grad(g, slice(xs, xl)?, slice(ds, dl)?, &mut dw);
+        Ok((
+            CpuStorage::F32(dw),
+            Shape::from((g.out_channels, per_group, g.kernel, g.kernel)),
+        ))
+    }
+}
