@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes tests/golden/resnet8_torch.safetensors: golden values from PyTorch for tests/torch_golden.rs.
 
-A He-style CIFAR ResNet-8 (projection shortcuts, kuangliu names), 3×16×16 inputs, 10 classes,
-defined here independently of prunelab. Recorded: the initial state dict, two training batches
+A He-style CIFAR ResNet-8 (projection shortcuts, kuangliu names; torch_models.py), 3×16×16
+inputs, 10 classes, defined independently of prunelab. Recorded: the initial state dict, two training batches
 with labels, the loss of each of two SGD steps (lr 0.1, momentum 0.9, weight decay 5e-4, train
 mode), the state dict after them (weights, momentum-updated BN statistics), and eval-mode logits
 on a third batch.
@@ -16,45 +16,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
-class ResNet8(nn.Module):
-    def __init__(self, classes=10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = nn.Sequential(BasicBlock(16, 16, 1))
-        self.layer2 = nn.Sequential(BasicBlock(16, 32, 2))
-        self.layer3 = nn.Sequential(BasicBlock(32, 64, 2))
-        self.linear = nn.Linear(64, classes)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.linear(out)
+from torch_models import build
 
 
 def main():
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
-    net = ResNet8().double()  # float64 reference; prunelab computes in float32
+    net = build("resnet8").double()  # float64 reference; prunelab computes in float32
     with torch.no_grad():  # non-trivial BN parameters and statistics
         for m in net.modules():
             if isinstance(m, nn.BatchNorm2d):

@@ -2,6 +2,7 @@
 
 use candle_core::{Tensor, D};
 
+use super::batch_norm::batch_norm_train;
 use super::ir::{Graph, Op};
 use super::params::{BatchStats, Params};
 use super::GraphError;
@@ -67,13 +68,13 @@ pub fn forward(
                 let (gamma, beta) = (param("weight")?, param("bias")?);
                 match mode {
                     Mode::Train => {
-                        let (y, mean, var) = batch_norm_train(input(0)?, &gamma, &beta, eps)?;
-                        batch_stats.push(BatchStats {
-                            node: node.name.clone(),
+                        let (y, stats) = batch_norm_train(input(0)?, &gamma, &beta, eps)?;
+                        batch_stats.push(BatchStats::from_channel_stats(
+                            node.name.clone(),
                             momentum,
-                            mean,
-                            var,
-                        });
+                            stats,
+                            x.device(),
+                        )?);
                         y
                     }
                     Mode::Eval => batch_norm_eval(
@@ -121,26 +122,6 @@ pub fn forward(
         output,
         batch_stats,
     })
-}
-
-/// PyTorch training-mode BN: normalise with the biased batch variance, report the unbiased one.
-fn batch_norm_train(
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    eps: f64,
-) -> Result<(Tensor, Tensor, Tensor), GraphError> {
-    let (n, c, h, w) = x.dims4()?;
-    let count = (n * h * w) as f64;
-    let mean = x.mean_keepdim((0, 2, 3))?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
-    let y = centred
-        .broadcast_div(&(&var + eps)?.sqrt()?)?
-        .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
-        .broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
-    let unbiased = (var.flatten_all()? * (count / (count - 1.0).max(1.0)))?;
-    Ok((y, mean.flatten_all()?.detach(), unbiased.detach()))
 }
 
 /// Evaluation-mode BN as one per-channel affine map.

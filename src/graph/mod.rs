@@ -1,5 +1,6 @@
 //! The network as data: IR, execution on candle, parameters, persistence.
 
+mod batch_norm;
 mod builder;
 mod conv;
 mod exec;
@@ -9,6 +10,7 @@ mod params;
 
 use std::path::PathBuf;
 
+pub use batch_norm::{batch_norm_train, ChannelStats};
 pub use builder::{GraphBuilder, BN_EPS, BN_MOMENTUM};
 pub use conv::{conv2d, conv_backend, set_conv_backend, ConvBackend};
 pub use exec::{forward, Forward, Mode};

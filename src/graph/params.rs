@@ -8,6 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
+use super::batch_norm::ChannelStats;
 use super::ir::{Graph, Init, ParamRole, ParamSpec};
 use super::GraphError;
 
@@ -26,6 +27,26 @@ pub struct BatchStats {
     /// Per-channel mean and unbiased variance, shape `[C]`, detached.
     pub mean: Tensor,
     pub var: Tensor,
+}
+
+impl BatchStats {
+    /// PyTorch's running update uses the unbiased variance: biased · M / (M − 1).
+    pub fn from_channel_stats(
+        node: String,
+        momentum: f64,
+        stats: ChannelStats,
+        device: &Device,
+    ) -> Result<Self, GraphError> {
+        let c = stats.mean.len();
+        let correction = stats.count as f32 / (stats.count as f32 - 1.0).max(1.0);
+        let unbiased: Vec<f32> = stats.var.iter().map(|v| v * correction).collect();
+        Ok(Self {
+            node,
+            momentum,
+            mean: Tensor::from_vec(stats.mean, c, device)?,
+            var: Tensor::from_vec(unbiased, c, device)?,
+        })
+    }
 }
 
 impl Params {

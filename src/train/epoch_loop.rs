@@ -6,11 +6,12 @@ use std::time::Instant;
 use candle_core::Device;
 
 use super::progress::Progress;
+use super::step::train_step;
 use super::{Checkpoint, EpochMetrics, Schedule, Sgd, SgdConfig, TrainError};
 use crate::config::TrainConfig;
 use crate::data::{epoch_rng, shuffled, Augment, Batcher, Dataset, Normalizer};
-use crate::eval::{count_correct, evaluate};
-use crate::graph::{forward, Graph, Mode, Params};
+use crate::eval::evaluate;
+use crate::graph::{Graph, Params};
 
 /// Everything the loop reads but does not change.
 pub struct Trainer<'a> {
@@ -118,17 +119,12 @@ impl Trainer<'_> {
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for (step, chunk) in order.chunks(batch_size).enumerate() {
             let batch = batcher.batch(chunk, Some((self.augment, &mut rng)))?;
-            let out = forward(self.graph, params, &batch.images, Mode::Train)?;
-            let loss = candle_nn::loss::cross_entropy(&out.output, &batch.labels)?;
-            let loss_value = loss.to_scalar::<f32>()?;
-            if !loss_value.is_finite() {
-                return Err(self.diverged(epoch, step, loss_value, lr));
+            let outcome = train_step(self.graph, params, sgd, &batch, lr)?;
+            if !outcome.loss.is_finite() {
+                return Err(self.diverged(epoch, step, outcome.loss, lr));
             }
-            let grads = loss.backward()?;
-            sgd.step(params, &grads, lr)?;
-            params.update_running_stats(&out.batch_stats)?;
-            loss_sum += loss_value as f64 * chunk.len() as f64;
-            correct += count_correct(&out.output, &batch.labels)?;
+            loss_sum += outcome.loss as f64 * chunk.len() as f64;
+            correct += outcome.correct;
             seen += chunk.len();
             let rate = seen as f64 / started.elapsed().as_secs_f64();
             progress.step(

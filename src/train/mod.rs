@@ -5,6 +5,7 @@ mod epoch_loop;
 mod progress;
 mod schedule;
 mod sgd;
+mod step;
 
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ pub use checkpoint::{path_in as checkpoint_path, Checkpoint};
 pub use epoch_loop::{TrainState, Trainer};
 pub use schedule::Schedule;
 pub use sgd::{Sgd, SgdConfig};
+pub use step::{train_step, StepOutcome};
 
 /// What one epoch measured. Accuracies are fractions in [0, 1].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,295 @@
+//! Training-mode batch normalisation as fused CPU ops, with PyTorch semantics.
+//!
+//! Written with candle's generic ops, BN costs a strided reduction per statistic forward and
+//! per broadcast backward; here it is two passes forward (statistics, normalise) and two
+//! backward (sums, input gradient), using the analytic gradient
+//!
+//! ```text
+//! x̂ = (x − μ)·s,  s = 1/√(σ² + ε),  y = γ·x̂ + β
+//! ∂L/∂β = Σ dy,  ∂L/∂γ = Σ dy·x̂,  ∂L/∂x = γ·s·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)
+//! ```
+//!
+//! with sums over the M = N·H·W values of a channel. Sums run in f64, channel by channel in a
+//! fixed order, so results do not depend on thread scheduling.
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
+use rayon::prelude::*;
+
+/// Per-channel batch statistics of `[N, C, H, W]`.
+#[derive(Debug, Clone)]
+pub struct ChannelStats {
+    pub mean: Vec<f32>,
+    /// Biased variance (what normalisation uses).
+    pub var: Vec<f32>,
+    /// Values per channel, N·H·W.
+    pub count: usize,
+}
+
+/// Normalises `x` with its own batch statistics; returns `y` (differentiable in x, γ, β) and
+/// the statistics. Falls back to candle's generic ops off the CPU or for other dtypes.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, ChannelStats)> {
+    let (n, c, h, w) = x.dims4()?;
+    if !x.device().is_cpu() || x.dtype() != DType::F32 {
+        return generic(x, gamma, beta, eps);
+    }
+    let x = x.contiguous()?;
+    let sums = x.apply_op1_no_bwd(&StatsOp)?.to_vec2::<f32>()?;
+    let stats = ChannelStats {
+        mean: sums[0].clone(),
+        var: sums[1].clone(),
+        count: n * h * w,
+    };
+    let inv_std: Vec<f32> = stats
+        .var
+        .iter()
+        .map(|v| 1.0 / (*v as f64 + eps).sqrt() as f32)
+        .collect();
+    debug_assert_eq!(inv_std.len(), c);
+    let y = x.apply_op3(
+        gamma,
+        beta,
+        NormalizeOp {
+            mean: stats.mean.clone(),
+            inv_std,
+        },
+    )?;
+    Ok((y, stats))
+}
+
+/// The same with candle's ops, for devices our kernels do not cover.
+fn generic(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, ChannelStats)> {
+    let (n, c, h, w) = x.dims4()?;
+    let mean = x.mean_keepdim((0, 2, 3))?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
+    let y = centred
+        .broadcast_div(&(&var + eps)?.sqrt()?)?
+        .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
+        .broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
+    let stats = ChannelStats {
+        mean: mean.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
+        var: var.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
+        count: n * h * w,
+    };
+    Ok((y, stats))
+}
+
+fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&storage.as_slice::<f32>()?[start..end]),
+        None => candle_core::bail!("batch norm: expected a contiguous tensor"),
+    }
+}
+
+/// `[N, C, H, W]` as (N, C, H·W).
+fn dims(layout: &Layout) -> Result<(usize, usize, usize)> {
+    let (n, c, h, w) = layout.shape().dims4()?;
+    Ok((n, c, h * w))
+}
+
+/// For every channel, `f(channel, run)` over its N runs of H·W values, summed in f64.
+fn per_channel_sums<const K: usize>(
+    (n, c, hw): (usize, usize, usize),
+    f: impl Fn(usize, usize) -> [f64; K] + Sync,
+) -> Vec<[f64; K]> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut total = [0.0f64; K];
+            for image in 0..n {
+                let part = f(ch, (image * c + ch) * hw);
+                total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+            }
+            total
+        })
+        .collect()
+}
+
+/// `x → [2, C]`: per-channel mean and biased variance (two-pass, so it is exact for large means).
+struct StatsOp;
+
+impl CustomOp1 for StatsOp {
+    fn name(&self) -> &'static str {
+        "prunelab-bn-stats"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous(storage, layout)?;
+        let shape @ (n, c, hw) = dims(layout)?;
+        let count = (n * hw) as f64;
+        let sums = per_channel_sums(shape, |_, at| {
+            [x[at..at + hw].iter().map(|&v| v as f64).sum()]
+        });
+        let mean: Vec<f64> = sums.iter().map(|s| s[0] / count).collect();
+        let squares = per_channel_sums(shape, |ch, at| {
+            [x[at..at + hw]
+                .iter()
+                .map(|&v| (v as f64 - mean[ch]).powi(2))
+                .sum()]
+        });
+        let mut out: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        out.extend(squares.iter().map(|s| (s[0] / count) as f32));
+        Ok((CpuStorage::F32(out), Shape::from((2, c))))
+    }
+}
+
+/// `(x, γ, β) → γ·(x − μ)·s + β` with fixed μ and s = 1/√(σ² + ε) of this batch.
+struct NormalizeOp {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+impl CustomOp3 for NormalizeOp {
+    fn name(&self) -> &'static str {
+        "prunelab-bn-normalize"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, gamma, beta) = (
+            contiguous(xs, xl)?,
+            contiguous(gs, gl)?,
+            contiguous(bs, bl)?,
+        );
+        let (_, c, hw) = dims(xl)?;
+        let mut y = vec![0.0f32; x.len()];
+        y.par_chunks_mut(c * hw)
+            .zip(x.par_chunks(c * hw))
+            .for_each(|(yi, xi)| {
+                for ch in 0..c {
+                    let scale = gamma[ch] * self.inv_std[ch];
+                    let shift = beta[ch] - self.mean[ch] * scale;
+                    let (yo, xo) = (&mut yi[ch * hw..][..hw], &xi[ch * hw..][..hw]);
+                    yo.iter_mut()
+                        .zip(xo)
+                        .for_each(|(o, &v)| *o = v * scale + shift);
+                }
+            });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let op = GradOp {
+            mean: self.mean.clone(),
+            inv_std: self.inv_std.clone(),
+            gamma: gamma.to_vec1()?,
+        };
+        let sums = x.apply_op2_no_bwd(&dy, &GradSumsOp(&op))?;
+        let dx = x.apply_op2_no_bwd(
+            &dy,
+            &GradInputOp {
+                op: &op,
+                sums: sums.to_vec2()?,
+            },
+        )?;
+        Ok((Some(dx), Some(sums.get(1)?), Some(sums.get(0)?)))
+    }
+}
+
+struct GradOp {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    gamma: Vec<f32>,
+}
+
+/// `(x, dy) → [2, C]`: Σ dy (= ∂L/∂β) and Σ dy·x̂ (= ∂L/∂γ) per channel.
+struct GradSumsOp<'a>(&'a GradOp);
+
+impl CustomOp2 for GradSumsOp<'_> {
+    fn name(&self) -> &'static str {
+        "prunelab-bn-grad-sums"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ds: &CpuStorage,
+        dl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, dy) = (contiguous(xs, xl)?, contiguous(ds, dl)?);
+        let shape @ (_, c, hw) = dims(xl)?;
+        let op = self.0;
+        let sums = per_channel_sums(shape, |ch, at| {
+            let (mean, s) = (op.mean[ch], op.inv_std[ch]);
+            let (xr, dr) = (&x[at..at + hw], &dy[at..at + hw]);
+            let sum_dy: f64 = dr.iter().map(|&d| d as f64).sum();
+            let sum_dy_xhat: f64 = xr
+                .iter()
+                .zip(dr)
+                .map(|(&v, &d)| (d * (v - mean) * s) as f64)
+                .sum();
+            [sum_dy, sum_dy_xhat]
+        });
+        let mut out: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
+        out.extend(sums.iter().map(|s| s[1] as f32));
+        Ok((CpuStorage::F32(out), Shape::from((2, c))))
+    }
+}
+
+/// `(x, dy) → ∂L/∂x`.
+struct GradInputOp<'a> {
+    op: &'a GradOp,
+    /// Σ dy and Σ dy·x̂ per channel.
+    sums: Vec<Vec<f32>>,
+}
+
+impl CustomOp2 for GradInputOp<'_> {
+    fn name(&self) -> &'static str {
+        "prunelab-bn-grad-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ds: &CpuStorage,
+        dl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, dy) = (contiguous(xs, xl)?, contiguous(ds, dl)?);
+        let (n, c, hw) = dims(xl)?;
+        let m = (n * hw) as f32;
+        let op = self.op;
+        let mut dx = vec![0.0f32; x.len()];
+        dx.par_chunks_mut(c * hw)
+            .zip(x.par_chunks(c * hw).zip(dy.par_chunks(c * hw)))
+            .for_each(|(gi, (xi, di))| {
+                for ch in 0..c {
+                    let (mean, s) = (op.mean[ch], op.inv_std[ch]);
+                    let (mean_dy, mean_dy_xhat) = (self.sums[0][ch] / m, self.sums[1][ch] / m);
+                    let k = op.gamma[ch] * s;
+                    let (go, xo, d) = (
+                        &mut gi[ch * hw..][..hw],
+                        &xi[ch * hw..][..hw],
+                        &di[ch * hw..][..hw],
+                    );
+                    for ((g, &v), &dv) in go.iter_mut().zip(xo).zip(d) {
+                        *g = k * (dv - mean_dy - (v - mean) * s * mean_dy_xhat);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(dx), xl.shape().clone()))
+    }
+}
