@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use prunelab::eval::{bench_model, BenchBudget, BenchRow};
 use prunelab::graph::{set_conv_backend, ConvBackend};
 use prunelab::{experiment, Experiment, Plan, RunOptions};

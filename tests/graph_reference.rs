@@ -344,3 +344,72 @@ fn a_state_dict_that_does_not_fit_lists_the_offending_keys() {
     assert!(err.contains("unexpected (1): bn.extra"), "{err}");
     assert!(err.contains("weights.safetensors"), "{err}");
 }
+
+#[test]
+fn the_fused_inference_form_keeps_eval_outputs() {
+    for (arch, size) in [("resnet8", 16), ("resnet50", 32), ("vgg11", 32)] {
+        let graph = prunelab::models::build(arch, 3, size, 10).unwrap();
+        let mut values = random_values(&graph, 9);
+        // Conv weights at a realistic scale so activations stay O(1) through deep graphs.
+        for (name, (shape, v)) in values.iter_mut() {
+            if shape.len() == 4 {
+                let fan_in: usize = shape[1..].iter().product();
+                v.iter_mut().for_each(|w| *w /= (fan_in as f64).sqrt());
+            } else if name.ends_with(".weight") && shape.len() == 2 {
+                v.iter_mut().for_each(|w| *w /= (shape[1] as f64).sqrt());
+            }
+        }
+        let params = to_params(&graph, &values);
+        let (folded, folded_params) = prunelab::graph::fuse_for_inference(&graph, &params).unwrap();
+        let batch_norms = |g: &Graph| {
+            g.nodes
+                .iter()
+                .filter(|n| matches!(n.op, prunelab::graph::Op::BatchNorm { .. }))
+                .count()
+        };
+        assert_eq!(
+            batch_norms(&folded),
+            0,
+            "{arch}: every BN follows a conv read by nothing else"
+        );
+        let fused_relus = folded
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, prunelab::graph::Op::Conv2d { relu: true, .. }))
+            .count();
+        let relus = |g: &Graph| {
+            g.nodes
+                .iter()
+                .filter(|n| matches!(n.op, prunelab::graph::Op::Relu))
+                .count()
+        };
+        assert!(fused_relus > 0, "{arch}: conv → BN → ReLU runs as one node");
+        assert_eq!(
+            folded.nodes.len(),
+            graph.nodes.len() - batch_norms(&graph) - fused_relus
+        );
+        assert_eq!(relus(&folded), relus(&graph) - fused_relus);
+        let x = Tensor::randn(0f32, 1.0, (3, 3, size, size), &Device::Cpu).unwrap();
+        let a = forward(&graph, &params, &x, Mode::Eval)
+            .unwrap()
+            .output
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = forward(&folded, &folded_params, &x, Mode::Eval)
+            .unwrap()
+            .output
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        for (u, v) in a.iter().zip(&b) {
+            assert!(
+                (u - v).abs() <= 1e-5 * scale,
+                "{arch}: {u} vs {v} (scale {scale})"
+            );
+        }
+    }
+}

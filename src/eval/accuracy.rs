@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Tensor, D};
 
 use crate::data::{Batcher, Normalizer, Split};
-use crate::graph::{forward, Graph, GraphError, Mode, Params};
+use crate::graph::{forward, fuse_for_inference, Graph, GraphError, Mode, Params};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
@@ -13,7 +13,8 @@ pub struct Evaluation {
     pub accuracy: f64,
 }
 
-/// Evaluates `graph` on every image of `split`, `batch_size` at a time.
+/// Evaluates `graph` on every image of `split`, `batch_size` at a time, in its inference form
+/// (BatchNorm folded into the convolutions).
 pub fn evaluate(
     graph: &Graph,
     params: &Params,
@@ -22,6 +23,7 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation, GraphError> {
+    let (graph, params) = &fuse_for_inference(graph, params)?;
     let batcher = Batcher {
         split,
         normalizer,

@@ -1,5 +1,5 @@
 //! Throughput benchmarks of a model on random data: training images/s (the exact training
-//! step), inference images/s at two batch sizes, and memory.
+//! step), inference images/s at two batch sizes (fused inference form), and memory.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::memory;
 use crate::data::Batch;
-use crate::graph::{conv_backend, forward, Graph, GraphError, Mode, Params};
+use crate::graph::{conv_backend, forward, fuse_for_inference, Graph, GraphError, Mode, Params};
 use crate::train::{train_step, Sgd, SgdConfig, TrainError};
 
 /// How long to measure.
@@ -123,6 +123,8 @@ pub fn bench_model(
             .copied()
             .unwrap_or(0.0);
 
+    // Inference runs the fused form (BatchNorm folded into the convolutions).
+    let (graph, params) = fuse_for_inference(&graph, &params)?;
     let inference = |n: usize| -> Result<f64, TrainError> {
         let x = random_batch(&graph, n, 10)?.images;
         let seconds = median_seconds(budget, || {

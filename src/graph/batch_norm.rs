@@ -17,6 +17,8 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use super::channelwise::{contiguous, dims, per_channel_sums};
+
 /// Per-channel batch statistics of `[N, C, H, W]`.
 #[derive(Debug, Clone)]
 pub struct ChannelStats {
@@ -79,37 +81,6 @@ fn generic(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tenso
         count: n * h * w,
     };
     Ok((y, stats))
-}
-
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<f32>()?[start..end]),
-        None => candle_core::bail!("batch norm: expected a contiguous tensor"),
-    }
-}
-
-/// `[N, C, H, W]` as (N, C, H·W).
-fn dims(layout: &Layout) -> Result<(usize, usize, usize)> {
-    let (n, c, h, w) = layout.shape().dims4()?;
-    Ok((n, c, h * w))
-}
-
-/// For every channel, `f(channel, run)` over its N runs of H·W values, summed in f64.
-fn per_channel_sums<const K: usize>(
-    (n, c, hw): (usize, usize, usize),
-    f: impl Fn(usize, usize) -> [f64; K] + Sync,
-) -> Vec<[f64; K]> {
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let mut total = [0.0f64; K];
-            for image in 0..n {
-                let part = f(ch, (image * c + ch) * hw);
-                total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
-            }
-            total
-        })
-        .collect()
 }
 
 /// `x → [2, C]`: per-channel mean and biased variance (two-pass, so it is exact for large means).

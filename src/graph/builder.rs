@@ -87,6 +87,7 @@ impl GraphBuilder {
             padding,
             groups: 1,
             bias,
+            relu: false,
         };
         self.push(name, op, vec![x])
     }

@@ -54,12 +54,39 @@ pub fn forward(
                 stride,
                 padding,
                 groups,
+                bias: true,
+                relu: true,
+                ..
+            } => super::conv2d_bias_relu(
+                input(0)?,
+                &param("weight")?,
+                &param("bias")?,
+                stride,
+                padding,
+                groups,
+                true,
+            )?,
+            Op::Conv2d {
+                bias: false,
+                relu: true,
+                ..
+            } => {
+                return Err(GraphError::Invalid(format!(
+                    "node {}: a fused ReLU needs a bias",
+                    node.name
+                )))
+            }
+            Op::Conv2d {
+                stride,
+                padding,
+                groups,
                 bias,
+                relu: false,
                 ..
             } => {
                 let y = super::conv2d(input(0)?, &param("weight")?, stride, padding, groups)?;
                 if bias {
-                    y.broadcast_add(&param("bias")?.reshape((1, (), 1, 1))?)?
+                    super::add_channel_bias(&y, &param("bias")?)?
                 } else {
                     y
                 }

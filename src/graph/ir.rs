@@ -28,6 +28,11 @@ pub enum Op {
         padding: usize,
         groups: usize,
         bias: bool,
+        /// ReLU applied to the output inside the convolution. Only the inference form made by
+        /// [`crate::graph::fuse_for_inference`] sets it (it needs `bias`); such a node has no
+        /// gradient.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        relu: bool,
     },
     /// Per-channel batch normalisation with PyTorch semantics (`momentum` weighs the new batch).
     BatchNorm {
@@ -320,8 +325,12 @@ fn infer(
             stride,
             padding,
             groups,
-            ..
+            bias,
+            relu,
         } => {
+            if relu && !bias {
+                return Err("a fused ReLU needs a bias".into());
+            }
             let (c, h, w) = map()?;
             if c != in_channels {
                 return Err(format!("expects {in_channels} input channels, gets {c}"));

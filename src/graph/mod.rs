@@ -2,8 +2,10 @@
 
 mod batch_norm;
 mod builder;
+mod channelwise;
 mod conv;
 mod exec;
+mod fuse;
 mod io;
 mod ir;
 mod params;
@@ -12,8 +14,10 @@ use std::path::PathBuf;
 
 pub use batch_norm::{batch_norm_train, ChannelStats};
 pub use builder::{GraphBuilder, BN_EPS, BN_MOMENTUM};
-pub use conv::{conv2d, conv_backend, set_conv_backend, ConvBackend};
+pub use channelwise::add_channel_bias;
+pub use conv::{conv2d, conv2d_bias_relu, conv_backend, set_conv_backend, ConvBackend};
 pub use exec::{forward, Forward, Mode};
+pub use fuse::fuse_for_inference;
 pub use io::{load_model, load_state_dict, read_safetensors, save_model, write_safetensors};
 pub use ir::{ActShape, Graph, Init, Node, Op, ParamRole, ParamSpec};
 pub use params::{specs, BatchStats, Params};

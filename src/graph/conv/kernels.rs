@@ -58,6 +58,17 @@ impl Geometry {
     fn weight_group_len(&self) -> usize {
         self.out_per_group() * self.col_rows()
     }
+    /// The output columns `lo..hi` whose input column `ox·stride + kx − padding` lies inside
+    /// the image, for kernel column `kx`.
+    fn valid_columns(&self, kx: usize) -> (usize, usize) {
+        let (s, p, wo) = (self.stride, self.padding as isize, self.out_width());
+        let lo = ((p - kx as isize).max(0) as usize).div_ceil(s).min(wo);
+        let hi = (((self.width as isize + p - kx as isize - 1).max(-1) + 1) as usize)
+            .div_ceil(s)
+            .min(wo)
+            .max(lo);
+        (lo, hi)
+    }
     fn is_pointwise(&self) -> bool {
         self.kernel == 1 && self.stride == 1 && self.padding == 0
     }
@@ -136,12 +147,12 @@ fn im2col(g: &Geometry, image: &[f32], group: usize, cols: &mut [f32]) {
         for ky in 0..k {
             for kx in 0..k {
                 let row = &mut cols[((c * k + ky) * k + kx) * ho * wo..][..ho * wo];
-                // Output columns whose input column ox·s + kx − p falls inside [0, w).
-                let lo = ((p - kx as isize).max(0) as usize).div_ceil(s).min(wo);
-                let hi = (((w as isize + p - kx as isize - 1).max(-1) + 1) as usize)
-                    .div_ceil(s)
-                    .min(wo)
-                    .max(lo);
+                let (lo, hi) = g.valid_columns(kx);
+                if s == 1 && wo == w && ho == g.height {
+                    let shift = (ky as isize - p) * w as isize + kx as isize - p;
+                    shifted_copy(plane, row, shift, wo, lo, hi);
+                    continue;
+                }
                 for oy in 0..ho {
                     let iy = (oy * s + ky) as isize - p;
                     let out = &mut row[oy * wo..][..wo];
@@ -166,6 +177,27 @@ fn im2col(g: &Geometry, image: &[f32], group: usize, cols: &mut [f32]) {
     }
 }
 
+/// im2col row of a stride-1 convolution whose output has the input's size: output position
+/// `i` reads input position `i + shift`, so the row is one contiguous copy; what falls outside
+/// the plane, and the columns outside `lo..hi` that wrapped into a neighbouring row, are zero.
+fn shifted_copy(plane: &[f32], row: &mut [f32], shift: isize, width: usize, lo: usize, hi: usize) {
+    let n = row.len() as isize;
+    let start = (-shift).clamp(0, n) as usize;
+    let end = (plane.len() as isize - shift).clamp(start as isize, n) as usize;
+    row[..start].fill(0.0);
+    row[end..].fill(0.0);
+    if start < end {
+        let from = (start as isize + shift) as usize;
+        row[start..end].copy_from_slice(&plane[from..from + end - start]);
+    }
+    if lo > 0 || hi < width {
+        for line in row.chunks_mut(width) {
+            line[..lo].fill(0.0);
+            line[hi..].fill(0.0);
+        }
+    }
+}
+
 /// Adds `cols` (`[(C/g)·k·k, Ho·Wo]`) back into group `group` of one image's gradient.
 fn col2im(g: &Geometry, cols: &[f32], group: usize, image: &mut [f32]) {
     let (k, s, p) = (g.kernel, g.stride, g.padding as isize);
@@ -176,11 +208,7 @@ fn col2im(g: &Geometry, cols: &[f32], group: usize, image: &mut [f32]) {
         for ky in 0..k {
             for kx in 0..k {
                 let row = &cols[((c * k + ky) * k + kx) * ho * wo..][..ho * wo];
-                let lo = ((p - kx as isize).max(0) as usize).div_ceil(s).min(wo);
-                let hi = (((w as isize + p - kx as isize - 1).max(-1) + 1) as usize)
-                    .div_ceil(s)
-                    .min(wo)
-                    .max(lo);
+                let (lo, hi) = g.valid_columns(kx);
                 for oy in 0..ho {
                     let iy = (oy * s + ky) as isize - p;
                     if iy < 0 || iy >= h {
@@ -188,8 +216,15 @@ fn col2im(g: &Geometry, cols: &[f32], group: usize, image: &mut [f32]) {
                     }
                     let dst = &mut plane[iy as usize * w..][..w];
                     let src = &row[oy * wo..][..wo];
-                    for ox in lo..hi {
-                        dst[ox * s + kx - g.padding] += src[ox];
+                    if s == 1 && lo < hi {
+                        // Contiguous on both sides: a slice add the compiler vectorises.
+                        let start = lo + kx - g.padding;
+                        let dst = &mut dst[start..start + hi - lo];
+                        dst.iter_mut().zip(&src[lo..hi]).for_each(|(d, v)| *d += v);
+                    } else {
+                        for ox in lo..hi {
+                            dst[ox * s + kx - g.padding] += src[ox];
+                        }
                     }
                 }
             }
@@ -211,8 +246,16 @@ fn gemm_threads(g: &Geometry) -> usize {
     }
 }
 
-/// `out = conv(x, w)`, `out` is `[N, O, Ho, Wo]`.
-pub fn forward(g: &Geometry, x: &[f32], w: &[f32], out: &mut [f32]) {
+/// What is applied to the output while it is still in cache: a per-channel bias (the output
+/// rows start as the bias and the product is added) and an optional ReLU.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    pub bias: &'a [f32],
+    pub relu: bool,
+}
+
+/// `out = conv(x, w)` (then the epilogue, if any); `out` is `[N, O, Ho, Wo]`.
+pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, out: &mut [f32]) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     let inner = gemm_threads(g);
     let per_image = |(image, out_image): (&[f32], &mut [f32]), cols: &mut Vec<f32>| {
@@ -237,7 +280,25 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], out: &mut [f32]) {
                 }
             };
             let dst = &mut out_image[group * og * positions..][..og * positions];
-            matmul(og, positions, kk, dst, false, weights, cols_view, inner);
+            if let Some(e) = epilogue {
+                let bias = &e.bias[group * og..][..og];
+                dst.chunks_mut(positions)
+                    .zip(bias)
+                    .for_each(|(row, b)| row.fill(*b));
+            }
+            matmul(
+                og,
+                positions,
+                kk,
+                dst,
+                epilogue.is_some(),
+                weights,
+                cols_view,
+                inner,
+            );
+            if epilogue.is_some_and(|e| e.relu) {
+                dst.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
         }
     };
     let scratch = || vec![0.0f32; if g.is_pointwise() { 0 } else { kk * positions }];

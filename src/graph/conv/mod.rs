@@ -5,8 +5,9 @@ mod kernels;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
+use kernels::Epilogue;
 pub use kernels::Geometry;
 
 /// Which implementation runs convolutions on the CPU.
@@ -50,6 +51,32 @@ pub fn conv2d(
     let geometry = geometry(x, w, stride, padding, groups)?;
     x.contiguous()?
         .apply_op2(&w.contiguous()?, Forward(geometry))
+}
+
+/// Inference only (no gradient): `relu?(conv2d(x, w) + b)` with the bias and the ReLU applied
+/// inside the convolution, while each image's output is in cache.
+pub fn conv2d_bias_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    let ours = x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32;
+    if !ours || conv_backend() == ConvBackend::Candle {
+        let y = x
+            .conv2d(w, padding, stride, 1, groups)?
+            .broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    let geometry = geometry(x, w, stride, padding, groups)?;
+    x.contiguous()?.apply_op3_no_bwd(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        &FusedForward { geometry, relu },
+    )
 }
 
 fn geometry(
@@ -109,7 +136,7 @@ impl CustomOp2 for Forward {
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
         let mut out = vec![0.0f32; g.batch * g.out_channels * g.out_height() * g.out_width()];
-        kernels::forward(g, slice(xs, xl)?, slice(ws, wl)?, &mut out);
+        kernels::forward(g, slice(xs, xl)?, slice(ws, wl)?, None, &mut out);
         Ok((
             CpuStorage::F32(out),
             Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width())),
@@ -127,6 +154,39 @@ impl CustomOp2 for Forward {
         let dx = grad.apply_op2_no_bwd(w, &InputGrad(self.0))?;
         let dw = x.apply_op2_no_bwd(&grad, &WeightGrad(self.0))?;
         Ok((Some(dx), Some(dw)))
+    }
+}
+
+struct FusedForward {
+    geometry: Geometry,
+    relu: bool,
+}
+
+impl CustomOp3 for FusedForward {
+    fn name(&self) -> &'static str {
+        "prunelab-conv2d-bias-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        let mut out = vec![0.0f32; g.batch * g.out_channels * g.out_height() * g.out_width()];
+        let epilogue = Epilogue {
+            bias: slice(bs, bl)?,
+            relu: self.relu,
+        };
+        kernels::forward(g, slice(xs, xl)?, slice(ws, wl)?, Some(epilogue), &mut out);
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width())),
+        ))
     }
 }
 

@@ -1,0 +1,104 @@
+//! Helpers and ops over the channels of contiguous f32 `[N, C, H, W]` tensors on the CPU.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// The contiguous f32 data of a custom op's argument.
+pub(super) fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&storage.as_slice::<f32>()?[start..end]),
+        None => candle_core::bail!("expected a contiguous tensor"),
+    }
+}
+
+/// `[N, C, H, W]` as (N, C, H·W).
+pub(super) fn dims(layout: &Layout) -> Result<(usize, usize, usize)> {
+    let (n, c, h, w) = layout.shape().dims4()?;
+    Ok((n, c, h * w))
+}
+
+/// For every channel, `f(channel, start)` over the channel's N runs of H·W values (each
+/// starting at `start`), summed in f64 in a fixed order: deterministic whatever the threads.
+pub(super) fn per_channel_sums<const K: usize>(
+    (n, c, hw): (usize, usize, usize),
+    f: impl Fn(usize, usize) -> [f64; K] + Sync,
+) -> Vec<[f64; K]> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut total = [0.0f64; K];
+            for image in 0..n {
+                let part = f(ch, (image * c + ch) * hw);
+                total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+            }
+            total
+        })
+        .collect()
+}
+
+/// `x + b` with `b` (`[C]`) added to every position of channel c; differentiable in both.
+pub fn add_channel_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.rank() != 4 {
+        return x.broadcast_add(&b.reshape((1, (), 1, 1))?);
+    }
+    x.contiguous()?.apply_op2(&b.contiguous()?, ChannelBias)
+}
+
+struct ChannelBias;
+
+impl CustomOp2 for ChannelBias {
+    fn name(&self) -> &'static str {
+        "prunelab-channel-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, b) = (contiguous(xs, xl)?, contiguous(bs, bl)?);
+        let (_, c, hw) = dims(xl)?;
+        let mut y = x.to_vec();
+        y.par_chunks_mut(c * hw).for_each(|image| {
+            for (plane, bias) in image.chunks_mut(hw).zip(b) {
+                plane.iter_mut().for_each(|v| *v += bias);
+            }
+        });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let db = dy.apply_op1_no_bwd(&ChannelSum)?;
+        Ok((Some(dy), Some(db)))
+    }
+}
+
+/// `[N, C, H, W] → [C]`: the sum over everything but the channel.
+struct ChannelSum;
+
+impl candle_core::CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "prunelab-channel-sum"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous(storage, layout)?;
+        let shape @ (_, c, hw) = dims(layout)?;
+        let sums = per_channel_sums(shape, |_, at| {
+            [x[at..at + hw].iter().map(|&v| v as f64).sum()]
+        });
+        Ok((
+            CpuStorage::F32(sums.iter().map(|s| s[0] as f32).collect()),
+            Shape::from(c),
+        ))
+    }
+}
