@@ -114,7 +114,7 @@ pub fn forward(
                     )?,
                 }
             }
-            Op::Relu => input(0)?.relu()?,
+            Op::Relu => super::relu(input(0)?)?,
             Op::Add => {
                 let mut sum = input(0)?.clone();
                 for k in 1..node.inputs.len() {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use batch_norm::{batch_norm_train, ChannelStats};
 pub use builder::{GraphBuilder, BN_EPS, BN_MOMENTUM};
-pub use channelwise::add_channel_bias;
+pub use channelwise::{add_channel_bias, relu};
 pub use conv::{conv2d, conv2d_bias_relu, conv_backend, set_conv_backend, ConvBackend};
 pub use exec::{forward, Forward, Mode};
 pub use fuse::fuse_for_inference;
