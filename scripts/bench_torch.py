@@ -30,7 +30,7 @@ def median_seconds(f, warmup=2, min_runs=5, min_time=5.0, max_runs=200):
     return statistics.median(times)
 
 
-def bench(arch, size, batch, seconds, torch):
+def bench(arch, size, batch, budget, torch):
     from torch_models import build
 
     net = build(arch)
@@ -44,7 +44,7 @@ def bench(arch, size, batch, seconds, torch):
         opt.step()
 
     net.train()
-    train = batch / median_seconds(step, min_time=seconds)
+    train = batch / median_seconds(step, **budget)
     net.eval()
     rates = {}
     for n in (1, batch):
@@ -54,7 +54,7 @@ def bench(arch, size, batch, seconds, torch):
             with torch.inference_mode():
                 net(xi)
 
-        rates[n] = n / median_seconds(infer, min_time=seconds)
+        rates[n] = n / median_seconds(infer, **budget)
     return {
         "model": arch,
         "conv": "pytorch",
@@ -73,7 +73,9 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--seconds", type=float, default=5.0, help="least time per measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+    p.add_argument("--min-runs", type=int, default=5, help="least timed runs (the median is reported)")
     p.add_argument("--json")
     args = p.parse_args()
     try:
@@ -82,7 +84,8 @@ def main():
         sys.exit("PyTorch is not installed: pip install torch (the CPU wheel is enough)")
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    rows = [bench(m, args.size, args.batch, args.seconds, torch) for m in args.models.split(",")]
+    budget = {"warmup": args.warmup, "min_runs": args.min_runs, "min_time": args.seconds}
+    rows = [bench(m, args.size, args.batch, budget, torch) for m in args.models.split(",")]
     print(f"| model | conv | threads | train img/s (batch {args.batch}) | infer img/s batch 1 | infer img/s batch {args.batch} | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

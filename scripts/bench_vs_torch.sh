@@ -13,10 +13,10 @@ out=$(mktemp -d)
 for round in $(seq "$rounds"); do
   for model in ${models//,/ }; do
     for conv in ours candle; do
-      ./target/release/prunelab bench --models "$model" --threads "$threads" --conv "$conv" --seconds "$seconds" \
+      ./target/release/prunelab bench --models "$model" --threads "$threads" --conv "$conv" --seconds "$seconds" --warmup 1 --min-runs 3 \
         --json "$out/$round-$model-$conv.json" > /dev/null
     done
-    python3 scripts/bench_torch.py --models "$model" --threads "$threads" --seconds "$seconds" \
+    python3 scripts/bench_torch.py --models "$model" --threads "$threads" --seconds "$seconds" --warmup 1 --min-runs 3 \
       --json "$out/$round-$model-pytorch.json" > /dev/null
     echo "round $round/$rounds: $model done" >&2
   done

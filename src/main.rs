@@ -73,6 +73,12 @@ enum Command {
         /// Least time spent on each measurement, in seconds.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// Untimed runs before each measurement.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Least number of timed runs of each measurement (the median is reported).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        min_runs: u64,
         /// Also write the rows as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -95,8 +101,18 @@ fn main() -> ExitCode {
             conv,
             threads,
             seconds,
+            warmup,
+            min_runs,
             json,
-        }) => bench(&models, batch, size, conv, threads, seconds, json),
+        }) => {
+            let budget = BenchBudget {
+                warmup,
+                min_runs: min_runs as usize,
+                min_time: Duration::from_secs_f64(seconds),
+                ..BenchBudget::default()
+            };
+            bench(&models, batch, size, conv, threads, budget, json)
+        }
         None => run(&cli.run),
     };
     match result {
@@ -138,7 +154,7 @@ fn bench(
     size: usize,
     conv: Conv,
     threads: Option<u64>,
-    seconds: f64,
+    budget: BenchBudget,
     json: Option<PathBuf>,
 ) -> Result<(), prunelab::Error> {
     if let Some(n) = threads {
@@ -148,10 +164,6 @@ fn bench(
         Conv::Ours => ConvBackend::Fast,
         Conv::Candle => ConvBackend::Candle,
     });
-    let budget = BenchBudget {
-        min_time: Duration::from_secs_f64(seconds),
-        ..BenchBudget::default()
-    };
     println!("| model | conv | threads | train img/s (batch {batch}) | infer img/s batch 1 | infer img/s batch {batch} | peak RSS MiB | RSS growth over training MiB |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<BenchRow> = Vec::new();

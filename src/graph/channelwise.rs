@@ -121,9 +121,11 @@ impl candle_core::CustomOp1 for Relu {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous(storage, layout)?;
         let mut y = vec![0.0f32; x.len()];
-        y.par_chunks_mut(1 << 14).zip(x.par_chunks(1 << 14)).for_each(|(o, i)| {
-            o.iter_mut().zip(i).for_each(|(o, &v)| *o = v.max(0.0));
-        });
+        y.par_chunks_mut(1 << 14)
+            .zip(x.par_chunks(1 << 14))
+            .for_each(|(o, i)| {
+                o.iter_mut().zip(i).for_each(|(o, &v)| *o = v.max(0.0));
+            });
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
@@ -140,12 +142,22 @@ impl CustomOp2 for ReluGrad {
         "prunelab-relu-grad"
     }
 
-    fn cpu_fwd(&self, ds: &CpuStorage, dl: &Layout, ys: &CpuStorage, yl: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        ds: &CpuStorage,
+        dl: &Layout,
+        ys: &CpuStorage,
+        yl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (dy, y) = (contiguous(ds, dl)?, contiguous(ys, yl)?);
         let mut dx = vec![0.0f32; dy.len()];
-        dx.par_chunks_mut(1 << 14).zip(dy.par_chunks(1 << 14).zip(y.par_chunks(1 << 14))).for_each(|(o, (d, y))| {
-            o.iter_mut().zip(d.iter().zip(y)).for_each(|(o, (&d, &y))| *o = if y > 0.0 { d } else { 0.0 });
-        });
+        dx.par_chunks_mut(1 << 14)
+            .zip(dy.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
+            .for_each(|(o, (d, y))| {
+                o.iter_mut()
+                    .zip(d.iter().zip(y))
+                    .for_each(|(o, (&d, &y))| *o = if y > 0.0 { d } else { 0.0 });
+            });
         Ok((CpuStorage::F32(dx), dl.shape().clone()))
     }
 }
