@@ -164,19 +164,21 @@ fn bench(
         Conv::Ours => ConvBackend::Fast,
         Conv::Candle => ConvBackend::Candle,
     });
-    println!("| model | conv | threads | train img/s (batch {batch}) | infer img/s batch 1 | infer img/s batch {batch} | peak RSS MiB | RSS growth over training MiB |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| model | conv | threads | train img/s (batch {batch}) | infer img/s batch 1 | infer img/s batch {batch} | GFLOP/s train / infer | peak RSS MiB | RSS growth over training MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<BenchRow> = Vec::new();
     for model in models {
         let r = bench_model(model, size, batch, budget)?;
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:+.1} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} / {:.0} | {:.0} | {:+.1} |",
             r.model,
             r.conv,
             r.threads,
             r.train_images_per_second,
             r.infer_batch1_images_per_second,
             r.infer_batch_images_per_second,
+            r.train_gflops,
+            r.infer_gflops,
             r.peak_rss_mib,
             r.train_rss_growth_mib
         );

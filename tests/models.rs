@@ -118,3 +118,40 @@ fn a_two_digit_block_index_keeps_graph_order() {
     assert!(position("layer3.9.conv1") < position("layer3.10.conv1"));
     assert!(position("layer3.10.conv1") < position("layer3.22.conv1"));
 }
+
+#[test]
+fn macs_match_published_figures() {
+    use prunelab::graph::macs;
+    // He et al. ResNet-56 on CIFAR: ≈ 125 M MACs (126 M with our two projection shortcuts).
+    let r56 = macs(&build("resnet56", 3, 32, 10).unwrap()).unwrap();
+    assert!((125.0e6..127.5e6).contains(&(r56 as f64)), "{r56}");
+    // kuangliu ResNet-50 on CIFAR: ≈ 1.30 G MACs.
+    let r50 = macs(&build("resnet50", 3, 32, 10).unwrap()).unwrap();
+    assert!((r50 as f64 - 1.30e9).abs() < 0.01e9, "{r50}");
+    // kuangliu ResNet-18: 0.56 G MACs.
+    let r18 = macs(&build("resnet18", 3, 32, 10).unwrap()).unwrap();
+    assert!((r18 as f64 - 0.556e9).abs() < 0.005e9, "{r18}");
+}
+
+#[test]
+fn macs_and_parameters_of_a_small_graph_counted_by_hand() {
+    use prunelab::graph::{layer_costs, GraphBuilder};
+    // 3×8×8 → conv 3×3/s2 p1 → 4×4×4 → BN → ReLU → GAP → fc 4→5.
+    let mut g = GraphBuilder::new(3, 8, 8);
+    let x = g.conv("conv", g.input(), 4, 3, 2, 1).unwrap();
+    let x = g.batch_norm("bn", x).unwrap();
+    let x = g.relu("relu", x).unwrap();
+    let x = g.global_avg_pool("pool", x).unwrap();
+    let x = g.flatten("flatten", x).unwrap();
+    g.linear("fc", x, 5).unwrap();
+    let costs = layer_costs(&g.finish()).unwrap();
+    let by_name = |n: &str| costs.iter().find(|c| c.name == n).unwrap().clone();
+    // conv: 4 filters · 3 channels · 9 taps at 4·4 positions; 4·3·9 weights.
+    assert_eq!(
+        (by_name("conv").macs, by_name("conv").parameters),
+        (4 * 3 * 9 * 16, 108)
+    );
+    assert_eq!((by_name("bn").macs, by_name("bn").parameters), (0, 8));
+    assert_eq!((by_name("fc").macs, by_name("fc").parameters), (20, 25));
+    assert_eq!(costs.iter().map(|c| c.macs).sum::<u64>(), 1728 + 20);
+}

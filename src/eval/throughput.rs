@@ -46,6 +46,12 @@ pub struct BenchRow {
     pub infer_batch_images_per_second: f64,
     /// Peak resident memory during this model's measurements, MiB.
     pub peak_rss_mib: f64,
+    /// Multiply-accumulates of one image's forward pass.
+    pub macs_per_image: u64,
+    /// Achieved GFLOP/s: training counts 3 × 2 × MACs per image (forward, input gradient,
+    /// weight gradient), inference 2 × MACs (at the large batch).
+    pub train_gflops: f64,
+    pub infer_gflops: f64,
     /// Resident memory after the last training step minus halfway through the timed steps,
     /// MiB: near zero when nothing is kept across steps.
     pub train_rss_growth_mib: f64,
@@ -135,14 +141,19 @@ pub fn bench_model(
     };
     let infer_batch1 = inference(1)?;
     let infer_batch = inference(batch)?;
+    let macs = crate::graph::macs(&graph)?;
+    let train_images_per_second = batch as f64 / step_seconds;
     Ok(BenchRow {
         model: arch.to_string(),
         conv: format!("{:?}", conv_backend()).to_lowercase(),
         threads: rayon::current_num_threads(),
         train_batch: batch,
-        train_images_per_second: batch as f64 / step_seconds,
+        train_images_per_second,
         infer_batch1_images_per_second: infer_batch1,
         infer_batch_images_per_second: infer_batch,
+        macs_per_image: macs,
+        train_gflops: 6.0 * macs as f64 * train_images_per_second / 1e9,
+        infer_gflops: 2.0 * macs as f64 * infer_batch / 1e9,
         peak_rss_mib: memory::resident_mib().map_or(0.0, |m| m.1),
         train_rss_growth_mib: rss_growth,
     })
