@@ -50,6 +50,22 @@ pub struct Summary {
     pub out_dir: PathBuf,
 }
 
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "done: {} on {}: test accuracy {:.2}%, test loss {:.4} after {} epochs ({:.0}s); outputs in {}",
+            self.arch,
+            self.dataset,
+            100.0 * self.test_accuracy,
+            self.test_loss,
+            self.epochs,
+            self.seconds,
+            self.out_dir.display()
+        )
+    }
+}
+
 impl Plan {
     pub fn new(experiment: Experiment, results_root: &Path) -> Result<Self, Error> {
         let dataset = experiment.data.info(experiment.synthetic());

@@ -10,6 +10,7 @@ pub mod data;
 pub mod eval;
 pub mod experiment;
 pub mod graph;
+pub mod inspect;
 pub mod models;
 pub mod report;
 pub mod train;

@@ -229,3 +229,41 @@ fn a_checkpoint_of_another_model_is_not_resumed_silently() {
         .status
         .success());
 }
+
+#[test]
+fn training_with_our_convolution_follows_the_reference_op() {
+    // Three smoke epochs with our kernels and with candle's convolution: same initial weights,
+    // same batches, so the loss curves differ only by float rounding.
+    let dir = tempfile::tempdir().unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    let mut curves = Vec::new();
+    for conv in ["ours", "candle"] {
+        let results = dir.path().join(conv);
+        let out = run(&config, &results, &["--conv", conv]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let csv = std::fs::read_to_string(results.join("smoke/train_metrics.csv")).unwrap();
+        let losses: Vec<(f64, f64)> = csv
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<f64> = l.split(',').map(|v| v.parse().unwrap()).collect();
+                (f[2], f[4]) // train and test loss
+            })
+            .collect();
+        curves.push(losses);
+    }
+    assert_eq!(curves[0].len(), 3);
+    for (epoch, (a, b)) in curves[0].iter().zip(&curves[1]).enumerate() {
+        for (x, y) in [(a.0, b.0), (a.1, b.1)] {
+            assert!(
+                (x - y).abs() <= 0.02 * y.abs().max(0.1),
+                "epoch {}: {x} vs {y} ({curves:?})",
+                epoch + 1
+            );
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Result tables (polars) and figures (plotters).
 
+pub mod console;
 mod curves;
 mod tables;
 

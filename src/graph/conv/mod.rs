@@ -44,8 +44,7 @@ pub fn conv2d(
     padding: usize,
     groups: usize,
 ) -> Result<Tensor> {
-    let ours = x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32;
-    if !ours || conv_backend() == ConvBackend::Candle {
+    if !use_our_kernels(x, w) {
         return x.conv2d(w, padding, stride, 1, groups);
     }
     let geometry = geometry(x, w, stride, padding, groups)?;
@@ -64,8 +63,7 @@ pub fn conv2d_bias_relu(
     groups: usize,
     relu: bool,
 ) -> Result<Tensor> {
-    let ours = x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32;
-    if !ours || conv_backend() == ConvBackend::Candle {
+    if !use_our_kernels(x, w) {
         let y = x
             .conv2d(w, padding, stride, 1, groups)?
             .broadcast_add(&b.reshape((1, (), 1, 1))?)?;
@@ -77,6 +75,12 @@ pub fn conv2d_bias_relu(
         &b.contiguous()?,
         &FusedForward { geometry, relu },
     )
+}
+
+/// Our kernels cover f32 on the CPU, unless candle's convolution was chosen.
+fn use_our_kernels(x: &Tensor, w: &Tensor) -> bool {
+    let f32_on_cpu = x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32;
+    f32_on_cpu && conv_backend() == ConvBackend::Fast
 }
 
 fn geometry(

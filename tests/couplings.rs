@@ -1,0 +1,151 @@
+//! Data Flow Couplings found from the graph, against counts worked out for known architectures.
+
+use prunelab::graph::{couplings, Coupling, Graph, GraphBuilder, Op};
+use prunelab::models::build;
+
+fn summary(arch: &str) -> (usize, usize, usize) {
+    let found = couplings(&build(arch, 3, 32, 10).unwrap()).unwrap();
+    (
+        found.len(),
+        found.iter().filter(|c| c.is_coupled()).count(),
+        found.iter().map(|c| c.channels).sum(),
+    )
+}
+
+fn names(graph: &Graph, nodes: &[usize]) -> Vec<String> {
+    nodes.iter().map(|&i| graph.nodes[i].name.clone()).collect()
+}
+
+#[test]
+fn kuangliu_bottleneck_resnets_have_the_known_couplings() {
+    // Two DFCs inside every bottleneck, plus the stem and one stream per stage (coupled).
+    assert_eq!(summary("resnet50"), (37, 5, 11_456));
+    assert_eq!(summary("resnet101"), (71, 5, 20_160));
+}
+
+#[test]
+fn basic_block_resnets_put_the_stem_into_the_first_stream() {
+    // ResNet-18: one DFC inside each of 8 blocks; the stem joins layer1's stream (no projection
+    // there); layer2–4 streams. 2·(64+128+256+512) + (64+128+256+512) channels.
+    assert_eq!(summary("resnet18"), (12, 4, 2880));
+    let graph = build("resnet18", 3, 32, 10).unwrap();
+    let found = couplings(&graph).unwrap();
+    let stem = found
+        .iter()
+        .find(|c| names(&graph, &c.producers).contains(&"conv1".to_string()))
+        .unwrap();
+    assert_eq!(
+        names(&graph, &stem.producers),
+        ["conv1", "layer1.0.conv2", "layer1.1.conv2"]
+    );
+    assert_eq!(
+        names(&graph, &stem.consumers),
+        [
+            "layer1.0.conv1",
+            "layer1.1.conv1",
+            "layer2.0.conv1",
+            "layer2.0.shortcut.0"
+        ]
+    );
+    // Its channel-wise members: the BNs, ReLUs and adds of the stream.
+    let members = names(&graph, &stem.members);
+    for m in [
+        "bn1",
+        "relu",
+        "layer1.0.bn2",
+        "layer1.0.add",
+        "layer1.1.relu",
+    ] {
+        assert!(
+            members.contains(&m.to_string()),
+            "{m} missing from {members:?}"
+        );
+    }
+    // He et al. ResNet-20 likewise: 9 inner DFCs + 3 streams.
+    assert_eq!(
+        summary("resnet20"),
+        (12, 3, 3 * (16 + 32 + 64) + 16 + 32 + 64)
+    );
+}
+
+#[test]
+fn the_last_stream_feeds_the_classifier_and_outputs_are_not_prunable() {
+    let graph = build("resnet50", 3, 32, 10).unwrap();
+    let found = couplings(&graph).unwrap();
+    let last = found.iter().find(|c| c.channels == 2048).unwrap();
+    assert!(names(&graph, &last.consumers).contains(&"linear".to_string()));
+    assert!(found
+        .iter()
+        .all(|c| !names(&graph, &c.producers).contains(&"linear".to_string())));
+}
+
+#[test]
+fn vgg_couplings_are_all_single() {
+    let graph = build("vgg16", 3, 32, 10).unwrap();
+    let found = couplings(&graph).unwrap();
+    assert_eq!(found.len(), 13);
+    assert!(found.iter().all(|c: &Coupling| !c.is_coupled()));
+    assert_eq!(
+        found.iter().map(|c| c.channels).sum::<usize>(),
+        2 * 64 + 2 * 128 + 3 * 256 + 6 * 512
+    );
+}
+
+#[test]
+fn a_two_digit_block_index_is_ordered_by_the_graph() {
+    // The stream of stage 3 of ResNet-101 lists layer3.10 after layer3.9, as the graph does.
+    let graph = build("resnet101", 3, 32, 10).unwrap();
+    let found = couplings(&graph).unwrap();
+    let stream = found.iter().find(|c| c.channels == 1024).unwrap();
+    let producers = names(&graph, &stream.producers);
+    let at = |n: &str| producers.iter().position(|p| p == n).unwrap();
+    assert!(
+        at("layer3.2.conv3") < at("layer3.9.conv3") && at("layer3.9.conv3") < at("layer3.10.conv3")
+    );
+    assert_eq!(
+        producers.len(),
+        23 + 1,
+        "23 blocks + the projection shortcut"
+    );
+}
+
+#[test]
+fn unknown_channel_behaviour_is_an_error() {
+    // A grouped (not depthwise) convolution.
+    let mut g = GraphBuilder::new(4, 8, 8);
+    let op = Op::Conv2d {
+        in_channels: 4,
+        out_channels: 4,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        groups: 2,
+        bias: false,
+        relu: false,
+    };
+    let x = g.push("grouped", op, vec![0]).unwrap();
+    let x = g.global_avg_pool("pool", x).unwrap();
+    let x = g.flatten("flatten", x).unwrap();
+    g.linear("fc", x, 2).unwrap();
+    let err = couplings(&g.finish()).unwrap_err().to_string();
+    assert!(
+        err.contains("grouped") && err.contains("groups = 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_fused_inference_form_has_the_same_couplings() {
+    // Folding BN into convs and ReLUs into their epilogue removes channel-wise members only.
+    let graph = build("resnet20", 3, 32, 10).unwrap();
+    let params = prunelab::graph::Params::init(&graph, 0, &candle_core::Device::Cpu).unwrap();
+    let (fused, _) = prunelab::graph::fuse_for_inference(&graph, &params).unwrap();
+    let shape = |g: &Graph| -> Vec<(Vec<String>, Vec<String>, usize)> {
+        couplings(g)
+            .unwrap()
+            .iter()
+            .map(|c| (names(g, &c.producers), names(g, &c.consumers), c.channels))
+            .collect()
+    };
+    assert_eq!(shape(&fused), shape(&graph));
+}
