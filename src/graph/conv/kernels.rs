@@ -138,39 +138,60 @@ fn matmul(
 }
 
 /// Fills the `(C/g)·k·k` rows of `Ho·Wo` values that start every `row_stride` in `cols` with
-/// group `group` of one image.
-fn im2col(g: &Geometry, image: &[f32], group: usize, cols: &mut [f32], row_stride: usize) {
+/// group `group` of one image; with `parallel`, input channels are spread over the threads
+/// (each channel's k·k rows are one contiguous run of `cols`).
+fn im2col(
+    g: &Geometry,
+    image: &[f32],
+    group: usize,
+    cols: &mut [f32],
+    row_stride: usize,
+    parallel: bool,
+) {
+    let plane_len = g.height * g.width;
+    let planes = image[group * g.in_per_group() * plane_len..].chunks(plane_len);
+    let channel_rows = g.kernel * g.kernel * row_stride;
+    let work = cols
+        .chunks_mut(channel_rows)
+        .zip(planes)
+        .take(g.in_per_group());
+    if parallel {
+        work.par_bridge()
+            .for_each(|(rows, plane)| im2col_channel(g, plane, rows, row_stride));
+    } else {
+        work.for_each(|(rows, plane)| im2col_channel(g, plane, rows, row_stride));
+    }
+}
+
+/// The k·k rows of one input channel.
+fn im2col_channel(g: &Geometry, plane: &[f32], rows: &mut [f32], row_stride: usize) {
     let (k, s, p) = (g.kernel, g.stride, g.padding as isize);
     let (h, w, ho, wo) = (g.height as isize, g.width, g.out_height(), g.out_width());
-    let first_channel = group * g.in_per_group();
-    for c in 0..g.in_per_group() {
-        let plane = &image[(first_channel + c) * g.height * w..][..g.height * w];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = &mut cols[((c * k + ky) * k + kx) * row_stride..][..ho * wo];
-                let (lo, hi) = g.valid_columns(kx);
-                if s == 1 && wo == w && ho == g.height {
-                    let shift = (ky as isize - p) * w as isize + kx as isize - p;
-                    shifted_copy(plane, row, shift, wo, lo, hi);
+    for ky in 0..k {
+        for kx in 0..k {
+            let row = &mut rows[(ky * k + kx) * row_stride..][..ho * wo];
+            let (lo, hi) = g.valid_columns(kx);
+            if s == 1 && wo == w && ho == g.height {
+                let shift = (ky as isize - p) * w as isize + kx as isize - p;
+                shifted_copy(plane, row, shift, wo, lo, hi);
+                continue;
+            }
+            for oy in 0..ho {
+                let iy = (oy * s + ky) as isize - p;
+                let out = &mut row[oy * wo..][..wo];
+                if iy < 0 || iy >= h {
+                    out.fill(0.0);
                     continue;
                 }
-                for oy in 0..ho {
-                    let iy = (oy * s + ky) as isize - p;
-                    let out = &mut row[oy * wo..][..wo];
-                    if iy < 0 || iy >= h {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * w..][..w];
-                    out[..lo].fill(0.0);
-                    out[hi..].fill(0.0);
-                    if s == 1 && lo < hi {
-                        let start = lo + kx - g.padding;
-                        out[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
-                    } else {
-                        for (o, ox) in out[lo..hi].iter_mut().zip(lo..hi) {
-                            *o = src[ox * s + kx - g.padding];
-                        }
+                let src = &plane[iy as usize * w..][..w];
+                out[..lo].fill(0.0);
+                out[hi..].fill(0.0);
+                if s == 1 && lo < hi {
+                    let start = lo + kx - g.padding;
+                    out[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                } else {
+                    for (o, ox) in out[lo..hi].iter_mut().zip(lo..hi) {
+                        *o = src[ox * s + kx - g.padding];
                     }
                 }
             }
@@ -284,7 +305,16 @@ impl Scratch {
 
 /// The column matrix of group `group` for the `b` images in `images`: image i fills columns
 /// `i·P .. (i+1)·P` of rows `width = b·P` long.
-fn gather_columns(g: &Geometry, images: &[f32], group: usize, b: usize, cols: &mut [f32]) {
+/// With `parallel`, each image's im2col is spread over the threads (used when the threads are
+/// not busy with blocks of their own).
+fn gather_columns(
+    g: &Geometry,
+    images: &[f32],
+    group: usize,
+    b: usize,
+    cols: &mut [f32],
+    parallel: bool,
+) {
     let (kk, positions) = (g.col_rows(), g.positions());
     let width = b * positions;
     for (i, image) in images.chunks(g.image_len()).take(b).enumerate() {
@@ -294,7 +324,7 @@ fn gather_columns(g: &Geometry, images: &[f32], group: usize, b: usize, cols: &m
                     .copy_from_slice(&image[(group * kk + r) * positions..][..positions]);
             }
         } else {
-            im2col(g, image, group, &mut cols[i * positions..], width);
+            im2col(g, image, group, &mut cols[i * positions..], width, parallel);
         }
     }
 }
@@ -381,7 +411,7 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
                         col_stride: 1,
                     }
                 } else {
-                    gather_columns(g, xs, group, b, cols);
+                    gather_columns(g, xs, group, b, cols, inner > 1);
                     View {
                         data: cols,
                         row_stride: width,
@@ -519,7 +549,7 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dout: &[f32], dw: &mut [f32]) {
                         col_stride: positions,
                     }
                 } else {
-                    gather_columns(g, xs, group, b, &mut cols);
+                    gather_columns(g, xs, group, b, &mut cols, inner > 1);
                     View {
                         data: &cols,
                         row_stride: 1,
