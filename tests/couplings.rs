@@ -92,6 +92,44 @@ fn vgg_couplings_are_all_single() {
 }
 
 #[test]
+fn mobilenet_v2_depthwise_convs_sit_inside_their_dfcs() {
+    let graph = build("mobilenetv2", 3, 32, 10).unwrap();
+    let found = couplings(&graph).unwrap();
+    // One DFC inside each of the 17 blocks, the stem, one stream per stage (7), and conv2 → linear.
+    assert_eq!(found.len(), 26);
+    assert_eq!(found.iter().filter(|c| c.is_coupled()).count(), 8);
+    let block = found
+        .iter()
+        .find(|c| names(&graph, &c.producers) == ["layers.3.conv1"])
+        .unwrap();
+    assert_eq!(names(&graph, &block.consumers), ["layers.3.conv3"]);
+    assert_eq!(
+        names(&graph, &block.members),
+        [
+            "layers.3.bn1",
+            "layers.3.relu1",
+            "layers.3.conv2",
+            "layers.3.bn2",
+            "layers.3.relu2"
+        ]
+    );
+    assert_eq!(block.channels, 6 * 24);
+    // Stage 3 (32 channels) starts at stride 2 without a residual, then two identity blocks.
+    let stream = found
+        .iter()
+        .find(|c| names(&graph, &c.producers).contains(&"layers.3.conv3".to_string()))
+        .unwrap();
+    assert_eq!(
+        names(&graph, &stream.producers),
+        ["layers.3.conv3", "layers.4.conv3", "layers.5.conv3"]
+    );
+    assert_eq!(
+        names(&graph, &stream.consumers),
+        ["layers.4.conv1", "layers.5.conv1", "layers.6.conv1"]
+    );
+}
+
+#[test]
 fn a_two_digit_block_index_is_ordered_by_the_graph() {
     // The stream of stage 3 of ResNet-101 lists layer3.10 after layer3.9, as the graph does.
     let graph = build("resnet101", 3, 32, 10).unwrap();

@@ -25,6 +25,38 @@ fn kuangliu_vggs_have_the_published_parameter_counts() {
 }
 
 #[test]
+fn mobilenet_v2_matches_pytorch() {
+    // scripts/torch_models.py's MobileNetV2 (kuangliu's), `sum(p.numel())` and MACs counted with
+    // forward hooks at 3×32×32.
+    assert_eq!(count("mobilenetv2"), 2_296_922);
+    assert_eq!(
+        build("mobilenetv2", 1, 32, 10).unwrap().parameter_count(),
+        2_296_346
+    );
+    assert_eq!(
+        build("mobilenetv2", 3, 32, 100).unwrap().parameter_count(),
+        2_412_212
+    );
+    let macs = prunelab::graph::macs(&build("mobilenetv2", 3, 32, 10).unwrap()).unwrap();
+    assert_eq!(macs, 91_154_944);
+    let graph = build("mobilenetv2", 3, 32, 10).unwrap();
+    let depthwise = graph
+        .nodes
+        .iter()
+        .find(|n| n.name == "layers.16.conv2")
+        .unwrap();
+    assert!(matches!(
+        depthwise.op,
+        Op::Conv2d {
+            in_channels: 960,
+            groups: 960,
+            stride: 1,
+            ..
+        }
+    ));
+}
+
+#[test]
 fn he_resnets_match_the_published_sizes_with_projection_shortcuts() {
     // He et al. report 0.27 M (ResNet-20), 0.46 M (32), 0.85 M (56), 1.7 M (110) with
     // parameter-free shortcuts; our 1×1 projections at the two stage changes add exactly

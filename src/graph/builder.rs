@@ -51,7 +51,7 @@ impl GraphBuilder {
         stride: usize,
         padding: usize,
     ) -> Result<usize, GraphError> {
-        self.conv2d(name, x, out, kernel, stride, padding, false)
+        self.conv2d(name, x, out, kernel, stride, padding, 1, false)
     }
 
     /// Square convolution with bias (PyTorch's default, kept by kuangliu's VGG).
@@ -64,7 +64,7 @@ impl GraphBuilder {
         stride: usize,
         padding: usize,
     ) -> Result<usize, GraphError> {
-        self.conv2d(name, x, out, kernel, stride, padding, true)
+        self.conv2d(name, x, out, kernel, stride, padding, 1, true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -76,6 +76,7 @@ impl GraphBuilder {
         kernel: usize,
         stride: usize,
         padding: usize,
+        groups: usize,
         bias: bool,
     ) -> Result<usize, GraphError> {
         let in_channels = self.channels(x);
@@ -85,11 +86,24 @@ impl GraphBuilder {
             kernel,
             stride,
             padding,
-            groups: 1,
+            groups,
             bias,
             relu: false,
         };
         self.push(name, op, vec![x])
+    }
+
+    /// Depthwise square convolution without bias: one filter per channel (`groups` = channels).
+    pub fn depthwise_conv(
+        &mut self,
+        name: &str,
+        x: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<usize, GraphError> {
+        let channels = self.channels(x);
+        self.conv2d(name, x, channels, kernel, stride, padding, channels, false)
     }
 
     pub fn batch_norm(&mut self, name: &str, x: usize) -> Result<usize, GraphError> {

@@ -11,6 +11,7 @@ mod fuse;
 mod io;
 mod ir;
 mod params;
+mod surgery;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,7 @@ pub use fuse::fuse_for_inference;
 pub use io::{load_model, load_state_dict, read_safetensors, save_model, write_safetensors};
 pub use ir::{ActShape, Graph, Init, Node, Op, ParamRole, ParamSpec};
 pub use params::{specs, BatchStats, Params};
+pub use surgery::{mask, prune, ChannelPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {

@@ -3,6 +3,7 @@
 //! Input channels, input size and class count come from the dataset, so the same names build
 //! a 1×28×28 Fashion-MNIST network or a 3×32×32 CIFAR one.
 
+mod mobilenet;
 mod resnet;
 mod vgg;
 
@@ -26,6 +27,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "vgg13",
     "vgg16",
     "vgg19",
+    "mobilenetv2",
 ];
 
 /// Builds `arch` for `[channels, size, size]` inputs and `classes` outputs.
@@ -50,6 +52,7 @@ pub fn build(
         "resnet101" => resnet::kuangliu(Bottleneck, [3, 4, 23, 3], channels, size, classes),
         "resnet152" => resnet::kuangliu(Bottleneck, [3, 8, 36, 3], channels, size, classes),
         "vgg11" | "vgg13" | "vgg16" | "vgg19" => vgg::vgg(arch, channels, size, classes),
+        "mobilenetv2" => mobilenet::mobilenet_v2(channels, size, classes),
         _ => {
             return Err(GraphError::Invalid(format!(
                 "unknown architecture {arch:?}"

@@ -1,0 +1,283 @@
+//! Channel surgery on DFCs: removing channels physically, or zeroing them in place.
+//!
+//! Channel j of a DFC sits at one axis of several tensors: the producers' output rows (weight
+//! and bias), the consumers' input columns, every per-channel vector of its BatchNorms and the
+//! filters of its depthwise convolutions. [`prune`] keeps the other channels of all of them and
+//! shrinks the ops to match, giving a smaller graph that runs, saves and loads like any other;
+//! [`mask`] zeroes the same slices and keeps every shape. In evaluation mode the two give the
+//! same output, which is what makes a masked network a faithful stand-in for a pruned one.
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::coupling::{couplings, Coupling};
+use super::ir::{Graph, Op};
+use super::params::Params;
+use super::GraphError;
+
+/// Which channels to remove from which DFCs. A DFC is named by its first producer, so a plan
+/// written for one network applies to any network built the same way (and reads well as JSON:
+/// `{"remove": {"layer1.0.conv1": [3, 17]}}`). Channel indices are those of the graph the plan
+/// is applied to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelPlan {
+    pub remove: BTreeMap<String, Vec<usize>>,
+}
+
+impl Coupling {
+    /// The DFC's name: its first producer's node name.
+    pub fn name<'g>(&self, graph: &'g Graph) -> &'g str {
+        &graph.nodes[self.producers[0]].name
+    }
+}
+
+/// One tensor that holds a DFC's channels along `axis`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ChannelSlice {
+    tensor: String,
+    axis: usize,
+}
+
+/// Every tensor slice that carries the channels of `coupling`.
+fn channel_slices(graph: &Graph, coupling: &Coupling) -> Vec<ChannelSlice> {
+    let mut slices = Vec::new();
+    let mut add = |node: usize, suffixes: &[&str], axis: usize| {
+        let node = &graph.nodes[node];
+        for spec in node.op.params() {
+            if suffixes.contains(&spec.suffix) {
+                slices.push(ChannelSlice {
+                    tensor: format!("{}.{}", node.name, spec.suffix),
+                    axis,
+                });
+            }
+        }
+    };
+    for &p in &coupling.producers {
+        add(p, &["weight", "bias"], 0);
+    }
+    for &c in &coupling.consumers {
+        add(c, &["weight"], 1);
+    }
+    for &m in &coupling.members {
+        // BN: all four vectors; depthwise conv: its filters and bias (`[C, 1, k, k]`, `[C]`).
+        add(m, &["weight", "bias", "running_mean", "running_var"], 0);
+    }
+    slices
+}
+
+/// Checks `plan` against `graph` and pairs each DFC with its sorted channels to remove.
+fn resolve(graph: &Graph, plan: &ChannelPlan) -> Result<Vec<(Coupling, Vec<usize>)>, GraphError> {
+    let mut by_name: BTreeMap<&str, Coupling> = BTreeMap::new();
+    for c in couplings(graph)? {
+        by_name.insert(c.name(graph), c);
+    }
+    let mut resolved = Vec::new();
+    for (name, channels) in &plan.remove {
+        let coupling = by_name.get(name.as_str()).ok_or_else(|| {
+            GraphError::Invalid(format!(
+                "no DFC has {name:?} as its first producer (DFCs are named by their first producer: {})",
+                by_name.keys().copied().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let mut sorted = channels.clone();
+        sorted.sort_unstable();
+        let n = coupling.channels;
+        if let Some(&bad) = sorted.iter().find(|&&j| j >= n) {
+            return Err(GraphError::Invalid(format!(
+                "DFC {name}: channel {bad} does not exist (it has {n} channels)"
+            )));
+        }
+        if let Some(pair) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(GraphError::Invalid(format!(
+                "DFC {name}: channel {} is listed twice",
+                pair[0]
+            )));
+        }
+        if sorted.len() == n {
+            return Err(GraphError::Invalid(format!(
+                "DFC {name}: removing all {n} of its channels would cut the network; at least one must stay"
+            )));
+        }
+        if !sorted.is_empty() {
+            resolved.push((coupling.clone(), sorted));
+        }
+    }
+    Ok(resolved)
+}
+
+/// Removes the plan's channels: a new, smaller graph and its tensors. `graph` and `params` are
+/// left as they were.
+pub fn prune(
+    graph: &Graph,
+    params: &Params,
+    plan: &ChannelPlan,
+) -> Result<(Graph, Params), GraphError> {
+    let mut pruned = graph.clone();
+    let mut tensors = params.tensors();
+    let device = params_device(&tensors);
+    for (coupling, removed) in resolve(graph, plan)? {
+        let kept: Vec<u32> = (0..coupling.channels as u32)
+            .filter(|j| removed.binary_search(&(*j as usize)).is_err())
+            .collect();
+        let n = kept.len();
+        let kept = Tensor::from_vec(kept, n, &device)?;
+        for slice in channel_slices(graph, &coupling) {
+            let t = tensor(&tensors, &slice.tensor)?.index_select(&kept, slice.axis)?;
+            tensors.insert(slice.tensor, t);
+        }
+        for &p in &coupling.producers {
+            match &mut pruned.nodes[p].op {
+                Op::Conv2d { out_channels, .. } => *out_channels = n,
+                Op::Linear { out_features, .. } => *out_features = n,
+                other => unreachable!("a producer is a mixing op, not {}", other.kind()),
+            }
+        }
+        for &c in &coupling.consumers {
+            match &mut pruned.nodes[c].op {
+                Op::Conv2d { in_channels, .. } => *in_channels = n,
+                Op::Linear { in_features, .. } => *in_features = n,
+                other => unreachable!("a consumer is a mixing op, not {}", other.kind()),
+            }
+        }
+        for &m in &coupling.members {
+            match &mut pruned.nodes[m].op {
+                Op::BatchNorm { channels, .. } => *channels = n,
+                Op::Conv2d {
+                    in_channels,
+                    out_channels,
+                    groups,
+                    ..
+                } => (*in_channels, *out_channels, *groups) = (n, n, n),
+                _ => {}
+            }
+        }
+    }
+    pruned.shapes()?;
+    let params = Params::from_tensors(&pruned, tensors, &device)?;
+    Ok((pruned, params))
+}
+
+/// Zeroes the plan's channels in every tensor that carries them (producers' rows, consumers'
+/// columns, BN vectors, depthwise filters), keeping every shape: the channels contribute
+/// nothing downstream, exactly as if they had been removed.
+pub fn mask(graph: &Graph, params: &Params, plan: &ChannelPlan) -> Result<Params, GraphError> {
+    let mut tensors = params.tensors();
+    let device = params_device(&tensors);
+    for (coupling, removed) in resolve(graph, plan)? {
+        let mut keep = vec![1f32; coupling.channels];
+        removed.iter().for_each(|&j| keep[j] = 0.0);
+        let keep = Tensor::from_vec(keep, coupling.channels, &device)?;
+        for slice in channel_slices(graph, &coupling) {
+            let t = tensor(&tensors, &slice.tensor)?;
+            let mut shape = vec![1; t.rank()];
+            shape[slice.axis] = coupling.channels;
+            let masked = t.broadcast_mul(&keep.to_dtype(t.dtype())?.reshape(shape)?)?;
+            tensors.insert(slice.tensor, masked);
+        }
+    }
+    Params::from_tensors(graph, tensors, &device)
+}
+
+fn tensor(tensors: &BTreeMap<String, Tensor>, name: &str) -> Result<Tensor, GraphError> {
+    tensors
+        .get(name)
+        .cloned()
+        .ok_or_else(|| GraphError::Invalid(format!("no parameter {name}")))
+}
+
+fn params_device(tensors: &BTreeMap<String, Tensor>) -> candle_core::Device {
+    tensors
+        .values()
+        .next()
+        .map(|t| t.device().clone())
+        .unwrap_or(candle_core::Device::Cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::GraphBuilder;
+    use candle_core::Device;
+
+    /// conv(2→4) → BN → ReLU → conv(4→3): one DFC of 4 channels.
+    fn chain() -> (Graph, Params) {
+        let mut g = GraphBuilder::new(2, 5, 5);
+        let x = g.conv("a", g.input(), 4, 3, 1, 1).unwrap();
+        let x = g.batch_norm("bn", x).unwrap();
+        let x = g.relu("relu", x).unwrap();
+        g.conv("b", x, 3, 1, 1, 0).unwrap();
+        let graph = g.finish();
+        let params = Params::init(&graph, 7, &Device::Cpu).unwrap();
+        (graph, params)
+    }
+
+    fn plan(name: &str, channels: &[usize]) -> ChannelPlan {
+        ChannelPlan {
+            remove: [(name.to_string(), channels.to_vec())].into(),
+        }
+    }
+
+    #[test]
+    fn slices_every_tensor_of_the_dfc_at_its_channel_axis() {
+        let (graph, params) = chain();
+        let (pruned, pruned_params) = prune(&graph, &params, &plan("a", &[2, 0])).unwrap();
+        let dims = |name: &str| pruned_params.get(name).unwrap().dims().to_vec();
+        assert_eq!(dims("a.weight"), [2, 2, 3, 3]);
+        assert_eq!(dims("bn.running_var"), [2]);
+        assert_eq!(dims("b.weight"), [3, 2, 1, 1]);
+        // The kept rows are channels 1 and 3, in order.
+        let row = |p: &Params, j: usize| -> Vec<f32> {
+            p.get("a.weight")
+                .unwrap()
+                .get(j)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        assert_eq!(row(&pruned_params, 0), row(&params, 1));
+        assert_eq!(row(&pruned_params, 1), row(&params, 3));
+        assert!(matches!(
+            pruned.nodes[1].op,
+            Op::Conv2d {
+                out_channels: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            pruned.nodes[2].op,
+            Op::BatchNorm { channels: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn masking_zeroes_the_same_slices_and_keeps_shapes() {
+        let (graph, params) = chain();
+        let masked = mask(&graph, &params, &plan("a", &[1])).unwrap();
+        let w = masked.get("b.weight").unwrap();
+        assert_eq!(w.dims(), [3, 4, 1, 1]);
+        let column: Vec<f32> = w
+            .narrow(1, 1, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(column.iter().all(|&v| v == 0.0));
+        let gamma: Vec<f32> = masked.get("bn.weight").unwrap().to_vec1().unwrap();
+        assert_eq!(gamma, [1.0, 0.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn bad_plans_are_refused_with_the_reason() {
+        let (graph, params) = chain();
+        let err = |p: ChannelPlan| prune(&graph, &params, &p).unwrap_err().to_string();
+        assert!(err(plan("a", &[0, 1, 2, 3])).contains("at least one must stay"));
+        assert!(err(plan("a", &[4])).contains("channel 4 does not exist"));
+        assert!(err(plan("a", &[1, 1])).contains("listed twice"));
+        assert!(err(plan("b", &[0])).contains("no DFC has \"b\""));
+    }
+}
