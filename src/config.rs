@@ -31,6 +31,8 @@ pub struct Experiment {
     pub model: ModelConfig,
     #[serde(default)]
     pub train: TrainConfig,
+    #[serde(default)]
+    pub latency: LatencyConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -186,6 +188,30 @@ impl Default for TrainConfig {
     }
 }
 
+/// `[latency]`: how inference time is measured. Both sides of a comparison run their fused
+/// inference form, interleaved (A B A B …) so that machine drift hits both alike.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyConfig {
+    /// Batch sizes to time, each separately. Default [1, 64].
+    #[serde(default = "default_latency_batch_sizes")]
+    pub batch_sizes: Vec<usize>,
+    /// Worker threads while timing. Default: the experiment's `threads` (every core if unset).
+    pub threads: Option<usize>,
+    /// Untimed forward passes of each model before timing. Default 3.
+    #[serde(default = "default_latency_warmup")]
+    pub warmup: usize,
+    /// Timed forward passes of each model; the median is reported. Default 20.
+    #[serde(default = "default_latency_repeats")]
+    pub repeats: usize,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every [latency] key has a default")
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
@@ -227,6 +253,15 @@ fn default_momentum() -> f64 {
 }
 fn default_weight_decay() -> f64 {
     5e-4
+}
+fn default_latency_batch_sizes() -> Vec<usize> {
+    vec![1, 64]
+}
+fn default_latency_warmup() -> usize {
+    3
+}
+fn default_latency_repeats() -> usize {
+    20
 }
 
 impl Experiment {
@@ -352,6 +387,19 @@ impl Experiment {
             );
         }
         self.train_problems(&mut fail);
+        let l = &self.latency;
+        if l.batch_sizes.is_empty() || l.batch_sizes.contains(&0) {
+            fail(
+                "latency.batch_sizes",
+                format!("must list batch sizes ≥ 1 (got {:?})", l.batch_sizes),
+            );
+        }
+        if l.threads == Some(0) {
+            fail("latency.threads", "must be ≥ 1 (got 0)".into());
+        }
+        if l.repeats == 0 {
+            fail("latency.repeats", "must be ≥ 1 (got 0)".into());
+        }
         out
     }
 

@@ -158,13 +158,26 @@ pub fn set_threads(n: usize) {
     std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
 }
 
-fn device(choice: DeviceChoice) -> Result<Device, Error> {
+pub(crate) fn device(choice: DeviceChoice) -> Result<Device, Error> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),
         DeviceChoice::Auto => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
         DeviceChoice::Cuda => Device::new_cuda(0).map_err(|e| {
             Error::Device(format!("device = \"cuda\" is unavailable ({e}); build with `--features cuda` on a machine with an NVIDIA driver, or use device = \"cpu\""))
         }),
+    }
+}
+
+/// The weights a run starts from: `model.weights` when given, else a seeded initialisation.
+pub(crate) fn initial_params(plan: &Plan, device: &Device) -> Result<Params, Error> {
+    let e = &plan.experiment;
+    match &e.model.weights {
+        Some(path) if !path.is_file() => Err(Error::MissingInput(format!(
+            "model.weights: {} does not exist (convert a PyTorch checkpoint with scripts/pth_to_safetensors.py)",
+            path.display()
+        ))),
+        Some(path) => Ok(load_state_dict(path, &plan.graph, device)?),
+        None => Ok(Params::init(&plan.graph, e.seed, device)?),
     }
 }
 
@@ -191,17 +204,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<Summary, Error> {
         let params = Params::from_tensors(&plan.graph, saved.tensors.clone(), &device)?;
         (params, TrainState::resumed(&e.train, saved))
     } else {
-        let params = match &e.model.weights {
-            Some(path) if !path.is_file() => {
-                return Err(Error::MissingInput(format!(
-                    "model.weights: {} does not exist (convert a PyTorch checkpoint with scripts/pth_to_safetensors.py)",
-                    path.display()
-                )))
-            }
-            Some(path) => load_state_dict(path, &plan.graph, &device)?,
-            None => Params::init(&plan.graph, e.seed, &device)?,
-        };
-        (params, TrainState::fresh(&e.train))
+        (initial_params(plan, &device)?, TrainState::fresh(&e.train))
     };
     let resumed_after_epoch = state.history.len();
 

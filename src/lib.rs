@@ -11,6 +11,7 @@ pub mod eval;
 pub mod experiment;
 pub mod graph;
 pub mod inspect;
+pub mod latency;
 pub mod models;
 pub mod report;
 pub mod train;

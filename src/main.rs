@@ -1,4 +1,4 @@
-//! `prunelab <experiment.toml>`, `prunelab inspect` and `prunelab bench`: parse the command
+//! `prunelab <experiment.toml>`, `prunelab inspect`, `prunelab latency` and `prunelab bench`: parse the command
 //! line, call the library, print, map errors to exit codes.
 
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use prunelab::eval::{bench_model, BenchBudget};
 use prunelab::graph::{set_conv_backend, ConvBackend};
+use prunelab::latency::Pruning;
 use prunelab::report::console;
 use prunelab::{experiment, Experiment, Plan, RunOptions};
 
@@ -60,8 +61,38 @@ enum Command {
         #[arg(long, default_value = "results")]
         results: PathBuf,
     },
+    /// Time the network's inference against a pruned copy, interleaved, with the `[latency]`
+    /// settings; break the time down per layer. Reads no data.
+    Latency(LatencyArgs),
     /// Measure training and inference images/s and peak memory on random inputs.
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct LatencyArgs {
+    experiment: PathBuf,
+    /// Compare with a copy that has this fraction of every DFC's channels removed at random.
+    #[arg(long, conflicts_with = "plan", value_parser = fraction)]
+    prune_random: Option<f64>,
+    /// Seed of the random channel choice.
+    #[arg(long, default_value_t = 0, requires = "prune_random")]
+    seed: u64,
+    /// Compare with the network pruned by this channel plan (JSON: {"remove": {"<first producer of a DFC>": [channels]}}).
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// Worker threads (overrides `[latency] threads` and `threads` in the file).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    threads: Option<u64>,
+    /// Folder under which `<name>/` receives the outputs.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+}
+
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{text:?} is not a fraction in [0, 1)")),
+    }
 }
 
 #[derive(Args)]
@@ -121,6 +152,7 @@ fn main() -> ExitCode {
             experiment,
             results,
         }) => inspect(&experiment, &results),
+        Some(Command::Latency(args)) => latency(args),
         Some(Command::Bench(args)) => bench(args),
         None => run(&cli.run),
     };
@@ -156,6 +188,28 @@ fn inspect(experiment: &std::path::Path, results: &std::path::Path) -> Result<()
         "{}",
         console::coupling_table(&prunelab::inspect::inspect(&plan)?)
     );
+    Ok(())
+}
+
+fn latency(args: LatencyArgs) -> Result<(), prunelab::Error> {
+    let e = Experiment::load(&args.experiment)?;
+    let threads = args
+        .threads
+        .map(|n| n as usize)
+        .or(e.latency.threads)
+        .or(e.threads)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pruning = match (args.prune_random, args.plan) {
+        (Some(fraction), _) => Some(Pruning::Random {
+            fraction,
+            seed: args.seed,
+        }),
+        (None, Some(path)) => Some(Pruning::Plan(path)),
+        (None, None) => None,
+    };
+    let plan = Plan::new(e, &args.results)?;
+    let report = prunelab::latency::latency(&plan, pruning.as_ref(), threads)?;
+    println!("{}", console::latency_report(&report));
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! The `inspect` and `bench` commands end to end.
+//! The `inspect`, `latency` and `bench` commands end to end.
 
 use std::path::Path;
 use std::process::Command;
@@ -105,4 +105,175 @@ fn bench_measures_a_small_model_with_both_convolutions() {
         }
         assert_eq!(row["conv"], if conv == "ours" { "fast" } else { "candle" });
     }
+}
+
+fn latency_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("timing.toml");
+    std::fs::write(
+        &config,
+        r#"
+name = "timing"
+[data]
+dataset = "synthetic"
+[model]
+arch = "resnet8"
+[latency]
+batch_sizes = [2]
+warmup = 1
+repeats = 3
+"#,
+    )
+    .unwrap();
+    config
+}
+
+fn latency(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("latency")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn latency_times_a_pruned_copy_and_writes_the_breakdown_and_the_pruned_model() {
+    use prunelab::graph::{load_model, macs, ChannelPlan};
+    let dir = tempfile::tempdir().unwrap();
+    let config = latency_config(dir.path());
+    let results = dir.path().join("results");
+    let out = latency(&[
+        config.as_os_str(),
+        "--prune-random".as_ref(),
+        "0.5".as_ref(),
+        "--threads".as_ref(),
+        "1".as_ref(),
+        "--results".as_ref(),
+        results.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("speedup (latency ratio)"), "{stdout}");
+
+    let run = results.join("timing");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("latency.json")).unwrap()).unwrap();
+    let batches = json["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0]["batch"], 2);
+    assert_eq!(batches[0]["unpruned"]["runs"], 3);
+    let speedup = batches[0]["speedup"].as_f64().unwrap();
+    let ratio = batches[0]["unpruned"]["median_ms"].as_f64().unwrap()
+        / batches[0]["pruned"]["median_ms"].as_f64().unwrap();
+    assert!((speedup - ratio).abs() < 1e-9 * ratio);
+    assert_eq!(json["threads"], 1);
+
+    // The pruned model on disk is the one that was timed and counted.
+    let (pruned, _) = load_model(&run.join("pruned_model"), &candle_core::Device::Cpu).unwrap();
+    let counted = &json["sizes"][1];
+    assert_eq!(counted["macs"].as_u64().unwrap(), macs(&pruned).unwrap());
+    assert_eq!(
+        counted["parameters"].as_u64().unwrap() as usize,
+        pruned.parameter_count()
+    );
+    let mac_ratio = json["mac_ratio"].as_f64().unwrap();
+    assert!((0.2..0.4).contains(&mac_ratio), "{mac_ratio}");
+
+    // One CSV row per node of the fused unpruned and pruned graphs.
+    let csv = std::fs::read_to_string(run.join("latency_layers.csv")).unwrap();
+    assert!(csv.starts_with("model,batch,node,kind,macs,coupled,median_ms"));
+    assert!(csv.contains("\nunpruned,2,layer1.0.conv1,conv2d,"), "{csv}");
+    assert!(csv.contains("\npruned,2,layer1.0.conv1,conv2d,"), "{csv}");
+
+    // The plan it wrote reproduces the same network.
+    let plan: ChannelPlan =
+        serde_json::from_slice(&std::fs::read(run.join("pruning_plan.json")).unwrap()).unwrap();
+    assert!(plan.remove.values().all(|c| !c.is_empty()));
+    let again = latency(&[
+        config.as_os_str(),
+        "--plan".as_ref(),
+        run.join("pruning_plan.json").as_os_str(),
+        "--results".as_ref(),
+        dir.path().join("again").as_os_str(),
+    ]);
+    assert!(again.status.success());
+    let (replayed, _) = load_model(
+        &dir.path().join("again/timing/pruned_model"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(replayed, pruned);
+}
+
+#[test]
+fn latency_refuses_impossible_pruning_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = latency_config(dir.path());
+    let results = dir.path().join("results");
+    let plan = dir.path().join("plan.json");
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).to_string();
+
+    std::fs::write(&plan, r#"{"remove": {"layer9.0.conv1": [0]}}"#).unwrap();
+    let out = latency(&[
+        config.as_os_str(),
+        "--plan".as_ref(),
+        plan.as_os_str(),
+        "--results".as_ref(),
+        results.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no DFC has \"layer9.0.conv1\""),
+        "{}",
+        stderr(&out)
+    );
+
+    // All 16 channels of the stem's stream: the network would be cut in two.
+    let all: Vec<usize> = (0..16).collect();
+    std::fs::write(&plan, format!(r#"{{"remove": {{"conv1": {all:?}}}}}"#)).unwrap();
+    let out = latency(&[
+        config.as_os_str(),
+        "--plan".as_ref(),
+        plan.as_os_str(),
+        "--results".as_ref(),
+        results.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("at least one must stay"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(&plan, "{not json").unwrap();
+    let out = latency(&[
+        config.as_os_str(),
+        "--plan".as_ref(),
+        plan.as_os_str(),
+        "--results".as_ref(),
+        results.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a channel plan"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = latency(&[
+        config.as_os_str(),
+        "--prune-random".as_ref(),
+        "1".as_ref(),
+        "--results".as_ref(),
+        results.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a fraction in [0, 1)"),
+        "{}",
+        stderr(&out)
+    );
 }

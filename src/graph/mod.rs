@@ -21,7 +21,7 @@ pub use channelwise::{add_channel_bias, relu};
 pub use conv::{conv2d, conv2d_bias_relu, conv_backend, set_conv_backend, ConvBackend};
 pub use cost::{layer_costs, macs, LayerCost};
 pub use coupling::{channel_role, couplings, ChannelRole, Coupling};
-pub use exec::{forward, Forward, Mode};
+pub use exec::{forward, forward_timed, Forward, Mode};
 pub use fuse::fuse_for_inference;
 pub use io::{load_model, load_state_dict, read_safetensors, save_model, write_safetensors};
 pub use ir::{ActShape, Graph, Init, Node, Op, ParamRole, ParamSpec};

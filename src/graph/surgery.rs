@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 
 use candle_core::Tensor;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::coupling::{couplings, Coupling};
@@ -24,6 +26,27 @@ use super::GraphError;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelPlan {
     pub remove: BTreeMap<String, Vec<usize>>,
+}
+
+impl ChannelPlan {
+    /// Removes `round(fraction · C)` channels of every DFC (never all C), chosen uniformly at
+    /// random from `seed`.
+    pub fn random(graph: &Graph, fraction: f64, seed: u64) -> Result<Self, GraphError> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(GraphError::Invalid(format!(
+                "the fraction of channels to remove must be in [0, 1) (got {fraction})"
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut plan = Self::default();
+        for c in couplings(graph)? {
+            let count = ((fraction * c.channels as f64).round() as usize).min(c.channels - 1);
+            let mut channels = rand::seq::index::sample(&mut rng, c.channels, count).into_vec();
+            channels.sort_unstable();
+            plan.remove.insert(c.name(graph).to_string(), channels);
+        }
+        Ok(plan)
+    }
 }
 
 impl Coupling {
@@ -269,6 +292,29 @@ mod tests {
         assert!(column.iter().all(|&v| v == 0.0));
         let gamma: Vec<f32> = masked.get("bn.weight").unwrap().to_vec1().unwrap();
         assert_eq!(gamma, [1.0, 0.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn a_random_plan_removes_the_rounded_fraction_of_every_dfc() {
+        let graph = crate::models::build("resnet20", 3, 32, 10).unwrap();
+        let plan = ChannelPlan::random(&graph, 0.3, 1).unwrap();
+        let found = couplings(&graph).unwrap();
+        assert_eq!(plan.remove.len(), found.len());
+        for c in &found {
+            let removed = &plan.remove[c.name(&graph)];
+            // 16 → 5, 32 → 10, 64 → 19 channels.
+            assert_eq!(removed.len(), (0.3 * c.channels as f64).round() as usize);
+            assert!(removed.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert_eq!(plan, ChannelPlan::random(&graph, 0.3, 1).unwrap());
+        assert_ne!(plan, ChannelPlan::random(&graph, 0.3, 2).unwrap());
+        // Never a DFC's last channel, whatever the fraction.
+        let (chain, _) = chain();
+        assert_eq!(
+            ChannelPlan::random(&chain, 0.99, 0).unwrap().remove["a"].len(),
+            3
+        );
+        assert!(ChannelPlan::random(&graph, 1.0, 0).is_err());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use crate::eval::BenchRow;
+use crate::eval::Timing;
 use crate::inspect::Inspection;
+use crate::latency::LatencyReport;
 
 pub fn bench_header(batch: usize) -> String {
     format!(
@@ -65,6 +67,74 @@ pub fn coupling_table(i: &Inspection) -> String {
         i.parameters,
         i.macs as f64 / 1e6,
         i.json.display()
+    );
+    s
+}
+
+/// The latency comparison, the coupled-layer shares and the slowest nodes.
+pub fn latency_report(r: &LatencyReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} ({}), weights from {}; {} with {} threads; {} warm-up + {} timed passes per model, interleaved",
+        r.name, r.arch, r.weights, r.device, r.threads, r.warmup, r.repeats
+    );
+    if let Some(p) = &r.pruning {
+        let _ = writeln!(s, "pruned: {p}");
+    }
+    let _ = writeln!(
+        s,
+        "\n| model | parameters | MACs | prunable channels |\n|---|---|---|---|"
+    );
+    for m in &r.sizes {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} M | {} |",
+            m.model,
+            m.parameters,
+            m.macs as f64 / 1e6,
+            m.prunable_channels
+        );
+    }
+    let timing = |t: &Timing| format!("{:.2} [{:.2}, {:.2}]", t.median_ms, t.p25_ms, t.p75_ms);
+    let _ = writeln!(
+        s,
+        "\n| batch | unpruned ms, median [quartiles] | pruned ms | speedup (latency ratio) |\n|---|---|---|---|"
+    );
+    for b in &r.batches {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            b.batch,
+            timing(&b.unpruned),
+            b.pruned.as_ref().map_or("".into(), timing),
+            b.speedup.map_or("".into(), |x| format!("{x:.3}×"))
+        );
+    }
+    if let Some(ratio) = r.mac_ratio {
+        let _ = writeln!(s, "\nMAC ratio, pruned / unpruned: {ratio:.3}");
+    }
+    let _ = writeln!(
+        s,
+        "\nPer-layer breakdown: time in nodes whose input or output channels are coupled\n\
+         | model | batch | coupled ms / all ms | share | convs + linear: coupled share |\n|---|---|---|---|---|"
+    );
+    for c in &r.shares {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} / {:.2} | {:.1}% | {:.1}% |",
+            c.model,
+            c.batch,
+            c.coupled_ms,
+            c.total_ms,
+            100.0 * c.share,
+            100.0 * c.conv_linear_coupled_ms / c.conv_linear_total_ms
+        );
+    }
+    let _ = write!(
+        s,
+        "\nwritten to {}: latency.json, latency_layers.csv (every node's median time)",
+        r.out_dir.display()
     );
     s
 }

@@ -5,14 +5,11 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::ReportError;
+use crate::latency::LayerTime;
 use crate::train::EpochMetrics;
 
 /// Writes `history` to `path` (one row per epoch, accuracies in [0, 1]), atomically.
 pub fn write_train_metrics(history: &[EpochMetrics], path: &Path) -> Result<(), ReportError> {
-    let fail = |message: String| ReportError {
-        path: path.to_path_buf(),
-        message,
-    };
     let column = |f: fn(&EpochMetrics) -> f64| history.iter().map(f).collect::<Vec<f64>>();
     let mut table = df!(
         "epoch" => history.iter().map(|m| m.epoch as u32).collect::<Vec<u32>>(),
@@ -24,10 +21,36 @@ pub fn write_train_metrics(history: &[EpochMetrics], path: &Path) -> Result<(), 
         "seconds" => column(|m| m.seconds),
         "images_per_second" => column(|m| m.images_per_second),
     )
-    .map_err(|e| fail(e.to_string()))?;
+    .map_err(|e| failure(path, e))?;
+    write_csv(&mut table, path)
+}
+
+/// Writes the per-layer latency breakdown to `path`, one row per (model, batch, node).
+pub fn write_layer_times(rows: &[LayerTime], path: &Path) -> Result<(), ReportError> {
+    let mut table = df!(
+        "model" => rows.iter().map(|r| r.model).collect::<Vec<_>>(),
+        "batch" => rows.iter().map(|r| r.batch as u32).collect::<Vec<_>>(),
+        "node" => rows.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(),
+        "kind" => rows.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        "macs" => rows.iter().map(|r| r.macs).collect::<Vec<_>>(),
+        "coupled" => rows.iter().map(|r| r.coupled).collect::<Vec<_>>(),
+        "median_ms" => rows.iter().map(|r| r.median_ms).collect::<Vec<_>>(),
+    )
+    .map_err(|e| failure(path, e))?;
+    write_csv(&mut table, path)
+}
+
+fn failure(path: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn write_csv(table: &mut DataFrame, path: &Path) -> Result<(), ReportError> {
     let mut bytes = Vec::new();
     CsvWriter::new(&mut bytes)
-        .finish(&mut table)
-        .map_err(|e| fail(e.to_string()))?;
-    crate::atomic_file::write(path, &bytes).map_err(|e| fail(e.to_string()))
+        .finish(table)
+        .map_err(|e| failure(path, e))?;
+    crate::atomic_file::write(path, &bytes).map_err(|e| failure(path, e))
 }
