@@ -15,6 +15,18 @@ use prunelab::{experiment, Experiment, Plan, RunOptions};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (mimalloc.h; the crate names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Every op allocates its output afresh, and large activations freed at the end of a pass are
+/// needed again at the start of the next one. Returning them to the OS in between costs page
+/// faults on every pass (measured: ResNet-50 training 9.1–9.6 → 11.4–13.7 images/s, inference at
+/// batch 64 ≈ 10% faster, minor page faults 70k → 1k per run), for a few percent of peak memory.
+fn keep_freed_memory() {
+    // SAFETY: sets one integer option of the allocator, before any thread but this one exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 /// Train, evaluate and analyse the network an experiment file describes.
 #[derive(Parser)]
 #[command(
@@ -146,6 +158,7 @@ impl From<Conv> for ConvBackend {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Inspect {

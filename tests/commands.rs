@@ -127,9 +127,12 @@ repeats = 3
     config
 }
 
-fn latency(args: &[&std::ffi::OsStr]) -> std::process::Output {
+fn latency(config: &Path, results: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(BIN)
         .arg("latency")
+        .arg(config)
+        .arg("--results")
+        .arg(results)
         .args(args)
         .output()
         .unwrap()
@@ -141,15 +144,16 @@ fn latency_times_a_pruned_copy_and_writes_the_breakdown_and_the_pruned_model() {
     let dir = tempfile::tempdir().unwrap();
     let config = latency_config(dir.path());
     let results = dir.path().join("results");
-    let out = latency(&[
-        config.as_os_str(),
-        "--prune-random".as_ref(),
-        "0.5".as_ref(),
-        "--threads".as_ref(),
-        "1".as_ref(),
-        "--results".as_ref(),
-        results.as_os_str(),
-    ]);
+    let out = latency(
+        &config,
+        &results,
+        &[
+            "--prune-random".as_ref(),
+            "0.5".as_ref(),
+            "--threads".as_ref(),
+            "1".as_ref(),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -192,13 +196,11 @@ fn latency_times_a_pruned_copy_and_writes_the_breakdown_and_the_pruned_model() {
     let plan: ChannelPlan =
         serde_json::from_slice(&std::fs::read(run.join("pruning_plan.json")).unwrap()).unwrap();
     assert!(plan.remove.values().all(|c| !c.is_empty()));
-    let again = latency(&[
-        config.as_os_str(),
-        "--plan".as_ref(),
-        run.join("pruning_plan.json").as_os_str(),
-        "--results".as_ref(),
-        dir.path().join("again").as_os_str(),
-    ]);
+    let again = latency(
+        &config,
+        &dir.path().join("again"),
+        &["--plan".as_ref(), run.join("pruning_plan.json").as_os_str()],
+    );
     assert!(again.status.success());
     let (replayed, _) = load_model(
         &dir.path().join("again/timing/pruned_model"),
@@ -213,67 +215,25 @@ fn latency_refuses_impossible_pruning_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = latency_config(dir.path());
     let results = dir.path().join("results");
+    let refused = |args: &[&std::ffi::OsStr]| {
+        let out = latency(&config, &results, args);
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
     let plan = dir.path().join("plan.json");
-    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).to_string();
+    let refused_plan = |text: &str| {
+        std::fs::write(&plan, text).unwrap();
+        refused(&["--plan".as_ref(), plan.as_os_str()])
+    };
 
-    std::fs::write(&plan, r#"{"remove": {"layer9.0.conv1": [0]}}"#).unwrap();
-    let out = latency(&[
-        config.as_os_str(),
-        "--plan".as_ref(),
-        plan.as_os_str(),
-        "--results".as_ref(),
-        results.as_os_str(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("no DFC has \"layer9.0.conv1\""),
-        "{}",
-        stderr(&out)
-    );
-
+    let err = refused_plan(r#"{"remove": {"layer9.0.conv1": [0]}}"#);
+    assert!(err.contains("no DFC has \"layer9.0.conv1\""), "{err}");
     // All 16 channels of the stem's stream: the network would be cut in two.
     let all: Vec<usize> = (0..16).collect();
-    std::fs::write(&plan, format!(r#"{{"remove": {{"conv1": {all:?}}}}}"#)).unwrap();
-    let out = latency(&[
-        config.as_os_str(),
-        "--plan".as_ref(),
-        plan.as_os_str(),
-        "--results".as_ref(),
-        results.as_os_str(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("at least one must stay"),
-        "{}",
-        stderr(&out)
-    );
-
-    std::fs::write(&plan, "{not json").unwrap();
-    let out = latency(&[
-        config.as_os_str(),
-        "--plan".as_ref(),
-        plan.as_os_str(),
-        "--results".as_ref(),
-        results.as_os_str(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("not a channel plan"),
-        "{}",
-        stderr(&out)
-    );
-
-    let out = latency(&[
-        config.as_os_str(),
-        "--prune-random".as_ref(),
-        "1".as_ref(),
-        "--results".as_ref(),
-        results.as_os_str(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("not a fraction in [0, 1)"),
-        "{}",
-        stderr(&out)
-    );
+    let err = refused_plan(&format!(r#"{{"remove": {{"conv1": {all:?}}}}}"#));
+    assert!(err.contains("at least one must stay"), "{err}");
+    let err = refused_plan("{not json");
+    assert!(err.contains("not a channel plan"), "{err}");
+    let err = refused(&["--prune-random".as_ref(), "1".as_ref()]);
+    assert!(err.contains("not a fraction in [0, 1)"), "{err}");
 }
