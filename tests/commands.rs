@@ -5,18 +5,29 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_prunelab");
 
+/// `prunelab <command> <config> --results <results> <args…>`.
+fn prunelab(
+    command: &str,
+    config: &Path,
+    results: &Path,
+    args: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    Command::new(BIN)
+        .arg(command)
+        .arg(config)
+        .arg("--results")
+        .arg(results)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn inspect_needs_no_data_and_writes_the_coupling_table() {
     let results = tempfile::tempdir().unwrap();
     // cifar_r50.toml names a CIFAR-10 folder that does not exist here: inspect must not read it.
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/cifar_r50.toml");
-    let out = Command::new(BIN)
-        .arg("inspect")
-        .arg(&config)
-        .arg("--results")
-        .arg(results.path())
-        .output()
-        .unwrap();
+    let out = prunelab("inspect", &config, results.path(), &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -46,13 +57,7 @@ fn inspect_needs_no_data_and_writes_the_coupling_table() {
 fn inspect_refuses_a_bad_experiment_with_exit_code_2() {
     let results = tempfile::tempdir().unwrap();
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_configs/unknown_arch.toml");
-    let out = Command::new(BIN)
-        .arg("inspect")
-        .arg(&config)
-        .arg("--results")
-        .arg(results.path())
-        .output()
-        .unwrap();
+    let out = prunelab("inspect", &config, results.path(), &[]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -128,14 +133,7 @@ repeats = 3
 }
 
 fn latency(config: &Path, results: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("latency")
-        .arg(config)
-        .arg("--results")
-        .arg(results)
-        .args(args)
-        .output()
-        .unwrap()
+    prunelab("latency", config, results, args)
 }
 
 #[test]
