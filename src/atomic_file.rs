@@ -3,19 +3,119 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `bytes` to a temporary file beside `path`, flushes it to disk, then renames it over
 /// `path` (atomic on POSIX file systems).
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with(path, |temporary| {
+        let mut file = fs::File::create(temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })
+}
+
+/// Lets `produce` write a temporary file beside `path` (with the same extension, for writers
+/// that choose a format by it), then renames it over `path`. A failed `produce` leaves no
+/// temporary behind.
+pub fn write_with(
+    path: &Path,
+    produce: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent)?;
     }
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let temporary: PathBuf = path.with_file_name(name);
-    let mut file = fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temporary, path)
+    let temporary = temporary_beside(path);
+    let result = produce(&temporary).and_then(|()| fs::rename(&temporary, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    result
+}
+
+/// Removes the temporaries that killed writers left in `dir`. Only for a folder the caller
+/// holds the lock of (see `RunLock`): no other writer can be using them.
+pub fn remove_stale_temporaries(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_temporary(&name) && entry.file_type()?.is_file() {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.')
+        && name.split('.').any(|part| {
+            part.split_once('-').is_some_and(|(pid, n)| {
+                !pid.is_empty()
+                    && pid.bytes().all(|b| b.is_ascii_digit())
+                    && n.parse::<u64>().is_ok()
+            })
+        })
+        && name.contains(".tmp")
+}
+
+/// `.<name>.<pid>-<n>.tmp.<ext>`: unique per process and per call, so concurrent writers
+/// never share one, and hidden so a half-written one is not mistaken for an output.
+fn temporary_beside(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".{}-{n}.tmp", std::process::id()));
+    if let Some(extension) = path.extension() {
+        name.push(".");
+        name.push(extension);
+    }
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporaries_are_unique_and_keep_the_extension() {
+        let a = temporary_beside(Path::new("out/curves.png"));
+        let b = temporary_beside(Path::new("out/curves.png"));
+        assert_ne!(a, b);
+        assert_eq!(a.extension().unwrap(), "png");
+        assert!(a
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".curves.png."));
+    }
+
+    #[test]
+    fn only_temporaries_are_recognised_as_such() {
+        let t = temporary_beside(Path::new("out/model.safetensors"));
+        assert!(is_temporary(&t.file_name().unwrap().to_string_lossy()));
+        for name in [
+            ".lock",
+            "model.safetensors",
+            ".hidden",
+            "a.tmp",
+            ".notes.tmp.txt",
+        ] {
+            assert!(!is_temporary(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_failed_writer_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        write(&path, b"old").unwrap();
+        let err = write_with(&path, |t| {
+            fs::write(t, b"half")?;
+            Err(std::io::Error::other("killed"))
+        });
+        assert!(err.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

@@ -9,12 +9,21 @@ mod locate;
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use locate::{ConfigError, ConfigErrors};
 
+/// Most worker threads accepted (from the file or the command line).
+pub const MAX_THREADS: usize = 1024;
+/// Longest run name: it becomes a folder name.
+const MAX_NAME: usize = 100;
+/// Most images in one batch (training, evaluation or latency timing).
+const MAX_BATCH: usize = 65_536;
+/// Largest generated dataset, in bytes of pixels.
+const MAX_SYNTHETIC_BYTES: usize = 4 << 30;
+
 /// A whole experiment file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {
     /// Name of the run; outputs go to `results/<name>/`. Default: the file name without `.toml`.
@@ -35,7 +44,7 @@ pub struct Experiment {
     pub latency: LatencyConfig,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     #[default]
@@ -45,7 +54,7 @@ pub enum DeviceChoice {
 }
 
 /// `[data]`: which dataset, where it is, and how it is prepared.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// `"cifar10"`, `"cifar100"`, `"fashion-mnist"` or `"synthetic"`.
@@ -75,7 +84,7 @@ pub struct DataConfig {
     pub synthetic: Option<SyntheticConfig>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetKind {
     Cifar10,
@@ -84,7 +93,7 @@ pub enum DatasetKind {
     Synthetic,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Normalization {
     #[default]
@@ -93,7 +102,7 @@ pub enum Normalization {
     None,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SubsetMode {
     #[default]
@@ -102,7 +111,7 @@ pub enum SubsetMode {
 }
 
 /// `[data.synthetic]`: a deterministic dataset with learnable class structure, for smoke tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyntheticConfig {
     /// Training images. Default 512.
@@ -131,7 +140,7 @@ impl Default for SyntheticConfig {
 }
 
 /// `[model]`: the architecture and where its weights come from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// One of [`crate::models::ARCHITECTURES`]: `resnet8 … resnet110` (He et al. CIFAR ResNets),
@@ -144,7 +153,7 @@ pub struct ModelConfig {
 }
 
 /// `[train]`: the recipe. The defaults are the DFPC paper's CIFAR recipe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// Epochs to train. 0 only evaluates, and then needs `model.weights`. Default 200.
@@ -190,7 +199,7 @@ impl Default for TrainConfig {
 
 /// `[latency]`: how inference time is measured. Both sides of a comparison run their fused
 /// inference form, interleaved (A B A B …) so that machine drift hits both alike.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyConfig {
     /// Batch sizes to time, each separately. Default [1, 64].
@@ -212,7 +221,7 @@ impl Default for LatencyConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
     #[default]
@@ -303,7 +312,12 @@ impl Experiment {
         let mut out = Vec::new();
         let mut fail = |key: &str, msg: String| out.push((key.to_string(), msg));
         let name = self.name();
-        if name.is_empty()
+        if name.len() > MAX_NAME {
+            fail(
+                "name",
+                format!("must be at most {MAX_NAME} characters (got {})", name.len()),
+            );
+        } else if name.is_empty()
             || name.starts_with('.')
             || !name
                 .chars()
@@ -314,8 +328,19 @@ impl Experiment {
                 format!("must be letters, digits, '-', '_' or '.', not starting with '.' (got {name:?})"),
             );
         }
-        if self.threads == Some(0) {
-            fail("threads", "must be ≥ 1 (got 0)".into());
+        for (key, threads) in [
+            ("threads", self.threads),
+            ("latency.threads", self.latency.threads),
+        ] {
+            if let Some(n) = threads.filter(|n| !(1..=MAX_THREADS).contains(n)) {
+                fail(key, format!("must be in 1..={MAX_THREADS} (got {n})"));
+            }
+        }
+        if self.device == DeviceChoice::Cuda && !cfg!(feature = "cuda") {
+            fail(
+                "device",
+                "\"cuda\" needs a build with CUDA: `cargo build --release --features cuda` (see README), or use device = \"cpu\"".into(),
+            );
         }
         let synthetic = self.data.dataset == DatasetKind::Synthetic;
         if let (false, Some(_)) = (synthetic, &self.data.synthetic) {
@@ -331,33 +356,61 @@ impl Experiment {
             );
         }
         if let Some(s) = &self.data.synthetic {
-            for (key, value, min) in [
-                ("data.synthetic.train", s.train, 1),
-                ("data.synthetic.test", s.test, 1),
-                ("data.synthetic.classes", s.classes, 2),
-                ("data.synthetic.image_size", s.image_size, 8),
+            let mut sizes_ok = true;
+            for (key, value, range) in [
+                ("data.synthetic.train", s.train, 1..=10_000_000),
+                ("data.synthetic.test", s.test, 1..=10_000_000),
+                ("data.synthetic.classes", s.classes, 2..=256),
+                ("data.synthetic.image_size", s.image_size, 8..=512),
             ] {
-                if value < min {
-                    fail(key, format!("must be ≥ {min} (got {value})"));
+                if !range.contains(&value) {
+                    fail(
+                        key,
+                        format!(
+                            "must be in {}..={} (got {value})",
+                            range.start(),
+                            range.end()
+                        ),
+                    );
+                    sizes_ok = false;
                 }
             }
-            if s.classes > 256 {
+            let bytes = (s.train + s.test) * 3 * s.image_size * s.image_size;
+            if sizes_ok && bytes > MAX_SYNTHETIC_BYTES {
                 fail(
-                    "data.synthetic.classes",
-                    format!("must be ≤ 256 (got {})", s.classes),
+                    "data.synthetic",
+                    format!(
+                        "(train + test) × 3 × image_size² = {bytes} bytes of pixels; at most {MAX_SYNTHETIC_BYTES} are generated"
+                    ),
                 );
             }
         }
+        let classes = self.data.info(self.synthetic()).classes;
         for (key, value) in [
             ("data.train_subset", self.data.train_subset),
             ("data.test_subset", self.data.test_subset),
         ] {
-            if value == Some(0) {
-                fail(
+            match value {
+                Some(0) => fail(
                     key,
                     "must be ≥ 1 (got 0); leave it out to use every image".into(),
-                );
+                ),
+                Some(n) if self.data.subset_mode == SubsetMode::PerClass && n < classes => fail(
+                    key,
+                    format!("must be ≥ the {classes} classes with subset_mode = \"per-class\" (got {n})"),
+                ),
+                _ => {}
             }
+        }
+        let size = self.data.info(self.synthetic()).size;
+        if self.data.crop_padding > size {
+            fail(
+                "data.crop_padding",
+                format!(
+                    "must be at most the image size, {size} (got {})",
+                    self.data.crop_padding
+                ),
+            );
         }
         if self.data.normalization == Normalization::Imagenet
             && self.data.dataset == DatasetKind::FashionMnist
@@ -388,17 +441,26 @@ impl Experiment {
         }
         self.train_problems(&mut fail);
         let l = &self.latency;
-        if l.batch_sizes.is_empty() || l.batch_sizes.contains(&0) {
+        if l.batch_sizes.is_empty() || l.batch_sizes.iter().any(|b| !(1..=MAX_BATCH).contains(b)) {
             fail(
                 "latency.batch_sizes",
-                format!("must list batch sizes ≥ 1 (got {:?})", l.batch_sizes),
+                format!(
+                    "must list batch sizes in 1..={MAX_BATCH} (got {:?})",
+                    l.batch_sizes
+                ),
             );
         }
-        if l.threads == Some(0) {
-            fail("latency.threads", "must be ≥ 1 (got 0)".into());
+        if l.warmup > 10_000 {
+            fail(
+                "latency.warmup",
+                format!("must be at most 10000 (got {})", l.warmup),
+            );
         }
-        if l.repeats == 0 {
-            fail("latency.repeats", "must be ≥ 1 (got 0)".into());
+        if !(1..=100_000).contains(&l.repeats) {
+            fail(
+                "latency.repeats",
+                format!("must be in 1..=100000 (got {})", l.repeats),
+            );
         }
         out
     }
@@ -412,8 +474,17 @@ impl Experiment {
                     .into(),
             );
         }
-        if t.batch_size == 0 {
-            fail("train.batch_size", "must be ≥ 1 (got 0)".into());
+        if t.epochs > 100_000 {
+            fail(
+                "train.epochs",
+                format!("must be at most 100000 (got {})", t.epochs),
+            );
+        }
+        if !(1..=MAX_BATCH).contains(&t.batch_size) {
+            fail(
+                "train.batch_size",
+                format!("must be in 1..={MAX_BATCH} (got {})", t.batch_size),
+            );
         }
         if !(t.lr.is_finite() && t.lr > 0.0) {
             fail(
@@ -468,9 +539,20 @@ impl Experiment {
                     "train.milestones",
                     "schedule = \"step\" needs milestones, e.g. [100, 150]".into(),
                 ),
+                Some(m) if m.is_empty() => fail(
+                    "train.milestones",
+                    "must list at least one epoch, e.g. [100, 150] (or use schedule = \"constant\")".into(),
+                ),
                 Some(m) if m.windows(2).any(|w| w[0] >= w[1]) => fail(
                     "train.milestones",
                     format!("must be strictly increasing (got {m:?})"),
+                ),
+                Some(m) if m.iter().any(|&e| e == 0 || e >= t.epochs) => fail(
+                    "train.milestones",
+                    format!(
+                        "must lie in 1..{} (0-based epochs at which the rate drops, before the last epoch; got {m:?})",
+                        t.epochs
+                    ),
                 ),
                 Some(_) => {}
             }

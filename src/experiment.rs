@@ -1,8 +1,10 @@
 //! The pipeline: the only place that knows the order of the stages.
 //!
-//! `Plan::new` resolves a validated [`Experiment`] without touching the dataset (what
-//! `--dry-run` shows); [`run`] then loads the data, starts from fresh, pretrained or
-//! checkpointed weights, trains, evaluates and writes everything under `results/<name>/`.
+//! `Plan::new` resolves a validated [`Experiment`] without touching any file; [`prepare`] then
+//! checks every input the run will read (the device, the weights file, the data, an existing
+//! checkpoint and whether it was made from these settings) without writing anything, which is
+//! all `--dry-run` does; [`run`] takes the run folder's lock, trains, evaluates and writes
+//! everything under `results/<name>/`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,10 +14,12 @@ use candle_core::Device;
 use serde::Serialize;
 
 use crate::config::{DeviceChoice, Experiment};
-use crate::data::{Augment, DatasetInfo};
+use crate::data::{Augment, Dataset, DatasetInfo};
 use crate::eval::evaluate;
-use crate::graph::{load_state_dict, save_model, Graph, Params};
-use crate::train::{checkpoint_path, Checkpoint, TrainState, Trainer};
+use crate::fingerprint::{Fingerprint, DATA_CONTENTS};
+use crate::graph::{load_model, load_state_dict, read_model_metadata, save_model, Graph, Params};
+use crate::run_lock::RunLock;
+use crate::train::{checkpoint_path, Checkpoint, EpochMetrics, TrainState, Trainer};
 use crate::{report, Error};
 
 /// A validated experiment resolved into what will run.
@@ -33,7 +37,8 @@ pub struct RunOptions {
     pub fresh: bool,
 }
 
-/// What a finished run reports.
+/// What a finished run reports (`summary.json` holds the fields that do not depend on how
+/// the run was interrupted: a resumed run writes the same file as an uninterrupted one).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub name: String,
@@ -41,13 +46,34 @@ pub struct Summary {
     pub dataset: String,
     pub parameters: usize,
     pub epochs: usize,
-    /// The epoch a checkpoint let this run start after (0 when it started fresh).
-    pub resumed_after_epoch: usize,
     pub test_loss: f64,
     pub test_accuracy: f64,
-    /// Wall time of this invocation.
-    pub seconds: f64,
+    /// The run folder (the one `summary.json` is in).
+    #[serde(skip)]
     pub out_dir: PathBuf,
+    /// The epoch a checkpoint let this invocation start after (0 when it started fresh).
+    #[serde(skip)]
+    pub resumed_after_epoch: usize,
+    /// Wall time of this invocation.
+    #[serde(skip)]
+    pub seconds: f64,
+}
+
+/// Everything a run reads, checked: what [`prepare`] returns and `--dry-run` describes.
+pub struct Prepared {
+    pub device: Device,
+    pub data: Dataset,
+    /// The settings and input digests the run is made from.
+    pub fingerprint: Fingerprint,
+    pub start: Start,
+}
+
+/// Where training starts.
+pub enum Start {
+    /// From `model.weights` or the seeded initialisation (`--fresh` also lands here).
+    Fresh { params: Params, overwrites: bool },
+    /// From the run's checkpoint, made from the same settings.
+    Resume(Box<Checkpoint>),
 }
 
 impl std::fmt::Display for Summary {
@@ -84,8 +110,8 @@ impl Plan {
         })
     }
 
-    /// A human-readable account of the plan (`--dry-run`).
-    pub fn describe(&self) -> String {
+    /// A human-readable account of the plan, with the inputs as [`prepare`] found them.
+    pub fn describe(&self, prepared: &Prepared) -> String {
         let e = &self.experiment;
         let t = &e.train;
         let d = &self.dataset;
@@ -108,8 +134,8 @@ impl Plan {
             s,
             "dataset     {} from {source}: {} train / {} test images, {}×{}×{}, {} classes",
             e.data.dataset.label(),
-            d.train,
-            d.test,
+            prepared.data.train.len(),
+            prepared.data.test.len(),
             d.channels,
             d.size,
             d.size,
@@ -119,7 +145,7 @@ impl Plan {
             s,
             "training    {} epochs × {} batches of {}; SGD lr {} momentum {}{} weight decay {}; {:?} schedule{}",
             t.epochs,
-            d.train.div_ceil(t.batch_size),
+            prepared.data.train.len().div_ceil(t.batch_size),
             t.batch_size,
             t.lr,
             t.momentum,
@@ -139,11 +165,12 @@ impl Plan {
             e.device,
             e.threads.map_or("all".into(), |n| n.to_string())
         );
-        let checkpoint = checkpoint_path(&self.out_dir);
-        let state = if checkpoint.exists() {
-            "resumes from its checkpoint"
-        } else {
-            "starts fresh"
+        let state = match &prepared.start {
+            Start::Resume(c) => format!("resumes from its checkpoint after epoch {}", c.epoch),
+            Start::Fresh {
+                overwrites: true, ..
+            } => "starts fresh (--fresh): its checkpoint will be overwritten".to_string(),
+            Start::Fresh { .. } => "starts fresh".to_string(),
         };
         let _ = write!(s, "outputs     {} ({state})", self.out_dir.display());
         s
@@ -163,48 +190,128 @@ pub(crate) fn device(choice: DeviceChoice) -> Result<Device, Error> {
         DeviceChoice::Cpu => Ok(Device::Cpu),
         DeviceChoice::Auto => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
         DeviceChoice::Cuda => Device::new_cuda(0).map_err(|e| {
-            Error::Device(format!("device = \"cuda\" is unavailable ({e}); build with `--features cuda` on a machine with an NVIDIA driver, or use device = \"cpu\""))
+            Error::Device(format!("device: \"cuda\" is unavailable ({e}); use a machine with an NVIDIA driver, or device = \"cpu\""))
         }),
     }
 }
 
 /// The weights a run starts from: `model.weights` when given, else a seeded initialisation.
-pub(crate) fn initial_params(plan: &Plan, device: &Device) -> Result<Params, Error> {
+fn initial_params(plan: &Plan, device: &Device) -> Result<Params, Error> {
     let e = &plan.experiment;
     match &e.model.weights {
-        Some(path) if !path.is_file() => Err(Error::MissingInput(format!(
-            "model.weights: {} does not exist (convert a PyTorch checkpoint with scripts/pth_to_safetensors.py)",
-            path.display()
-        ))),
-        Some(path) => Ok(load_state_dict(path, &plan.graph, device)?),
+        Some(path) => {
+            check_is_file(path, "model.weights")?;
+            load_state_dict(path, &plan.graph, device)
+                .map_err(|err| Error::Input(format!("model.weights: {err}")))
+        }
         None => Ok(Params::init(&plan.graph, e.seed, device)?),
     }
 }
 
-/// Runs the plan end to end.
-pub fn run(plan: &Plan, options: &RunOptions) -> Result<Summary, Error> {
-    let started = Instant::now();
+/// A file named by the experiment must exist and be a file.
+fn check_is_file(path: &Path, key: &str) -> Result<(), Error> {
+    if path.is_file() {
+        Ok(())
+    } else if path.is_dir() {
+        Err(Error::Input(format!(
+            "{key}: {} is a folder, not a file",
+            path.display()
+        )))
+    } else {
+        Err(Error::Input(format!(
+            "{key}: {} does not exist (convert a PyTorch checkpoint with scripts/pth_to_safetensors.py)",
+            path.display()
+        )))
+    }
+}
+
+/// Checks everything the run will read, writing nothing: the device, the data, the weights
+/// file, and an existing checkpoint (which must have been made from the same settings, unless
+/// `fresh`).
+pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
     let e = &plan.experiment;
+    if let Some(file) = plan.out_dir.ancestors().find(|p| p.is_file()) {
+        return Err(Error::Input(format!(
+            "--results: cannot create the run folder {}: {} is a file",
+            plan.out_dir.display(),
+            file.display()
+        )));
+    }
     let device = device(e.device)?;
     let data = e.data.load(e.synthetic(), e.seed)?;
-    std::fs::create_dir_all(&plan.out_dir).map_err(|source| Error::Io {
-        path: plan.out_dir.clone(),
-        source,
-    })?;
+    if let Some(path) = &e.model.weights {
+        check_is_file(path, "model.weights")?;
+    }
+    let fingerprint = Fingerprint::of_training(e)
+        .map_err(|err| Error::Input(format!("model.weights: {err}")))?
+        .with_data(&data);
     let checkpoint = checkpoint_path(&plan.out_dir);
-
-    let (mut params, state) = if checkpoint.exists() && !options.fresh {
-        let saved = Checkpoint::load(&checkpoint, &device)?;
-        if saved.graph != plan.graph || saved.seed != e.seed {
-            return Err(Error::Resume(format!(
-                "{} was written by a different model or seed; run with --fresh to start over (it will be overwritten)",
-                checkpoint.display()
-            )));
-        }
-        let params = Params::from_tensors(&plan.graph, saved.tensors.clone(), &device)?;
-        (params, TrainState::resumed(&e.train, saved))
+    let start = if checkpoint.exists() && !options.fresh {
+        Start::Resume(Box::new(resumable(
+            plan,
+            &checkpoint,
+            &fingerprint,
+            &device,
+        )?))
     } else {
-        (initial_params(plan, &device)?, TrainState::fresh(&e.train))
+        Start::Fresh {
+            params: initial_params(plan, &device)?,
+            overwrites: checkpoint.exists(),
+        }
+    };
+    Ok(Prepared {
+        device,
+        data,
+        fingerprint,
+        start,
+    })
+}
+
+/// The run's checkpoint, if it can be resumed with these settings.
+fn resumable(
+    plan: &Plan,
+    path: &Path,
+    fingerprint: &Fingerprint,
+    device: &Device,
+) -> Result<Checkpoint, Error> {
+    let fresh = "run with --fresh to start over (the checkpoint will be overwritten)";
+    let saved =
+        Checkpoint::load(path, device).map_err(|err| Error::Resume(format!("{err}; {fresh}")))?;
+    let changed = saved.settings.differences(fingerprint);
+    if !changed.is_empty() {
+        return Err(Error::Resume(format!(
+            "{} was made with other settings than {}:\n  {}\nRestore them to resume, or {fresh}.",
+            path.display(),
+            plan.experiment.name(),
+            changed.join("\n  ")
+        )));
+    }
+    if saved.graph != plan.graph || saved.seed != plan.experiment.seed {
+        return Err(Error::Resume(format!(
+            "{} was written by a different model or seed; {fresh}",
+            path.display()
+        )));
+    }
+    Ok(saved)
+}
+
+/// Runs the plan end to end.
+pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let e = &plan.experiment;
+    let Prepared {
+        device,
+        data,
+        fingerprint,
+        start,
+    } = prepared;
+    let _lock = RunLock::acquire(&plan.out_dir)?;
+    let (mut params, state) = match start {
+        Start::Resume(saved) => (
+            Params::from_tensors(&plan.graph, saved.tensors.clone(), &device)?,
+            TrainState::resumed(&e.train, *saved),
+        ),
+        Start::Fresh { params, .. } => (params, TrainState::fresh(&e.train)),
     };
     let resumed_after_epoch = state.history.len();
 
@@ -220,50 +327,134 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<Summary, Error> {
         device: &device,
         config: &e.train,
         seed: e.seed,
-        checkpoint,
+        checkpoint: checkpoint_path(&plan.out_dir),
+        settings: &fingerprint,
     };
-    let title = format!(
-        "{}: {} on {}",
-        e.name(),
-        e.model.arch,
-        e.data.dataset.label()
-    );
-    let out_dir = &plan.out_dir;
     let history = trainer.run(&mut params, state, &mut |history| {
-        report::write_train_metrics(history, &out_dir.join("train_metrics.csv"))?;
-        report::training_curves(history, &title, &out_dir.join("training_curves"))?;
+        write_history(plan, history)?;
         Ok(())
     })?;
+    // Also when no epoch ran in this invocation: outputs that lag the checkpoint (a run killed
+    // after its last checkpoint) are rebuilt from it.
+    write_history(plan, &history)?;
 
     let test = match history.last() {
         Some(last) => crate::eval::Evaluation {
             loss: last.test_loss,
             accuracy: last.test_accuracy,
         },
-        None => evaluate(
-            &plan.graph,
-            &params,
-            &data.test,
-            &normalizer,
-            e.train.batch_size,
-            &device,
-        )?,
+        None => {
+            let test = evaluate(
+                &plan.graph,
+                &params,
+                &data.test,
+                &normalizer,
+                e.train.batch_size,
+                &device,
+            )?;
+            if !test.loss.is_finite() {
+                return Err(Error::Input(format!(
+                    "model.weights: the test loss of these weights is {}; the weights or the normalisation do not suit this data",
+                    test.loss
+                )));
+            }
+            test
+        }
     };
-    save_model(&plan.graph, &params, &out_dir.join("model"))?;
+    let metadata = [("settings".to_string(), fingerprint.to_json())].into();
+    save_model(&plan.graph, &params, &plan.out_dir.join("model"), metadata)?;
     let summary = Summary {
         name: e.name().to_string(),
         arch: e.model.arch.clone(),
         dataset: e.data.dataset.label().to_string(),
         parameters: plan.graph.parameter_count(),
         epochs: history.len(),
-        resumed_after_epoch,
         test_loss: test.loss,
         test_accuracy: test.accuracy,
+        out_dir: plan.out_dir.clone(),
+        resumed_after_epoch,
         seconds: started.elapsed().as_secs_f64(),
-        out_dir: out_dir.clone(),
     };
     let json = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
-    let path = out_dir.join("summary.json");
+    let path = plan.out_dir.join("summary.json");
     crate::atomic_file::write(&path, &json).map_err(|source| Error::Io { path, source })?;
     Ok(summary)
+}
+
+/// The metrics table, the timing table and the training curves, from the whole history.
+fn write_history(plan: &Plan, history: &[EpochMetrics]) -> Result<(), report::ReportError> {
+    let e = &plan.experiment;
+    let out = &plan.out_dir;
+    report::write_train_metrics(history, &out.join("train_metrics.csv"))?;
+    crate::fault::crash_point("after-metrics", history.len());
+    report::write_train_timing(history, &out.join("train_timing.csv"))?;
+    let title = format!(
+        "{}: {} on {}",
+        e.name(),
+        e.model.arch,
+        e.data.dataset.label()
+    );
+    report::training_curves(history, &title, &out.join("training_curves"))
+}
+
+/// Where the network of [`model_of`] came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The run folder's trained model (`<stem>.json` + `<stem>.safetensors`).
+    Trained(PathBuf),
+    /// `model.weights`.
+    Weights(PathBuf),
+    /// The seeded initialisation: no run has trained this experiment yet.
+    Initialisation(u64),
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSource::Trained(stem) => write!(f, "{}.{{json,safetensors}}", stem.display()),
+            ModelSource::Weights(path) => write!(f, "{}", path.display()),
+            ModelSource::Initialisation(seed) => write!(f, "initialisation (seed {seed})"),
+        }
+    }
+}
+
+/// The network this experiment describes, for commands that use it without training: the run
+/// folder's trained model when a run has written one (refused when the experiment file no
+/// longer describes it), else `model.weights`, else the seeded initialisation.
+pub fn model_of(plan: &Plan, device: &Device) -> Result<(Graph, Params, ModelSource), Error> {
+    let e = &plan.experiment;
+    let stem = plan.out_dir.join("model");
+    if !stem.with_extension("json").is_file() {
+        let source = match &e.model.weights {
+            Some(path) => ModelSource::Weights(path.clone()),
+            None => ModelSource::Initialisation(e.seed),
+        };
+        return Ok((plan.graph.clone(), initial_params(plan, device)?, source));
+    }
+    let stale = |why: String| {
+        Error::Stale(format!(
+            "{}.{{json,safetensors}} is not the model of this experiment: {why}. Rerun the experiment (with --fresh) or give it another name.",
+            stem.display()
+        ))
+    };
+    let recorded = read_model_metadata(&stem)?
+        .get("settings")
+        .and_then(|text| Fingerprint::from_json(text))
+        .ok_or_else(|| stale("it records no settings (written by another version)".into()))?;
+    // The data is not read here, so its digest is not compared.
+    let now = Fingerprint::of_training(e)
+        .map_err(|err| Error::Input(format!("model.weights: {err}")))?
+        .without(DATA_CONTENTS);
+    let changed = recorded.without(DATA_CONTENTS).differences(&now);
+    if !changed.is_empty() {
+        return Err(stale(format!(
+            "the settings changed since it was trained ({})",
+            changed.join("; ")
+        )));
+    }
+    let (graph, params) = load_model(&stem, device)?;
+    if graph != plan.graph {
+        return Err(stale("its architecture differs".into()));
+    }
+    Ok((graph, params, ModelSource::Trained(stem)))
 }

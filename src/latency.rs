@@ -2,22 +2,23 @@
 //! process, with the `[latency]` protocol, and a per-layer breakdown that tells apart the layers
 //! whose input or output channels are coupled.
 //!
-//! The network is the trained `results/<name>/model` when a run has written one, else
-//! `model.weights`, else the seeded initialisation (timing does not depend on the values).
+//! The network is the experiment's model ([`crate::experiment::model_of`]): the trained
+//! `results/<name>/model` when a run has written one, else `model.weights`, else the seeded
+//! initialisation (timing does not depend on the values).
 //! Both sides run their fused inference form. The speedup reported is the ratio of measured
 //! median latencies; the MAC ratio is reported beside it, never instead of it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::eval::{node_times, time_interleaved, Model, Protocol, Timing};
-use crate::experiment::{device, initial_params};
+use crate::experiment::{device, model_of};
 use crate::graph::{
-    couplings, fuse_for_inference, layer_costs, load_model, prune, save_model, ChannelPlan, Graph,
-    Params,
+    couplings, fuse_for_inference, layer_costs, prune, save_model, ChannelPlan, Graph, Params,
 };
+use crate::run_lock::RunLock;
 use crate::{Error, Plan};
 
 /// What the unpruned network is compared with.
@@ -108,21 +109,11 @@ pub fn latency(
         let path = path.clone();
         move |source| Error::Io { path, source }
     };
-    std::fs::create_dir_all(&plan.out_dir).map_err(io(&plan.out_dir))?;
-
-    let trained = plan.out_dir.join("model");
-    let (graph, params, weights) = if trained.with_extension("json").is_file() {
-        let (g, p) = load_model(&trained, &device)?;
-        (g, p, format!("{}.{{json,safetensors}}", trained.display()))
-    } else {
-        let source = match &e.model.weights {
-            Some(path) => path.display().to_string(),
-            None => format!("initialisation (seed {})", e.seed),
-        };
-        (plan.graph.clone(), initial_params(plan, &device)?, source)
-    };
+    let (graph, params, source) = model_of(plan, &device)?;
+    let weights = source.to_string();
 
     let mut sides: Vec<(&'static str, Graph, Params)> = vec![("unpruned", graph, params)];
+    let mut pruned = None;
     let description = match pruning {
         None => None,
         Some(choice) => {
@@ -135,12 +126,10 @@ pub fn latency(
                     ),
                 ),
                 Pruning::Plan(path) => {
-                    let unreadable = |why: String| {
-                        Error::MissingInput(format!("--plan {}: {why}", path.display()))
-                    };
+                    let unreadable =
+                        |why: String| Error::Input(format!("--plan {}: {why}", path.display()));
                     let text = std::fs::read(path).map_err(|err| unreadable(err.to_string()))?;
-                    let p: ChannelPlan = serde_json::from_slice(&text)
-                        .map_err(|err| unreadable(format!("not a channel plan: {err}")))?;
+                    let p = ChannelPlan::from_json(&text).map_err(unreadable)?;
                     (p, format!("plan {}", path.display()))
                 }
             };
@@ -148,18 +137,23 @@ pub fn latency(
                 prune(&sides[0].1, &sides[0].2, &channel_plan).map_err(|err| match choice {
                     // A plan that does not fit the network is the user's input to fix.
                     Pruning::Plan(path) => {
-                        Error::MissingInput(format!("--plan {}: {err}", path.display()))
+                        Error::Input(format!("--plan {}: {err}", path.display()))
                     }
                     Pruning::Random { .. } => err.into(),
                 })?;
-            let plan_path = plan.out_dir.join("pruning_plan.json");
-            let json = serde_json::to_vec_pretty(&channel_plan).expect("plans serialise");
-            crate::atomic_file::write(&plan_path, &json).map_err(io(&plan_path))?;
-            save_model(&g, &p, &plan.out_dir.join("pruned_model"))?;
-            sides.push(("pruned", g, p));
+            pruned = Some((g, p, channel_plan));
             Some(what)
         }
     };
+    // Everything the user gave is checked; only now is the run folder written.
+    let _lock = RunLock::acquire(&plan.out_dir)?;
+    if let Some((g, p, channel_plan)) = pruned {
+        let plan_path = plan.out_dir.join("pruning_plan.json");
+        let json = serde_json::to_vec_pretty(&channel_plan).expect("plans serialise");
+        crate::atomic_file::write(&plan_path, &json).map_err(io(&plan_path))?;
+        save_model(&g, &p, &plan.out_dir.join("pruned_model"), HashMap::new())?;
+        sides.push(("pruned", g, p));
+    }
 
     let mut sizes = Vec::new();
     let mut fused = Vec::new();

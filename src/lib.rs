@@ -9,15 +9,18 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod experiment;
+mod fault;
+pub mod fingerprint;
 pub mod graph;
 pub mod inspect;
 pub mod latency;
 pub mod models;
 pub mod report;
+mod run_lock;
 pub mod train;
 
 pub use config::{ConfigErrors, Experiment};
-pub use experiment::{run, Plan, RunOptions, Summary};
+pub use experiment::{prepare, run, Plan, Prepared, RunOptions, Summary};
 
 /// Every failure the library reports.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +35,19 @@ pub enum Error {
     Train(#[from] train::TrainError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
-    /// A file the experiment names does not exist (the message starts with the key).
+    /// An input the experiment or the command line names is missing or unusable (the message
+    /// starts with the key or flag).
     #[error("{0}")]
-    MissingInput(String),
+    Input(String),
+    /// The run's checkpoint cannot be resumed as the experiment now stands.
     #[error("cannot resume: {0}")]
     Resume(String),
+    /// Another process is writing into the run folder.
+    #[error("{0}")]
+    Busy(String),
+    /// A run's saved model no longer matches its experiment.
+    #[error("{0}")]
+    Stale(String),
     #[error("{0}")]
     Device(String),
     #[error("{}: {source}", path.display())]
@@ -47,13 +58,18 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code: 2 for an invalid experiment or an input it names that is
-    /// missing, 1 for a failure while running.
+    /// The process exit code: 2 when the run is refused before it starts, because of what the
+    /// user gave (the experiment, the command line, the files they name, a checkpoint made from
+    /// other settings, a busy run folder); 1 for a failure while running.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_)
-            | Error::MissingInput(_)
-            | Error::Data(data::DataError::Missing { .. }) => 2,
+            | Error::Input(_)
+            | Error::Resume(_)
+            | Error::Busy(_)
+            | Error::Stale(_)
+            | Error::Device(_)
+            | Error::Data(_) => 2,
             _ => 1,
         }
     }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use prunelab::config::MAX_THREADS;
 use prunelab::eval::{bench_model, BenchBudget};
 use prunelab::graph::{set_conv_backend, ConvBackend};
 use prunelab::latency::Pruning;
@@ -50,12 +51,13 @@ struct RunArgs {
     /// Start from scratch even if a checkpoint of this experiment exists (it is overwritten).
     #[arg(long)]
     fresh: bool,
-    /// Validate the experiment and print the plan; read no data, train nothing.
+    /// Check the experiment and every input it names (device, data, weights, checkpoint) and
+    /// print the plan; write nothing, train nothing.
     #[arg(long)]
     dry_run: bool,
     /// Worker threads for tensor kernels (overrides `threads` in the file).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    threads: Option<u64>,
+    #[arg(long, value_parser = threads)]
+    threads: Option<usize>,
     /// Folder under which `<name>/` receives the outputs.
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -93,11 +95,20 @@ struct LatencyArgs {
     #[arg(long)]
     plan: Option<PathBuf>,
     /// Worker threads (overrides `[latency] threads` and `threads` in the file).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    threads: Option<u64>,
+    #[arg(long, value_parser = threads)]
+    threads: Option<usize>,
     /// Folder under which `<name>/` receives the outputs.
     #[arg(long, default_value = "results")]
     results: PathBuf,
+}
+
+fn threads(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a thread count in 1..={MAX_THREADS}"
+        )),
+    }
 }
 
 fn fraction(text: &str) -> Result<f64, String> {
@@ -113,33 +124,41 @@ struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "resnet20,resnet56,resnet50"
+        default_value = "resnet20,resnet56,resnet50",
+        value_parser = clap::builder::PossibleValuesParser::new(prunelab::models::ARCHITECTURES)
     )]
     models: Vec<String>,
     /// Training and large-batch inference batch size.
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    batch: u64,
     /// Side of the square RGB inputs.
-    #[arg(long, default_value_t = 32)]
-    size: usize,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    size: u64,
     /// Convolution implementation.
     #[arg(long, value_enum, default_value_t = Conv::Ours)]
     conv: Conv,
     /// Worker threads (default: every core).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    threads: Option<u64>,
+    #[arg(long, value_parser = threads)]
+    threads: Option<usize>,
     /// Least time spent on each measurement, in seconds.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = seconds)]
     seconds: f64,
     /// Untimed runs before each measurement.
-    #[arg(long, default_value_t = 2)]
-    warmup: usize,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    warmup: u64,
     /// Least number of timed runs of each measurement (the median is reported).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     min_runs: u64,
     /// Also write the rows as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.0..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!("{text:?} is not a number of seconds in [0, 3600]")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -180,17 +199,15 @@ fn main() -> ExitCode {
 
 fn run(args: &RunArgs) -> Result<(), prunelab::Error> {
     let experiment = Experiment::load(args.experiment.as_deref().expect("clap requires it"))?;
-    if let Some(n) = args.threads.map(|n| n as usize).or(experiment.threads) {
+    if let Some(n) = args.threads.or(experiment.threads) {
         experiment::set_threads(n);
     }
     set_conv_backend(args.conv.into());
     let plan = Plan::new(experiment, &args.results)?;
-    println!("{}", plan.describe());
+    let prepared = prunelab::prepare(&plan, &RunOptions { fresh: args.fresh })?;
+    println!("{}", plan.describe(&prepared));
     if !args.dry_run {
-        println!(
-            "{}",
-            prunelab::run(&plan, &RunOptions { fresh: args.fresh })?
-        );
+        println!("{}", prunelab::run(&plan, prepared)?);
     }
     Ok(())
 }
@@ -208,7 +225,6 @@ fn latency(args: LatencyArgs) -> Result<(), prunelab::Error> {
     let e = Experiment::load(&args.experiment)?;
     let threads = args
         .threads
-        .map(|n| n as usize)
         .or(e.latency.threads)
         .or(e.threads)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -227,20 +243,34 @@ fn latency(args: LatencyArgs) -> Result<(), prunelab::Error> {
 }
 
 fn bench(args: BenchArgs) -> Result<(), prunelab::Error> {
+    // Everything is checked before the first measurement.
+    if let Some(parent) = args.json.as_deref().and_then(std::path::Path::parent) {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            return Err(prunelab::Error::Input(format!(
+                "--json: the folder {} does not exist",
+                parent.display()
+            )));
+        }
+    }
+    let (batch, size) = (args.batch as usize, args.size as usize);
+    for model in &args.models {
+        prunelab::models::build(model, 3, size, 10)
+            .map_err(|e| prunelab::Error::Input(format!("--size {size}: {model}: {e}")))?;
+    }
     if let Some(n) = args.threads {
-        experiment::set_threads(n as usize);
+        experiment::set_threads(n);
     }
     set_conv_backend(args.conv.into());
     let budget = BenchBudget {
-        warmup: args.warmup,
+        warmup: args.warmup as usize,
         min_runs: args.min_runs as usize,
         min_time: Duration::from_secs_f64(args.seconds),
         ..BenchBudget::default()
     };
-    println!("{}", console::bench_header(args.batch));
+    println!("{}", console::bench_header(batch));
     let mut rows = Vec::new();
     for model in &args.models {
-        let row = bench_model(model, args.size, args.batch, budget)?;
+        let row = bench_model(model, size, batch, budget)?;
         println!("{}", console::bench_line(&row));
         rows.push(row);
     }

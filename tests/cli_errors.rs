@@ -1,8 +1,13 @@
-//! Every file in `tests/bad_configs/` must be refused with exit code 2 and a message that names
-//! the key in its `# expect:` line, located as `file:line:col`.
+//! Every file in `tests/bad_configs/` is refused, with `--dry-run` and without, with exit
+//! code 2 and the message of its `# expect:` line (first or last), located where the line says
+//! (`# expect: 7:1 train.lr: must be …` means `<file>:7:1: train.lr: must be …`; a line without
+//! a location, `# expect: data.dir: …`, is an input error printed as `error: data.dir: …`), and
+//! leaves the results folder exactly as it was.
 
-use std::path::Path;
-use std::process::Command;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn prunelab(args: &[&str], results: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_prunelab"))
@@ -13,45 +18,116 @@ fn prunelab(args: &[&str], results: &Path) -> std::process::Output {
         .expect("the binary runs")
 }
 
+/// Runs with a time limit: a file that is wrongly accepted must not train for hours.
+fn prunelab_limited(args: &[&str], results: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prunelab"))
+        .args(args)
+        .arg("--results")
+        .arg(results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            return (None, "still running after 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            files.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+    files
+}
+
+/// What `# expect:` promises for `file`, as it must appear in standard error.
+fn expected_message(file: &str, expect: &str) -> String {
+    let (first, rest) = expect.split_once(' ').unwrap_or((expect, ""));
+    let located = first
+        .split_once(':')
+        .is_some_and(|(l, c)| l.parse::<usize>().is_ok() && c.parse::<usize>().is_ok());
+    if located {
+        format!("{file}:{first}: {rest}")
+    } else {
+        format!("error: {expect}")
+    }
+}
+
 #[test]
-fn every_bad_config_is_refused_with_exit_code_2_naming_its_key() {
-    let results = tempfile::tempdir().unwrap();
+fn every_bad_config_is_refused_with_exit_code_2_and_a_located_message() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_configs");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert!(files.len() >= 15, "the corpus has {} files", files.len());
+    assert!(files.len() >= 45, "the corpus has {} files", files.len());
+    // A results folder that already holds a run under every name the corpus uses.
+    let results = tempfile::tempdir().unwrap();
+    for file in &files {
+        let stem = file.file_stem().unwrap().to_str().unwrap();
+        for name in [stem, "x"] {
+            std::fs::create_dir_all(results.path().join(name)).unwrap();
+            std::fs::write(results.path().join(name).join("summary.json"), b"{}").unwrap();
+        }
+    }
+    let before = snapshot(results.path());
     let mut failures = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
-        let expected = text
+        let expect = text
             .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
+            .find_map(|l| l.strip_prefix("# expect: "))
             .expect("an # expect: line");
         let file_arg = file.to_str().unwrap();
-        let args: Vec<&str> = if text.contains("needs a real run") {
-            vec![file_arg]
-        } else {
-            vec![file_arg, "--dry-run"]
-        };
-        let out = prunelab(&args, results.path());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let named = stderr.contains(expected);
-        let located =
-            !text.contains("needs a real run") && stderr.contains(&format!("{file_arg}:"));
-        if out.status.code() != Some(2) || !named || !(located || text.contains("needs a real run"))
-        {
-            failures.push(format!(
-                "{}: exit {:?}, stderr: {stderr}",
-                file.display(),
-                out.status.code()
-            ));
+        let wanted = expected_message(file_arg, expect);
+        for args in [vec![file_arg, "--dry-run"], vec![file_arg]] {
+            let (code, stderr) = prunelab_limited(&args, results.path());
+            if code != Some(2) || !stderr.contains(&wanted) {
+                failures.push(format!(
+                    "{args:?}: exit {code:?}, wanted {wanted:?}, stderr: {stderr}"
+                ));
+            }
+            if snapshot(results.path()) != before {
+                failures.push(format!("{args:?}: the results folder changed"));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_syntax_error_on_a_huge_line_quotes_only_its_surroundings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("huge.toml");
+    let line = format!("lr = [{}", "1, ".repeat(35_000));
+    std::fs::write(
+        &file,
+        format!("[data]\ndataset = \"synthetic\"\n[train]\n{line}\n"),
+    )
+    .unwrap();
+    let out = prunelab(&[file.to_str().unwrap(), "--dry-run"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.len() < 400, "{} bytes of error", stderr.len());
+    assert!(stderr.contains("huge.toml:4:"), "{stderr}");
 }
 
 #[test]
@@ -91,21 +167,32 @@ fn usage_errors_exit_with_2() {
 
 #[test]
 fn every_shipped_experiment_is_valid() {
+    // `--dry-run` checks the data too: where a dataset is not installed (CIFAR cannot be
+    // downloaded here), the only complaint allowed is the missing data folder.
     let results = tempfile::tempdir().unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let out = prunelab(&[path.to_str().unwrap(), "--dry-run"], results.path());
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
         let plan = String::from_utf8_lossy(&out.stdout);
+        let data_absent =
+            stderr.starts_with("error: data.dir: ") && stderr.contains(" not found: ");
         assert!(
-            plan.contains("parameters") && plan.contains("epochs"),
-            "{plan}"
+            out.status.success() || (out.status.code() == Some(2) && data_absent),
+            "{}: {stderr}",
+            path.display()
         );
+        assert!(
+            prunelab::Experiment::load(&path).is_ok(),
+            "{}",
+            path.display()
+        );
+        if out.status.success() {
+            assert!(
+                plan.contains("parameters") && plan.contains("epochs"),
+                "{plan}"
+            );
+        }
     }
 }

@@ -158,6 +158,7 @@ fn unknown_channel_behaviour_is_an_error() {
         stride: 1,
         padding: 1,
         groups: 2,
+        depthwise: false,
         bias: false,
         relu: false,
     };
@@ -186,4 +187,70 @@ fn the_fused_inference_form_has_the_same_couplings() {
             .collect()
     };
     assert_eq!(shape(&fused), shape(&graph));
+}
+
+/// conv a → BN → ReLU → `middle` (one channel in, one out) → BN → ReLU → conv c → pool → fc.
+fn one_channel_chain(depthwise: bool) -> Graph {
+    let mut g = GraphBuilder::new(1, 8, 8);
+    let x = g.conv("a", g.input(), 1, 3, 1, 1).unwrap();
+    let x = g.batch_norm("bn_a", x).unwrap();
+    let x = g.relu("relu_a", x).unwrap();
+    let x = if depthwise {
+        g.depthwise_conv("b", x, 3, 1, 1).unwrap()
+    } else {
+        g.conv("b", x, 1, 3, 1, 1).unwrap()
+    };
+    let x = g.batch_norm("bn_b", x).unwrap();
+    let x = g.relu("relu_b", x).unwrap();
+    let x = g.conv("c", x, 4, 3, 1, 1).unwrap();
+    let x = g.global_avg_pool("pool", x).unwrap();
+    let x = g.flatten("flat", x).unwrap();
+    g.linear("fc", x, 2).unwrap();
+    g.finish()
+}
+
+#[test]
+fn an_ordinary_one_in_one_out_conv_mixes_channels_and_a_one_channel_depthwise_does_not() {
+    // Regression: whether a conv is depthwise was guessed from its shapes, so an ordinary
+    // 1→1 conv (a pruned Fashion-MNIST stem, or two adjacent DFCs pruned to one channel) was
+    // taken for a channel-wise member and its two DFCs merged.
+    let ordinary = one_channel_chain(false);
+    let found = couplings(&ordinary).unwrap();
+    let producers: Vec<Vec<String>> = found
+        .iter()
+        .map(|c| names(&ordinary, &c.producers))
+        .collect();
+    assert_eq!(producers, [vec!["a"], vec!["b"], vec!["c"]]);
+    assert_eq!(names(&ordinary, &found[0].consumers), ["b"]);
+
+    let depthwise = one_channel_chain(true);
+    let found = couplings(&depthwise).unwrap();
+    let producers: Vec<Vec<String>> = found
+        .iter()
+        .map(|c| names(&depthwise, &c.producers))
+        .collect();
+    assert_eq!(producers, [vec!["a"], vec!["c"]]);
+    assert_eq!(names(&depthwise, &found[0].consumers), ["c"]);
+    assert!(names(&depthwise, &found[0].members).contains(&"b".to_string()));
+}
+
+#[test]
+fn a_depthwise_flag_on_a_conv_that_is_not_depthwise_is_an_invalid_graph() {
+    let mut g = GraphBuilder::new(4, 8, 8);
+    let op = Op::Conv2d {
+        in_channels: 4,
+        out_channels: 8,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        groups: 4,
+        depthwise: true,
+        bias: false,
+        relu: false,
+    };
+    let err = g.push("dw", op, vec![0]).unwrap_err().to_string();
+    assert!(
+        err.contains("depthwise conv needs groups = in = out"),
+        "{err}"
+    );
 }

@@ -129,15 +129,22 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// Writes a 3-train / 2-test Fashion-MNIST set of 4×5 images, gzipped or raw.
+/// 28×28 pixels: image i holds the values `i·784 + p` (mod 256) at position p.
+fn fashion_pixels(images: usize) -> Vec<u8> {
+    (0..images * 784).map(|v| v as u8).collect()
+}
+
+/// Writes a 3-train / 2-test Fashion-MNIST set of 28×28 images, gzipped or raw.
 fn write_fashion(dir: &Path, gz: bool) {
-    let pixels: Vec<u8> = (0..60).collect();
     let files = [
-        ("train-images-idx3-ubyte", idx(0x803, &[3, 4, 5], &pixels)),
+        (
+            "train-images-idx3-ubyte",
+            idx(0x803, &[3, 28, 28], &fashion_pixels(3)),
+        ),
         ("train-labels-idx1-ubyte", idx(0x801, &[3], &[7, 0, 9])),
         (
             "t10k-images-idx3-ubyte",
-            idx(0x803, &[2, 4, 5], &pixels[..40]),
+            idx(0x803, &[2, 28, 28], &fashion_pixels(2)),
         ),
         ("t10k-labels-idx1-ubyte", idx(0x801, &[2], &[1, 2])),
     ];
@@ -164,9 +171,10 @@ fn fashion_mnist_idx_files_are_read_gzipped_or_raw() {
         assert_eq!(data.test.labels, [1, 2]);
         assert_eq!(
             (data.train.channels, data.train.height, data.train.width),
-            (1, 4, 5)
+            (1, 28, 28)
         );
-        assert_eq!(data.train.image(2), &(40..60).collect::<Vec<u8>>()[..]);
+        let third: Vec<u8> = (2 * 784..3 * 784).map(|v| v as u8).collect();
+        assert_eq!(data.train.image(2), &third[..]);
     }
 }
 
@@ -264,4 +272,85 @@ fn the_synthetic_dataset_is_deterministic() {
         (a.train.len(), a.test.len(), a.train.height),
         (512, 256, 16)
     );
+}
+
+/// Fashion-MNIST files where the training images are replaced by `images`.
+fn fashion_with_train_images(images: Vec<u8>) -> String {
+    let dir = tempfile::tempdir().unwrap().keep();
+    write_fashion(&dir, false);
+    write(&dir.join("train-images-idx3-ubyte"), &images);
+    load(&format!("dataset = \"fashion-mnist\"\ndir = {dir:?}"))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn fashion_mnist_images_of_another_size_are_refused_naming_the_file() {
+    let err = fashion_with_train_images(idx(0x803, &[3, 14, 14], &[0; 3 * 196]));
+    assert!(
+        err.contains("train-images-idx3-ubyte: images are 14×14; Fashion-MNIST images are 28×28"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_idx_file_without_images_is_refused_naming_the_file() {
+    let err = fashion_with_train_images(idx(0x803, &[0, 28, 28], &[]));
+    assert!(
+        err.contains("train-images-idx3-ubyte: holds no images"),
+        "{err}"
+    );
+    // 60000 images of 0×0 pixels: no payload, no division by zero.
+    let err = fashion_with_train_images(idx(0x803, &[60000, 0, 0], &[]));
+    assert!(
+        err.contains("train-images-idx3-ubyte: images are 0×0"),
+        "{err}"
+    );
+    let err = fashion_with_train_images(idx(0x803, &[u32::MAX; 3], &[]));
+    assert!(
+        err.contains("train-images-idx3-ubyte: header sizes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_subset_the_data_cannot_provide_is_refused() {
+    let err = load("dataset = \"synthetic\"\ntrain_subset = 513")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "data.train_subset: asks for 513 images, but the generated data holds 512"
+    );
+    // 512 synthetic training images, about 51 per class: 600 per class is more than there are.
+    let err = load("dataset = \"synthetic\"\ntrain_subset = 6000\nsubset_mode = \"per-class\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "data.train_subset: asks for 600 images of class 0, but the generated data holds "
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_per_class_subset_has_exactly_the_size_asked() {
+    let data =
+        load("dataset = \"synthetic\"\ntrain_subset = 43\nsubset_mode = \"per-class\"").unwrap();
+    let mut counts = [0usize; 10];
+    data.train
+        .labels
+        .iter()
+        .for_each(|&l| counts[l as usize] += 1);
+    assert_eq!(counts, [5, 5, 5, 4, 4, 4, 4, 4, 4, 4]);
+}
+
+#[test]
+fn a_file_given_as_the_data_folder_is_named_as_a_file() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let err = load(&format!("dataset = \"cifar10\"\ndir = {:?}", file.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is a file, not a folder"), "{err}");
 }

@@ -244,7 +244,7 @@ fn save_then_load_gives_identical_outputs() {
     let graph = prunelab::models::build("resnet8", 3, 16, 10).unwrap();
     let params = Params::init(&graph, 5, &Device::Cpu).unwrap();
     let stem = dir.path().join("model");
-    save_model(&graph, &params, &stem).unwrap();
+    save_model(&graph, &params, &stem, Default::default()).unwrap();
     let (loaded_graph, loaded) = load_model(&stem, &Device::Cpu).unwrap();
     assert_eq!(loaded_graph, graph);
     let x = Tensor::randn(0f32, 1.0, (4, 3, 16, 16), &Device::Cpu).unwrap();

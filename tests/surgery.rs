@@ -287,7 +287,7 @@ fn a_pruned_resnet_saves_and_loads_like_any_other() {
 
     let dir = tempfile::tempdir().unwrap();
     let stem = dir.path().join("pruned");
-    save_model(&pruned, &pruned_params, &stem).unwrap();
+    save_model(&pruned, &pruned_params, &stem, Default::default()).unwrap();
     let (loaded, loaded_params) = load_model(&stem, &Device::Cpu).unwrap();
     assert_eq!(loaded, pruned);
     let x = Tensor::randn(0f32, 1.0, (2, 3, 16, 16), &Device::Cpu).unwrap();

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use candle_core::Device;
 use prunelab::train::Checkpoint;
@@ -43,78 +43,162 @@ fn run(config: &Path, results: &Path, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// The CSV without its timing columns (the last two).
-fn metrics_without_timing(results: &Path, name: &str) -> Vec<String> {
-    let csv = std::fs::read_to_string(results.join(name).join("train_metrics.csv")).unwrap();
-    csv.lines()
-        .map(|l| l.rsplitn(3, ',').nth(2).unwrap().to_string())
-        .collect()
+/// The outputs that must be byte-identical whatever interruptions a run went through (all
+/// but `train_timing.csv`, which records wall times, and the checkpoint, compared apart).
+const REPRODUCIBLE: [&str; 6] = [
+    "train_metrics.csv",
+    "training_curves.png",
+    "training_curves.svg",
+    "model.json",
+    "model.safetensors",
+    "summary.json",
+];
+
+/// The values of a tensor as bits.
+fn bits(t: &candle_core::Tensor) -> Vec<u32> {
+    let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    values.iter().map(|v| v.to_bits()).collect()
 }
 
-#[test]
-fn a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = experiment(dir.path(), "resume", "epochs = 4\nlr = 0.02");
-    let (straight, interrupted) = (dir.path().join("straight"), dir.path().join("interrupted"));
+/// Asserts that `run_dir` holds the outputs of `reference` byte for byte, the same checkpoint
+/// tensors and metrics (wall times aside), and no temporary file.
+fn assert_same_outputs(reference: &Path, run_dir: &Path, what: &str) {
+    for file in REPRODUCIBLE {
+        let (a, b) = (reference.join(file), run_dir.join(file));
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{what}: {file} differs from the uninterrupted run's"
+        );
+    }
+    let timing = std::fs::read_to_string(run_dir.join("train_timing.csv")).unwrap();
+    assert_eq!(timing.lines().count(), 5, "{what}: {timing}");
+    let load =
+        |dir: &Path| Checkpoint::load(&dir.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
+    let (a, b) = (load(reference), load(run_dir));
+    assert_eq!(a.epoch, b.epoch, "{what}");
+    for (x, y) in [(&a.tensors, &b.tensors), (&a.momentum, &b.momentum)] {
+        assert_eq!(x.len(), y.len());
+        for (name, t) in x {
+            assert!(
+                bits(t) == bits(&y[name]),
+                "{what}: checkpoint tensor {name} differs"
+            );
+        }
+    }
+    let without_time = |c: &Checkpoint| {
+        c.history
+            .iter()
+            .map(|m| {
+                (
+                    m.epoch,
+                    m.lr,
+                    m.train_loss,
+                    m.train_accuracy,
+                    m.test_loss,
+                    m.test_accuracy,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without_time(&a), without_time(&b), "{what}");
+    let stray: Vec<String> = std::fs::read_dir(run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n != ".lock")
+        .collect();
+    assert!(stray.is_empty(), "{what}: temporary files left: {stray:?}");
+}
 
-    let out = run(&config, &straight, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let mut child = Command::new(BIN)
-        .arg(&config)
+/// Starts the run in the background with `env`.
+fn spawn(
+    config: &Path,
+    results: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    Command::new(BIN)
+        .arg(config)
         .arg("--results")
-        .arg(&interrupted)
+        .arg(results)
+        .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    let metrics = interrupted.join("resume/train_metrics.csv");
-    let started = Instant::now();
-    while !metrics.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no epoch finished in 2 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    let status = child.wait().unwrap();
-    assert!(!status.success(), "the run was killed before it finished");
-    let saved = Checkpoint::load(
-        &interrupted.join("resume/checkpoint.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    assert!(
-        (1..4).contains(&saved.epoch),
-        "killed after epoch {}",
-        saved.epoch
-    );
+        .unwrap()
+}
 
-    let out = run(&config, &interrupted, &[]);
+#[test]
+fn runs_killed_anywhere_finish_with_the_outputs_of_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = experiment(dir.path(), "resume", "epochs = 4\nlr = 0.02");
+    let straight = dir.path().join("straight");
+    let out = run(&config, &straight, &["--threads", "2"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("resumes from its checkpoint"));
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(interrupted.join("resume/summary.json")).unwrap())
-            .unwrap();
-    assert_eq!(summary["resumed_after_epoch"], saved.epoch);
+    let reference = straight.join("resume");
 
-    let (a, b) = (
-        metrics_without_timing(&straight, "resume"),
-        metrics_without_timing(&interrupted, "resume"),
+    // Stopped exactly between two writes: after the checkpoint of the last epoch (the metrics,
+    // figures and model lag it), between the metrics table and the figures, and after the
+    // first checkpoint with another thread count than the resumed part.
+    for (point, first_threads) in [
+        ("after-checkpoint:4", "2"),
+        ("after-metrics:2", "2"),
+        ("after-checkpoint:1", "1"),
+    ] {
+        let results = dir.path().join(point.replace(':', "-"));
+        let mut child = spawn(
+            &config,
+            &results,
+            &["--threads", first_threads],
+            &[("PRUNELAB_CRASH_AT", point)],
+        );
+        assert!(!child.wait().unwrap().success(), "{point}: not reached");
+        let out = run(&config, &results, &["--threads", "2"]);
+        assert!(
+            out.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_same_outputs(&reference, &results.join("resume"), point);
+    }
+
+    // SIGKILLs at pseudo-random moments, restarting with 1 to 3 threads until the run finishes.
+    let results = dir.path().join("random");
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let mut kills = 0;
+    loop {
+        let threads = (1 + next(3)).to_string();
+        let mut child = spawn(&config, &results, &["--threads", &threads], &[]);
+        std::thread::sleep(Duration::from_millis(150 + next(900)));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        assert!(kills < 40, "the run never finished between kills");
+    }
+    let out = run(&config, &results, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(a.len(), 5, "header and four epochs");
-    assert_eq!(
-        a, b,
-        "resumed training must reproduce the uninterrupted run exactly"
+    assert!(kills > 0, "no kill landed");
+    assert_same_outputs(
+        &reference,
+        &results.join("resume"),
+        &format!("{kills} random kills"),
     );
 }
 
@@ -168,39 +252,36 @@ fn the_smoke_run_learns_and_writes_every_output() {
 fn divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    let out = run(
-        &experiment(dir.path(), "nan", "epochs = 1\nlr = 0.02"),
+    let config = experiment(dir.path(), "nan", "epochs = 3\nlr = 0.02");
+    let mut child = spawn(
+        &config,
         &results,
         &[],
+        &[("PRUNELAB_CRASH_AT", "after-checkpoint:1")],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Same model and seed, so the run resumes after epoch 1, now with an absurd learning rate.
-    let out = run(
-        &experiment(dir.path(), "nan", "epochs = 3\nlr = 1e30"),
-        &results,
-        &[],
-    );
+    assert!(!child.wait().unwrap().success());
+    // Momentum buffers so large (yet finite) that the first step of epoch 2 overflows.
+    let path = results.join("nan/checkpoint.safetensors");
+    let mut saved = Checkpoint::load(&path, &Device::Cpu).unwrap();
+    for t in saved.momentum.values_mut() {
+        *t = (t.ones_like().unwrap() * 1e38).unwrap();
+    }
+    saved.save(&path).unwrap();
+    let kept_bytes = std::fs::read(&path).unwrap();
+
+    let out = run(&config, &results, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("diverged")
-            && stderr.contains("epoch 2")
-            && stderr.contains("after epoch 1"),
+        stderr.contains("training diverged: ")
+            && stderr.contains("in epoch 2")
+            && stderr.contains("The last good checkpoint (after epoch 1) is kept"),
         "{stderr}"
     );
-    let kept = Checkpoint::load(&results.join("nan/checkpoint.safetensors"), &Device::Cpu).unwrap();
-    assert_eq!(kept.epoch, 1);
-    assert!(kept.tensors.values().all(|t| t
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-        .iter()
-        .all(|v| v.is_finite())));
+    assert!(
+        std::fs::read(&path).unwrap() == kept_bytes,
+        "the checkpoint was overwritten"
+    );
 }
 
 #[test]
@@ -220,9 +301,9 @@ fn a_checkpoint_of_another_model_is_not_resumed_silently() {
     std::fs::write(dir.path().join("other.toml"), text).unwrap();
     let out = run(&dir.path().join("other.toml"), &results, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr.contains("different model") && stderr.contains("--fresh"),
+        stderr.contains("model.arch: \"resnet8\" → \"resnet14\"") && stderr.contains("--fresh"),
         "{stderr}"
     );
     assert!(run(&dir.path().join("other.toml"), &results, &["--fresh"])

@@ -72,7 +72,9 @@ pub(super) fn from_toml_error(file: &Path, source: &str, error: &toml::de::Error
         .strip_prefix("missing field `")
         .and_then(|r| r.split('`').next())
     {
-        key = if key.is_empty() {
+        // A table missing a field is reported at its header; the document itself, at an
+        // empty span, which would otherwise be taken for the first key of the file.
+        key = if key.is_empty() || span.is_empty() {
             field.to_string()
         } else {
             format!("{key}.{field}")
@@ -80,10 +82,7 @@ pub(super) fn from_toml_error(file: &Path, source: &str, error: &toml::de::Error
     }
     if parsed.is_err() {
         // A syntax error: quote the line, since no key can be named.
-        let at = span.start.min(source.len());
-        let line = source[..at].rsplit('\n').next().unwrap_or("").to_string()
-            + source[at..].split('\n').next().unwrap_or("");
-        message = format!("{message}, in `{}`", line.trim());
+        message = format!("{message}, in `{}`", excerpt(source, span.start));
     }
     if let Some(rest) = message.strip_prefix("invalid value: integer `") {
         // serde's wording for a negative number given to an unsigned key.
@@ -166,6 +165,37 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// The line around byte `offset`, cut to at most `QUOTE` characters on each side of it.
+fn excerpt(source: &str, offset: usize) -> String {
+    const QUOTE: usize = 40;
+    let mut at = offset.min(source.len());
+    while !source.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before: Vec<char> = source[..at]
+        .rsplit('\n')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .collect();
+    let after: Vec<char> = source[at..]
+        .split('\n')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .collect();
+    let mut text = String::new();
+    if before.len() > QUOTE {
+        text.push('…');
+    }
+    text.extend(&before[before.len().saturating_sub(QUOTE)..]);
+    text.extend(&after[..after.len().min(QUOTE)]);
+    if after.len() > QUOTE {
+        text.push('…');
+    }
+    text.trim().to_string()
+}
+
 fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
@@ -231,6 +261,15 @@ mod tests {
         assert_eq!(line_column(s, 0), (1, 1));
         let offset = s.find("pochs").unwrap();
         assert_eq!(line_column(s, offset), (3, 4));
+    }
+
+    #[test]
+    fn a_long_line_is_quoted_around_the_error_only() {
+        let line = format!("x = [{}", "1, ".repeat(30_000));
+        let quoted = excerpt(&line, 50_000);
+        assert!(quoted.chars().count() <= 82, "{quoted}");
+        assert!(quoted.starts_with('…') && quoted.ends_with('…'));
+        assert_eq!(excerpt("a = 1\nb = =\n", 10), "b = =");
     }
 
     #[test]

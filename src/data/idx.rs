@@ -11,19 +11,22 @@ use super::{read_file, DataError, Dataset, Split};
 const LABELS_MAGIC: u32 = 0x0000_0801;
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 
+/// Fashion-MNIST's images: 28×28 pixels, one channel.
+const SIDE: usize = 28;
+
 pub fn load_fashion_mnist(dir: &Path, hint: &'static str) -> Result<Dataset, DataError> {
     let split = |prefix: &str| -> Result<Split, DataError> {
-        let (images, height, width) =
-            read_images(&find(dir, &format!("{prefix}-images-idx3-ubyte")), hint)?;
+        let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"));
+        let (images, count) = read_images(&images_path, hint)?;
         let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"));
         let labels = read_labels(&labels_path, hint)?;
-        if labels.len() * height * width != images.len() {
+        if labels.len() != count {
             return Err(DataError::Malformed {
                 path: labels_path,
                 message: format!(
-                    "{} labels for {} images",
+                    "{} labels for the {count} images of {}",
                     labels.len(),
-                    images.len() / (height * width)
+                    images_path.display()
                 ),
             });
         }
@@ -37,8 +40,8 @@ pub fn load_fashion_mnist(dir: &Path, hint: &'static str) -> Result<Dataset, Dat
             images,
             labels,
             channels: 1,
-            height,
-            width,
+            height: SIDE,
+            width: SIDE,
             classes: 10,
         })
     };
@@ -107,7 +110,10 @@ fn parse<'a>(
         })
         .collect::<Result<_, _>>()?;
     let payload = &bytes[4 * (dims + 1)..];
-    let expected: usize = sizes.iter().product();
+    let expected = sizes
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .ok_or_else(|| malformed(format!("header sizes {sizes:?} overflow")))?;
     if payload.len() != expected {
         return Err(malformed(format!(
             "header promises {expected} values {sizes:?}, file holds {}",
@@ -123,8 +129,22 @@ fn read_labels(path: &Path, hint: &'static str) -> Result<Vec<u8>, DataError> {
     Ok(payload.to_vec())
 }
 
-fn read_images(path: &Path, hint: &'static str) -> Result<(Vec<u8>, usize, usize), DataError> {
+/// The pixels and the image count; the file must hold at least one 28×28 image.
+fn read_images(path: &Path, hint: &'static str) -> Result<(Vec<u8>, usize), DataError> {
     let bytes = read_maybe_gz(path, hint)?;
     let (sizes, payload) = parse(&bytes, path, IMAGES_MAGIC, 3)?;
-    Ok((payload.to_vec(), sizes[1], sizes[2]))
+    let malformed = |message: String| DataError::Malformed {
+        path: path.to_path_buf(),
+        message,
+    };
+    if sizes[1..] != [SIDE, SIDE] {
+        return Err(malformed(format!(
+            "images are {}×{}; Fashion-MNIST images are {SIDE}×{SIDE}",
+            sizes[1], sizes[2]
+        )));
+    }
+    if sizes[0] == 0 {
+        return Err(malformed("holds no images".into()));
+    }
+    Ok((payload.to_vec(), sizes[0]))
 }

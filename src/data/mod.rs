@@ -47,8 +47,16 @@ pub enum DataError {
         path: PathBuf,
         hint: &'static str,
     },
+    #[error("data.dir: {} is a file, not a folder; set it to the folder holding the {dataset} files", path.display())]
+    NotAFolder {
+        dataset: &'static str,
+        path: PathBuf,
+    },
     #[error("{}: {message}", path.display())]
     Malformed { path: PathBuf, message: String },
+    /// A subset the data cannot provide.
+    #[error("{key}: {message}")]
+    Subset { key: &'static str, message: String },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -145,6 +153,11 @@ impl DataConfig {
         let check_dir = |hint| {
             if dir.is_dir() {
                 Ok(())
+            } else if dir.exists() {
+                Err(DataError::NotAFolder {
+                    dataset: self.dataset.label(),
+                    path: dir.clone(),
+                })
             } else {
                 Err(DataError::Missing {
                     dataset: self.dataset.label(),
@@ -168,11 +181,19 @@ impl DataConfig {
             }
             DatasetKind::Synthetic => synthetic::generate(synthetic, seed),
         };
+        let source = match self.dataset {
+            DatasetKind::Synthetic => "the generated data".to_string(),
+            _ => dir.display().to_string(),
+        };
         if let Some(n) = self.train_subset {
-            data.train = data.train.subset(n, self.subset_mode);
+            data.train = data
+                .train
+                .subset(n, self.subset_mode, "data.train_subset", &source)?;
         }
         if let Some(n) = self.test_subset {
-            data.test = data.test.subset(n, self.subset_mode);
+            data.test = data
+                .test
+                .subset(n, self.subset_mode, "data.test_subset", &source)?;
         }
         Ok(data)
     }
@@ -196,23 +217,48 @@ impl Split {
         &self.images[i * n..(i + 1) * n]
     }
 
-    /// The first `n` images, or the first `n / classes` of every class (file order kept).
-    pub fn subset(&self, n: usize, mode: SubsetMode) -> Split {
+    /// The first `n` images, or `n` images spread over the classes (the first `n / classes`
+    /// of every class, one more of the first `n % classes` classes; file order kept). Refused
+    /// when the split cannot provide them: a subset is never silently smaller than asked.
+    pub fn subset(
+        &self,
+        n: usize,
+        mode: SubsetMode,
+        key: &'static str,
+        source: &str,
+    ) -> Result<Split, DataError> {
+        let short = |message: String| DataError::Subset { key, message };
         let keep: Vec<usize> = match mode {
-            SubsetMode::First => (0..self.len().min(n)).collect(),
+            SubsetMode::First => {
+                if n > self.len() {
+                    return Err(short(format!(
+                        "asks for {n} images, but {source} holds {}",
+                        self.len()
+                    )));
+                }
+                (0..n).collect()
+            }
             SubsetMode::PerClass => {
-                let per_class = (n / self.classes).max(1);
+                let wanted = |c: usize| n / self.classes + usize::from(c < n % self.classes);
                 let mut taken = vec![0usize; self.classes];
-                (0..self.len())
+                let keep: Vec<usize> = (0..self.len())
                     .filter(|&i| {
                         let c = self.labels[i] as usize;
                         taken[c] += 1;
-                        taken[c] <= per_class
+                        taken[c] <= wanted(c)
                     })
-                    .collect()
+                    .collect();
+                if let Some(c) = (0..self.classes).find(|&c| taken[c] < wanted(c)) {
+                    return Err(short(format!(
+                        "asks for {} images of class {c}, but {source} holds {}",
+                        wanted(c),
+                        taken[c]
+                    )));
+                }
+                keep
             }
         };
-        Split {
+        Ok(Split {
             images: keep
                 .iter()
                 .flat_map(|&i| self.image(i).iter().copied())
@@ -222,7 +268,7 @@ impl Split {
             height: self.height,
             width: self.width,
             classes: self.classes,
-        }
+        })
     }
 }
 

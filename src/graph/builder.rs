@@ -51,7 +51,7 @@ impl GraphBuilder {
         stride: usize,
         padding: usize,
     ) -> Result<usize, GraphError> {
-        self.conv2d(name, x, out, kernel, stride, padding, 1, false)
+        self.conv2d(name, x, out, kernel, stride, padding, false, false)
     }
 
     /// Square convolution with bias (PyTorch's default, kept by kuangliu's VGG).
@@ -64,7 +64,7 @@ impl GraphBuilder {
         stride: usize,
         padding: usize,
     ) -> Result<usize, GraphError> {
-        self.conv2d(name, x, out, kernel, stride, padding, 1, true)
+        self.conv2d(name, x, out, kernel, stride, padding, false, true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -76,7 +76,7 @@ impl GraphBuilder {
         kernel: usize,
         stride: usize,
         padding: usize,
-        groups: usize,
+        depthwise: bool,
         bias: bool,
     ) -> Result<usize, GraphError> {
         let in_channels = self.channels(x);
@@ -86,7 +86,8 @@ impl GraphBuilder {
             kernel,
             stride,
             padding,
-            groups,
+            groups: if depthwise { in_channels } else { 1 },
+            depthwise,
             bias,
             relu: false,
         };
@@ -103,7 +104,7 @@ impl GraphBuilder {
         padding: usize,
     ) -> Result<usize, GraphError> {
         let channels = self.channels(x);
-        self.conv2d(name, x, channels, kernel, stride, padding, channels, false)
+        self.conv2d(name, x, channels, kernel, stride, padding, true, false)
     }
 
     pub fn batch_norm(&mut self, name: &str, x: usize) -> Result<usize, GraphError> {

@@ -53,16 +53,12 @@ impl Coupling {
 pub fn channel_role(op: &Op, input: Option<ActShape>) -> Result<ChannelRole, String> {
     Ok(match *op {
         Op::Input { .. } => ChannelRole::Input,
-        // Depthwise: output channel j filters input channel j only. This comes first: a conv
-        // with one input and one output channel is channel-wise whatever its `groups`, so a
-        // depthwise conv pruned to one channel keeps its role. (A fused ReLU, in the inference
-        // form, is channel-wise too and changes no role.)
+        // Depthwise: output channel j filters input channel j only. The op records it, so a
+        // depthwise conv pruned to one channel stays channel-wise and an ordinary 1-in/1-out
+        // conv stays mixing. (A fused ReLU, in the inference form, changes no role.)
         Op::Conv2d {
-            in_channels,
-            out_channels,
-            groups,
-            ..
-        } if groups == in_channels && out_channels == in_channels => ChannelRole::ChannelWise,
+            depthwise: true, ..
+        } => ChannelRole::ChannelWise,
         Op::Conv2d { groups: 1, .. } | Op::Linear { .. } => ChannelRole::Mixing,
         Op::Conv2d { groups, .. } => {
             return Err(format!(

@@ -1,9 +1,10 @@
 //! Graphs and their tensors on disk: architecture JSON + safetensors, and PyTorch state dicts.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use safetensors::SafeTensors;
 
 use super::ir::Graph;
@@ -11,9 +12,14 @@ use super::params::Params;
 use super::GraphError;
 use crate::atomic_file;
 
-/// Saves `graph` as `<stem>.json` and its tensors as `<stem>.safetensors`. The pair loads back
-/// with [`load_model`] without the experiment that made it.
-pub fn save_model(graph: &Graph, params: &Params, stem: &Path) -> Result<(), GraphError> {
+/// Saves `graph` as `<stem>.json` and its tensors as `<stem>.safetensors` (with `metadata` in
+/// its header). The pair loads back with [`load_model`] without the experiment that made it.
+pub fn save_model(
+    graph: &Graph,
+    params: &Params,
+    stem: &Path,
+    metadata: HashMap<String, String>,
+) -> Result<(), GraphError> {
     let json = serde_json::to_vec_pretty(graph).expect("a graph always serialises");
     let json_path = with_extension(stem, "json");
     atomic_file::write(&json_path, &json).map_err(|source| GraphError::Io {
@@ -23,8 +29,41 @@ pub fn save_model(graph: &Graph, params: &Params, stem: &Path) -> Result<(), Gra
     write_safetensors(
         &with_extension(stem, "safetensors"),
         &params.tensors(),
-        HashMap::new(),
+        metadata,
     )
+}
+
+/// The header metadata [`save_model`] stored, read without the tensors.
+pub fn read_model_metadata(stem: &Path) -> Result<HashMap<String, String>, GraphError> {
+    let path = with_extension(stem, "safetensors");
+    let io = |source| GraphError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::File::open(&path).map_err(io)?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).map_err(io)?;
+    let length = u64::from_le_bytes(length);
+    // Headers are small; a larger length is corruption, not a header to allocate for.
+    const MAX_HEADER: u64 = 100 << 20;
+    if length > MAX_HEADER {
+        return Err(GraphError::Format {
+            path,
+            message: format!("not a safetensors file (header length {length})"),
+        });
+    }
+    let mut header = vec![0u8; length as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__", default)]
+        metadata: HashMap<String, String>,
+    }
+    let parsed: Header = serde_json::from_slice(&header).map_err(|e| GraphError::Format {
+        path: path.clone(),
+        message: format!("unreadable safetensors header: {e}"),
+    })?;
+    Ok(parsed.metadata)
 }
 
 /// Loads what [`save_model`] wrote.
@@ -48,7 +87,16 @@ pub fn load_model(stem: &Path, device: &Device) -> Result<(Graph, Params), Graph
 /// parameters. `num_batches_tracked` entries are ignored; any other difference is an error
 /// that lists the offending keys.
 pub fn load_state_dict(path: &Path, graph: &Graph, device: &Device) -> Result<Params, GraphError> {
-    let (mut tensors, _) = read_safetensors(path, device)?;
+    let (mut tensors, metadata) = read_safetensors(path, device)?;
+    if metadata
+        .get("format")
+        .is_some_and(|f| f.starts_with("prunelab-checkpoint"))
+    {
+        return Err(GraphError::Format {
+            path: path.to_path_buf(),
+            message: "is a prunelab checkpoint, not a state dict; a finished run's weights are its model.safetensors".into(),
+        });
+    }
     tensors.retain(|name, _| !name.ends_with(".num_batches_tracked"));
     Params::from_tensors(graph, tensors, device).map_err(|e| match e {
         GraphError::Weights(why) => GraphError::Weights(format!("{}: {why}", path.display())),
@@ -92,7 +140,33 @@ pub fn read_safetensors(
     let metadata = header.metadata().clone().unwrap_or_default();
     let tensors =
         candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| bad(e.to_string()))?;
-    Ok((tensors.into_iter().collect(), metadata))
+    let tensors: BTreeMap<String, Tensor> = tensors.into_iter().collect();
+    let non_finite = non_finite(&tensors)?;
+    if !non_finite.is_empty() {
+        return Err(bad(format!(
+            "holds NaN or infinite values in {} tensor(s): {}",
+            non_finite.len(),
+            non_finite.join(", ")
+        )));
+    }
+    Ok((tensors, metadata))
+}
+
+/// The names of the floating-point tensors that hold a NaN or an infinity.
+pub fn non_finite(tensors: &BTreeMap<String, Tensor>) -> Result<Vec<String>, GraphError> {
+    let mut found = Vec::new();
+    for (name, tensor) in tensors {
+        if tensor.dtype().is_float() {
+            let values = tensor
+                .flatten_all()?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?;
+            if values.iter().any(|v| !v.is_finite()) {
+                found.push(name.clone());
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn with_extension(stem: &Path, extension: &str) -> PathBuf {

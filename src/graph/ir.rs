@@ -27,6 +27,11 @@ pub enum Op {
         stride: usize,
         padding: usize,
         groups: usize,
+        /// One filter per channel (`groups = in = out`), recorded when the layer is built: a
+        /// depthwise conv pruned to one channel stays channel-wise, while an ordinary conv with
+        /// one input and one output channel stays channel-mixing.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        depthwise: bool,
         bias: bool,
         /// ReLU applied to the output inside the convolution. Only the inference form made by
         /// [`crate::graph::fuse_for_inference`] sets it (it needs `bias`); such a node has no
@@ -325,11 +330,17 @@ fn infer(
             stride,
             padding,
             groups,
+            depthwise,
             bias,
             relu,
         } => {
             if relu && !bias {
                 return Err("a fused ReLU needs a bias".into());
+            }
+            if depthwise && !(groups == in_channels && groups == out_channels) {
+                return Err(format!(
+                    "a depthwise conv needs groups = in = out channels (got {groups}, {in_channels}, {out_channels})"
+                ));
             }
             let (c, h, w) = map()?;
             if c != in_channels {

@@ -23,7 +23,10 @@ pub use cost::{layer_costs, macs, LayerCost};
 pub use coupling::{channel_role, couplings, ChannelRole, Coupling};
 pub use exec::{forward, forward_timed, Forward, Mode};
 pub use fuse::fuse_for_inference;
-pub use io::{load_model, load_state_dict, read_safetensors, save_model, write_safetensors};
+pub use io::{
+    load_model, load_state_dict, non_finite, read_model_metadata, read_safetensors, save_model,
+    write_safetensors,
+};
 pub use ir::{ActShape, Graph, Init, Node, Op, ParamRole, ParamSpec};
 pub use params::{specs, BatchStats, Params};
 pub use surgery::{mask, prune, ChannelPlan};

@@ -24,11 +24,49 @@ use super::GraphError;
 /// `{"remove": {"layer1.0.conv1": [3, 17]}}`). Channel indices are those of the graph the plan
 /// is applied to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChannelPlan {
+    #[serde(deserialize_with = "unique_keys")]
     pub remove: BTreeMap<String, Vec<usize>>,
 }
 
+/// A map whose keys must be unique: a DFC named twice is a mistake, not "the last one wins".
+fn unique_keys<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Vec<usize>>, D::Error> {
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = BTreeMap<String, Vec<usize>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map from DFC names to lists of channel indices")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, Vec<usize>>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "DFC {key:?} is named twice"
+                    )));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Unique)
+}
+
 impl ChannelPlan {
+    /// Parses a plan from JSON (a UTF-8 byte-order mark is allowed). Unknown fields and a DFC
+    /// named twice are errors.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        serde_json::from_slice(bytes).map_err(|e| format!("not a channel plan: {e}"))
+    }
+
     /// Removes `round(fraction · C)` channels of every DFC (never all C), chosen uniformly at
     /// random from `seed`.
     pub fn random(graph: &Graph, fraction: f64, seed: u64) -> Result<Self, GraphError> {

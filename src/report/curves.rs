@@ -11,7 +11,7 @@ use crate::train::EpochMetrics;
 
 const SIZE: (u32, u32) = (1200, 480);
 
-/// Draws `<stem>.png` and `<stem>.svg`.
+/// Draws `<stem>.png` and `<stem>.svg`, each written atomically.
 pub fn training_curves(
     history: &[EpochMetrics],
     title: &str,
@@ -24,18 +24,24 @@ pub fn training_curves(
         path: path.to_path_buf(),
         message,
     };
+    // The bitmap backend encodes by the file's extension, so it draws into a temporary `.png`.
+    crate::atomic_file::write_with(&png, |temporary| {
+        draw(
+            &BitMapBackend::new(temporary, SIZE).into_drawing_area(),
+            history,
+            title,
+        )
+        .map_err(std::io::Error::other)
+    })
+    .map_err(|e| fail(&png, e.to_string()))?;
+    let mut text = String::new();
     draw(
-        &BitMapBackend::new(&png, SIZE).into_drawing_area(),
-        history,
-        title,
-    )
-    .map_err(|e| fail(&png, e))?;
-    draw(
-        &SVGBackend::new(&svg, SIZE).into_drawing_area(),
+        &SVGBackend::with_string(&mut text, SIZE).into_drawing_area(),
         history,
         title,
     )
     .map_err(|e| fail(&svg, e))?;
+    crate::atomic_file::write(&svg, text.as_bytes()).map_err(|e| fail(&svg, e.to_string()))?;
     Ok(())
 }
 

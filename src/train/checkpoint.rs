@@ -1,6 +1,7 @@
 //! One file per run, rewritten atomically after every epoch: weights, BN statistics, momentum
-//! buffers, the completed epoch count, the seed and the metrics so far. Random state needs no
-//! saving: each epoch's generator is a pure function of (seed, epoch).
+//! buffers, the completed epoch count, the seed, the metrics so far and the fingerprint of the
+//! settings and inputs it was made from. Random state needs no saving: each epoch's generator
+//! is a pure function of (seed, epoch).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -8,9 +9,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use super::{EpochMetrics, TrainError};
+use crate::fingerprint::Fingerprint;
 use crate::graph::{read_safetensors, write_safetensors, Graph};
 
-const FORMAT: &str = "prunelab-checkpoint-1";
+const FORMAT: &str = "prunelab-checkpoint-2";
 const MODEL: &str = "model.";
 const MOMENTUM: &str = "momentum.";
 
@@ -23,6 +25,8 @@ pub struct Checkpoint {
     pub tensors: BTreeMap<String, Tensor>,
     pub momentum: BTreeMap<String, Tensor>,
     pub history: Vec<EpochMetrics>,
+    /// What the run was started from (settings and input digests).
+    pub settings: Fingerprint,
 }
 
 impl Checkpoint {
@@ -43,6 +47,7 @@ impl Checkpoint {
                 "history".to_string(),
                 serde_json::to_string(&self.history).expect("metrics serialise"),
             ),
+            ("settings".to_string(), self.settings.to_json()),
         ]);
         write_safetensors(path, &all, metadata)?;
         Ok(())
@@ -54,8 +59,14 @@ impl Checkpoint {
             path: path.to_path_buf(),
             message: format!("{what}; start over with --fresh"),
         };
-        if metadata.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(bad("not a prunelab checkpoint"));
+        match metadata.get("format").map(String::as_str) {
+            Some(FORMAT) => {}
+            Some(other) if other.starts_with("prunelab-checkpoint-") => {
+                return Err(bad(&format!(
+                    "written by another version of prunelab ({other}, this one reads {FORMAT})"
+                )))
+            }
+            _ => return Err(bad("not a prunelab checkpoint")),
         }
         let field = |key: &str| {
             metadata
@@ -69,6 +80,8 @@ impl Checkpoint {
         let graph = serde_json::from_str(field("graph")?).map_err(|_| bad("unreadable graph"))?;
         let history =
             serde_json::from_str(field("history")?).map_err(|_| bad("unreadable history"))?;
+        let settings =
+            Fingerprint::from_json(field("settings")?).ok_or_else(|| bad("unreadable settings"))?;
         let (mut tensors, mut momentum) = (BTreeMap::new(), BTreeMap::new());
         for (name, tensor) in all {
             if let Some(rest) = name.strip_prefix(MODEL) {
@@ -84,6 +97,7 @@ impl Checkpoint {
             tensors,
             momentum,
             history,
+            settings,
         })
     }
 }

@@ -11,7 +11,8 @@ use super::{Checkpoint, EpochMetrics, Schedule, Sgd, SgdConfig, TrainError};
 use crate::config::TrainConfig;
 use crate::data::{epoch_rng, shuffled, Augment, Batcher, Dataset, Normalizer};
 use crate::eval::evaluate;
-use crate::graph::{Graph, Params};
+use crate::fingerprint::Fingerprint;
+use crate::graph::{non_finite, Graph, Params};
 
 /// Everything the loop reads but does not change.
 pub struct Trainer<'a> {
@@ -24,6 +25,8 @@ pub struct Trainer<'a> {
     pub seed: u64,
     /// Written atomically after every epoch.
     pub checkpoint: PathBuf,
+    /// Recorded in the checkpoint: what the run is made from.
+    pub settings: &'a Fingerprint,
 }
 
 /// Where training stands: after `history.len()` epochs with these momentum buffers.
@@ -71,24 +74,39 @@ impl Trainer<'_> {
         let schedule = Schedule::new(self.config);
         let mut progress = Progress::new(self.config.epochs);
         for epoch in state.history.len()..self.config.epochs {
-            let metrics = self.epoch(
-                epoch,
-                schedule.lr(epoch),
-                params,
-                &mut state.sgd,
-                &mut progress,
-            )?;
+            let lr = schedule.lr(epoch);
+            let metrics = self.epoch(epoch, lr, params, &mut state.sgd, &mut progress)?;
+            // Nothing non-finite reaches a checkpoint: the last one written stays the last good one.
+            if !(metrics.test_loss.is_finite() && metrics.train_loss.is_finite()) {
+                let what = format!("the test loss became {}", metrics.test_loss);
+                return Err(self.diverged(epoch, what, lr));
+            }
+            let tensors = params.tensors();
+            let broken: Vec<String> = non_finite(&tensors)?
+                .into_iter()
+                .chain(
+                    non_finite(state.sgd.state())?
+                        .into_iter()
+                        .map(|n| format!("momentum of {n}")),
+                )
+                .collect();
+            if !broken.is_empty() {
+                let what = format!("{} became NaN or infinite", list(&broken));
+                return Err(self.diverged(epoch, what, lr));
+            }
             progress.finish_epoch(&metrics);
             state.history.push(metrics);
             let checkpoint = Checkpoint {
                 epoch: epoch + 1,
                 seed: self.seed,
                 graph: self.graph.clone(),
-                tensors: params.tensors(),
+                tensors,
                 momentum: state.sgd.state().clone(),
                 history: state.history.clone(),
+                settings: self.settings.clone(),
             };
             checkpoint.save(&self.checkpoint)?;
+            crate::fault::crash_point("after-checkpoint", epoch + 1);
             after_epoch(&state.history).map_err(|source| TrainError::AfterEpoch {
                 epoch: epoch + 1,
                 source,
@@ -121,7 +139,12 @@ impl Trainer<'_> {
             let batch = batcher.batch(chunk, Some((self.augment, &mut rng)))?;
             let outcome = train_step(self.graph, params, sgd, &batch, lr)?;
             if !outcome.loss.is_finite() {
-                return Err(self.diverged(epoch, step, outcome.loss, lr));
+                let what = format!(
+                    "the training loss became {} at step {}",
+                    outcome.loss,
+                    step + 1
+                );
+                return Err(self.diverged(epoch, what, lr));
             }
             loss_sum += outcome.loss as f64 * chunk.len() as f64;
             correct += outcome.correct;
@@ -156,7 +179,7 @@ impl Trainer<'_> {
         })
     }
 
-    fn diverged(&self, epoch: usize, step: usize, loss: f32, lr: f64) -> TrainError {
+    fn diverged(&self, epoch: usize, what: String, lr: f64) -> TrainError {
         let kept = if epoch > 0 {
             format!(
                 "The last good checkpoint (after epoch {epoch}) is kept at {}.",
@@ -167,10 +190,19 @@ impl Trainer<'_> {
         };
         TrainError::Diverged {
             epoch: epoch + 1,
-            step: step + 1,
-            loss,
+            what,
             lr,
             kept,
         }
     }
+}
+
+/// The first few names, then how many more.
+fn list(names: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
 }

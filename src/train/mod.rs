@@ -36,13 +36,12 @@ pub struct EpochMetrics {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(
-        "training diverged: the loss became {loss} at epoch {epoch}, step {step} (lr {lr}). {kept} \
-         Lower train.lr or add train.warmup_epochs, then run again (it resumes from the checkpoint) or use --fresh."
+        "training diverged: {what} in epoch {epoch} (lr {lr}). {kept} \
+         Lower train.lr or add train.warmup_epochs, then run again with --fresh (or resume from the checkpoint, if these settings are kept)."
     )]
     Diverged {
         epoch: usize,
-        step: usize,
-        loss: f32,
+        what: String,
         lr: f64,
         kept: String,
     },

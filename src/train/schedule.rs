@@ -30,10 +30,11 @@ impl Schedule {
     ///
     /// Warm-up: `base · (epoch + 1) / warmup`. Cosine, PyTorch's `CosineAnnealingLR` with
     /// `T_max` = the epochs after warm-up: `min + (base − min)(1 + cos(π e / T_max)) / 2`.
-    /// Step: `base · gamma^(milestones ≤ epoch)`.
+    /// Step: `base · gamma^(milestones ≤ epoch)`. Every factor is in [0, 1] and multiplies a
+    /// finite rate last, so no finite setting overflows.
     pub fn lr(&self, epoch: usize) -> f64 {
         if epoch < self.warmup {
-            return self.base * (epoch + 1) as f64 / self.warmup as f64;
+            return self.base * ((epoch + 1) as f64 / self.warmup as f64);
         }
         match self.kind {
             ScheduleKind::Constant => self.base,
@@ -44,9 +45,9 @@ impl Schedule {
             ScheduleKind::Cosine => {
                 let t_max = (self.epochs - self.warmup).max(1) as f64;
                 let e = (epoch - self.warmup) as f64;
-                self.min
-                    + (self.base - self.min) * (1.0 + (std::f64::consts::PI * e / t_max).cos())
-                        / 2.0
+                let fraction = (1.0 + (std::f64::consts::PI * e / t_max).cos()) / 2.0;
+                // Weighted as base·f + min·(1 − f): no difference of two large rates.
+                self.base * fraction + self.min * (1.0 - fraction)
             }
         }
     }
@@ -78,6 +79,25 @@ mod tests {
         assert!((s.lr(1) - 0.4).abs() < 1e-15);
         assert!((s.lr(2) - 0.4).abs() < 1e-15);
         assert!((s.lr(7) - (0.01 + 0.39 * 0.5)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_largest_finite_rates_stay_finite() {
+        for text in [
+            "epochs = 9\nlr = 1e308",
+            "epochs = 9\nlr = 1.7e308\nmin_lr = 1.6e308",
+            "epochs = 9\nlr = 1.7e308\nwarmup_epochs = 3",
+            "epochs = 9\nlr = 1.7e308\nschedule = \"step\"\nmilestones = [2]",
+        ] {
+            let s = Schedule::new(&config(text));
+            for e in 0..9 {
+                assert!(
+                    s.lr(e).is_finite() && s.lr(e) >= 0.0,
+                    "{text}: epoch {e}: {}",
+                    s.lr(e)
+                );
+            }
+        }
     }
 
     #[test]

@@ -515,19 +515,21 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
     );
 }
 
+/// Runs of images whose weight-gradient partial sums are added in order (see [`weight_grad`]).
+const WEIGHT_GRAD_PARTS: usize = 4;
+
 /// `dw = ∂L/∂w` summed over the batch; `dw` is `[O, C/g, k, k]`, overwritten.
 ///
-/// The batch is cut into one fixed run of images per thread and the partial sums are added in
-/// order, so the result does not depend on scheduling: training stays bit-reproducible.
+/// The batch is cut into at most [`WEIGHT_GRAD_PARTS`] fixed runs of images, whatever the
+/// thread count, and their partial sums are added in order: the result depends neither on
+/// scheduling nor on the number of threads, so a run resumed with other `--threads` stays
+/// bit-identical. (Threads beyond the runs work inside each multiply, which splits the output,
+/// not the sum.)
 pub fn weight_grad(g: &Geometry, x: &[f32], dout: &[f32], dw: &mut [f32]) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     let (images, _) = blocking(g);
-    let chunk = g.batch.div_ceil(threads()).max(1);
-    let inner = if g.batch.div_ceil(chunk) > 1 {
-        1
-    } else {
-        threads()
-    };
+    let chunk = g.batch.div_ceil(WEIGHT_GRAD_PARTS).max(1);
+    let inner = (threads() / g.batch.div_ceil(chunk)).max(1);
     let partial = |first: usize| -> Vec<f32> {
         let mut sum = vec![0.0f32; dw.len()];
         let Scratch {
