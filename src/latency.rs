@@ -141,6 +141,15 @@ pub fn latency(
                     }
                     Pruning::Random { .. } => err.into(),
                 })?;
+            let command: Vec<String> = std::env::args().collect();
+            let channel_plan = ChannelPlan {
+                produced_by: Some(format!(
+                    "prunelab {}: {}",
+                    env!("CARGO_PKG_VERSION"),
+                    command.join(" ")
+                )),
+                ..channel_plan
+            };
             pruned = Some((g, p, channel_plan));
             Some(what)
         }

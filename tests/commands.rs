@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use prunelab::graph::{Graph, Params};
+
 const BIN: &str = env!("CARGO_BIN_EXE_prunelab");
 
 /// `prunelab <command> <config> --results <results> <args…>`.
@@ -112,6 +114,35 @@ fn bench_measures_a_small_model_with_both_convolutions() {
     }
 }
 
+#[test]
+fn bench_refuses_bad_flags_before_measuring_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/folder/bench.json");
+    for (args, named) in [
+        (vec!["--seconds", "nan"], "--seconds"),
+        (vec!["--seconds=-1"], "--seconds"),
+        (vec!["--models", "resnet21"], "--models"),
+        (vec!["--size", "0"], "--size"),
+        (vec!["--batch", "0"], "--batch"),
+        (vec!["--threads", "99999"], "--threads"),
+        (vec!["--models", "vgg11", "--size", "8"], "--size 8: vgg11"),
+        (
+            vec!["--json", missing.to_str().unwrap()],
+            "--json: the folder",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let out = Command::new(BIN).arg("bench").args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "{args:?} measured before refusing"
+        );
+    }
+}
+
 fn latency_config(dir: &Path) -> std::path::PathBuf {
     let config = dir.join("timing.toml");
     std::fs::write(
@@ -123,9 +154,9 @@ dataset = "synthetic"
 [model]
 arch = "resnet8"
 [latency]
-batch_sizes = [2]
+batch_sizes = [16]
 warmup = 1
-repeats = 3
+repeats = 5
 "#,
     )
     .unwrap();
@@ -136,9 +167,52 @@ fn latency(config: &Path, results: &Path, args: &[&std::ffi::OsStr]) -> std::pro
     prunelab("latency", config, results, args)
 }
 
+/// Conv and linear MACs of a He ResNet-8 on 16×16 inputs, from its weight shapes alone: a
+/// conv's MACs are its weight count times its output positions, which follow from the stage
+/// its name puts it in (stem and layer1 16×16, layer2 8×8, layer3 4×4).
+fn resnet8_macs_from_shapes(
+    tensors: &std::collections::BTreeMap<String, candle_core::Tensor>,
+) -> u64 {
+    let positions = |name: &str| match name.split('.').next().unwrap() {
+        "conv1" | "layer1" => 256,
+        "layer2" => 64,
+        "layer3" => 16,
+        "linear" => 1,
+        other => panic!("unexpected layer {other}"),
+    };
+    tensors
+        .iter()
+        .filter(|(name, t)| {
+            name.ends_with(".weight") && (t.rank() == 4 || name.starts_with("linear"))
+        })
+        .map(|(name, t)| (t.elem_count() * positions(name)) as u64)
+        .sum()
+}
+
+/// Median of the per-pass time ratio unpruned / pruned, measured here, interleaved.
+fn measured_speedup(unpruned: (&Graph, &Params), pruned: (&Graph, &Params), batch: usize) -> f64 {
+    use prunelab::graph::{forward, fuse_for_inference, Mode};
+    let input =
+        candle_core::Tensor::randn(0f32, 1.0, (batch, 3, 16, 16), &candle_core::Device::Cpu)
+            .unwrap();
+    let fused = [unpruned, pruned].map(|(g, p)| fuse_for_inference(g, p).unwrap());
+    let mut ratios = Vec::new();
+    for _ in 0..15 {
+        let mut times = [0.0; 2];
+        for (i, (g, p)) in fused.iter().enumerate() {
+            let started = std::time::Instant::now();
+            forward(g, p, &input, Mode::Eval).unwrap();
+            times[i] = started.elapsed().as_secs_f64();
+        }
+        ratios.push(times[0] / times[1]);
+    }
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
 #[test]
 fn latency_times_a_pruned_copy_and_writes_the_breakdown_and_the_pruned_model() {
-    use prunelab::graph::{load_model, macs, ChannelPlan};
+    use prunelab::graph::{load_model, read_safetensors, ChannelPlan};
     let dir = tempfile::tempdir().unwrap();
     let config = latency_config(dir.path());
     let results = dir.path().join("results");
@@ -165,34 +239,61 @@ fn latency_times_a_pruned_copy_and_writes_the_breakdown_and_the_pruned_model() {
         serde_json::from_slice(&std::fs::read(run.join("latency.json")).unwrap()).unwrap();
     let batches = json["batches"].as_array().unwrap();
     assert_eq!(batches.len(), 1);
-    assert_eq!(batches[0]["batch"], 2);
-    assert_eq!(batches[0]["unpruned"]["runs"], 3);
-    let speedup = batches[0]["speedup"].as_f64().unwrap();
-    let ratio = batches[0]["unpruned"]["median_ms"].as_f64().unwrap()
-        / batches[0]["pruned"]["median_ms"].as_f64().unwrap();
-    assert!((speedup - ratio).abs() < 1e-9 * ratio);
+    assert_eq!(batches[0]["batch"], 16);
+    assert_eq!(batches[0]["unpruned"]["runs"], 5);
     assert_eq!(json["threads"], 1);
 
-    // The pruned model on disk is the one that was timed and counted.
-    let (pruned, _) = load_model(&run.join("pruned_model"), &candle_core::Device::Cpu).unwrap();
-    let counted = &json["sizes"][1];
-    assert_eq!(counted["macs"].as_u64().unwrap(), macs(&pruned).unwrap());
+    // MACs against a count from the weight shapes on disk; the unpruned count by hand:
+    // stem 16·3·9·256, layer1 2·16·16·9·256, layer2 (32·16·9 + 32·32·9 + 32·16)·64,
+    // layer3 (64·32·9 + 64·64·9 + 64·32)·16, linear 64·10.
+    let cpu = candle_core::Device::Cpu;
+    let (pruned_tensors, _) =
+        read_safetensors(&run.join("pruned_model.safetensors"), &cpu).unwrap();
+    let sizes = &json["sizes"];
+    assert_eq!(sizes[0]["macs"].as_u64().unwrap(), 3_125_888);
     assert_eq!(
-        counted["parameters"].as_u64().unwrap() as usize,
-        pruned.parameter_count()
+        sizes[1]["macs"].as_u64().unwrap(),
+        resnet8_macs_from_shapes(&pruned_tensors)
     );
-    let mac_ratio = json["mac_ratio"].as_f64().unwrap();
-    assert!((0.2..0.4).contains(&mac_ratio), "{mac_ratio}");
+    let parameters: usize = pruned_tensors
+        .iter()
+        .filter(|(name, _)| !name.contains("running_"))
+        .map(|(_, t)| t.elem_count())
+        .sum();
+    assert_eq!(
+        sizes[1]["parameters"].as_u64().unwrap() as usize,
+        parameters
+    );
+
+    // The reported speedup agrees with one measured here, side by side, on the same models.
+    let (pruned, pruned_params) = load_model(&run.join("pruned_model"), &cpu).unwrap();
+    let unpruned = prunelab::models::build("resnet8", 3, 16, 10).unwrap();
+    let unpruned_params = Params::init(&unpruned, 0, &cpu).unwrap();
+    // On one thread, as the command was asked to time.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let ours = pool
+        .install(|| measured_speedup((&unpruned, &unpruned_params), (&pruned, &pruned_params), 16));
+    let reported = batches[0]["speedup"].as_f64().unwrap();
+    assert!(
+        reported > ours / 1.6 && reported < ours * 1.6,
+        "reported speedup {reported:.2}, measured here {ours:.2}"
+    );
 
     // One CSV row per node of the fused unpruned and pruned graphs.
     let csv = std::fs::read_to_string(run.join("latency_layers.csv")).unwrap();
     assert!(csv.starts_with("model,batch,node,kind,macs,coupled,median_ms"));
-    assert!(csv.contains("\nunpruned,2,layer1.0.conv1,conv2d,"), "{csv}");
-    assert!(csv.contains("\npruned,2,layer1.0.conv1,conv2d,"), "{csv}");
+    assert!(
+        csv.contains("\nunpruned,16,layer1.0.conv1,conv2d,"),
+        "{csv}"
+    );
+    assert!(csv.contains("\npruned,16,layer1.0.conv1,conv2d,"), "{csv}");
 
-    // The plan it wrote reproduces the same network.
+    // The plan it wrote reproduces the same tensors, bit for bit.
     let plan: ChannelPlan =
-        serde_json::from_slice(&std::fs::read(run.join("pruning_plan.json")).unwrap()).unwrap();
+        ChannelPlan::from_json(&std::fs::read(run.join("pruning_plan.json")).unwrap()).unwrap();
     assert!(plan.remove.values().all(|c| !c.is_empty()));
     let again = latency(
         &config,
@@ -200,12 +301,22 @@ fn latency_times_a_pruned_copy_and_writes_the_breakdown_and_the_pruned_model() {
         &["--plan".as_ref(), run.join("pruning_plan.json").as_os_str()],
     );
     assert!(again.status.success());
-    let (replayed, _) = load_model(
-        &dir.path().join("again/timing/pruned_model"),
-        &candle_core::Device::Cpu,
+    let (replayed, _) = read_safetensors(
+        &dir.path().join("again/timing/pruned_model.safetensors"),
+        &cpu,
     )
     .unwrap();
-    assert_eq!(replayed, pruned);
+    assert_eq!(replayed.len(), pruned_tensors.len());
+    for (name, t) in &pruned_tensors {
+        let bits = |t: &candle_core::Tensor| {
+            let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        };
+        assert!(
+            bits(t) == bits(&replayed[name]),
+            "{name} differs after replay"
+        );
+    }
 }
 
 #[test]
@@ -232,6 +343,18 @@ fn latency_refuses_impossible_pruning_with_exit_code_2() {
     assert!(err.contains("at least one must stay"), "{err}");
     let err = refused_plan("{not json");
     assert!(err.contains("not a channel plan"), "{err}");
+    let err = refused_plan(r#"{"remove": {"conv1": [1]}, "keep": {}}"#);
+    assert!(err.contains("unknown field `keep`"), "{err}");
+    let err = refused_plan(r#"{"remove": {"conv1": [1], "conv1": [2]}}"#);
+    assert!(err.contains("DFC \"conv1\" is named twice"), "{err}");
+    // A byte-order mark, as some editors write, is not an error.
+    std::fs::write(&plan, "\u{feff}{\"remove\": {\"conv1\": [1]}}").unwrap();
+    let out = latency(&config, &results, &["--plan".as_ref(), plan.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = refused(&["--prune-random".as_ref(), "1".as_ref()]);
     assert!(err.contains("not a fraction in [0, 1)"), "{err}");
 }

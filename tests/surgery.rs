@@ -312,6 +312,7 @@ fn pruning_a_dfc_to_nothing_is_refused_and_leaves_the_model_intact() {
             (0..stream.channels).collect(),
         )]
         .into(),
+        produced_by: None,
     };
     let err = prune(&graph, &params, &plan).unwrap_err().to_string();
     assert!(err.contains("at least one must stay"), "{err}");

@@ -28,6 +28,9 @@ use super::GraphError;
 pub struct ChannelPlan {
     #[serde(deserialize_with = "unique_keys")]
     pub remove: BTreeMap<String, Vec<usize>>,
+    /// What made the plan (a command line); informational, never read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produced_by: Option<String>,
 }
 
 /// A map whose keys must be unique: a DFC named twice is a mistake, not "the last one wins".
@@ -277,6 +280,7 @@ mod tests {
     fn plan(name: &str, channels: &[usize]) -> ChannelPlan {
         ChannelPlan {
             remove: [(name.to_string(), channels.to_vec())].into(),
+            produced_by: None,
         }
     }
 
