@@ -4,6 +4,9 @@
 //! `--dry-run` fails the same way, and the results folder is left exactly as it was.
 //! Divergence, a failure while running, exits 1 and never leaves a non-finite checkpoint.
 
+mod common;
+use common::snapshot;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -58,22 +61,6 @@ fn succeeds(config: &Path, results: &Path, extra: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                files.extend(snapshot(&path));
-            } else {
-                files.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
 }
 
 /// Runs `config` with and without `--dry-run`: both exit 2, say `expected`, change nothing.
