@@ -33,14 +33,18 @@ pub fn write_with(
     result
 }
 
-/// Removes the temporaries that killed writers left in `dir`. Only for a folder the caller
-/// holds the lock of (see `RunLock`): no other writer can be using them.
+/// Removes the temporaries that killed writers left in `dir` and its subfolders (a run's
+/// stage folders). Only for a folder the caller holds the lock of (see `RunLock`): no other
+/// writer can be using them.
 pub fn remove_stale_temporaries(dir: &Path) -> std::io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_temporary(&name) && entry.file_type()?.is_file() {
+        let kind = entry.file_type()?;
+        if is_temporary(&name) && kind.is_file() {
             fs::remove_file(entry.path())?;
+        } else if kind.is_dir() && !name.starts_with('.') {
+            remove_stale_temporaries(&entry.path())?;
         }
     }
     Ok(())

@@ -1,10 +1,14 @@
 //! The pipeline: the only place that knows the order of the stages.
 //!
+//! The stages run in this order: `model` (train, resume or load the network) → `scores` (every
+//! configured saliency criterion). Each writes under `results/<name>/<stage>/` and records what
+//! it was made from ([`crate::stage`]); a rerun skips the stages whose record matches.
+//!
 //! `Plan::new` resolves a validated [`Experiment`] without touching any file; [`prepare`] then
 //! checks every input the run will read (the device, the weights file, the data, an existing
-//! checkpoint and whether it was made from these settings) without writing anything, which is
-//! all `--dry-run` does; [`run`] takes the run folder's lock, trains, evaluates and writes
-//! everything under `results/<name>/`.
+//! checkpoint and whether it was made from these settings) and which stages are finished,
+//! without writing anything, which is all `--dry-run` does; [`run`] takes the run folder's
+//! lock and runs the stages that are not.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,9 +20,13 @@ use serde::Serialize;
 use crate::config::{DeviceChoice, Experiment};
 use crate::data::{Augment, Dataset, DatasetInfo};
 use crate::eval::evaluate;
-use crate::fingerprint::{Fingerprint, DATA_CONTENTS};
-use crate::graph::{load_model, load_state_dict, read_model_metadata, save_model, Graph, Params};
+use crate::fingerprint::Fingerprint;
+use crate::graph::{load_model, save_model, Graph, Params};
+use crate::model_source::{check_is_file, initial_params, model_stem};
 use crate::run_lock::RunLock;
+use crate::saliency::{self, Needs};
+use crate::scoring::{self, ScoresOutcome};
+use crate::stage::{self, Stage, Status};
 use crate::train::{checkpoint_path, Checkpoint, EpochMetrics, TrainState, Trainer};
 use crate::{report, Error};
 
@@ -57,6 +65,12 @@ pub struct Summary {
     /// Wall time of this invocation.
     #[serde(skip)]
     pub seconds: f64,
+    /// The model stage was finished already: nothing was trained.
+    #[serde(skip)]
+    pub model_cached: bool,
+    /// The scores stage.
+    #[serde(skip)]
+    pub scores: ScoresOutcome,
 }
 
 /// Everything a run reads, checked: what [`prepare`] returns and `--dry-run` describes.
@@ -66,10 +80,14 @@ pub struct Prepared {
     /// The settings and input digests the run is made from.
     pub fingerprint: Fingerprint,
     pub start: Start,
+    /// Where the scores stage stands (for a model made from `fingerprint`).
+    pub scores: Status,
 }
 
 /// Where training starts.
 pub enum Start {
+    /// Nowhere: the model stage finished from these very settings and data.
+    Finished,
     /// From `model.weights` or the seeded initialisation (`--fresh` also lands here).
     Fresh { params: Params, overwrites: bool },
     /// From the run's checkpoint, made from the same settings.
@@ -78,14 +96,16 @@ pub enum Start {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.scores)?;
         write!(
             f,
-            "done: {} on {}: test accuracy {:.2}%, test loss {:.4} after {} epochs ({:.0}s); outputs in {}",
+            "done: {} on {}: test accuracy {:.2}%, test loss {:.4} after {} epochs{} ({:.0}s); outputs in {}",
             self.arch,
             self.dataset,
             100.0 * self.test_accuracy,
             self.test_loss,
             self.epochs,
+            if self.model_cached { " (model stage finished earlier)" } else { "" },
             self.seconds,
             self.out_dir.display()
         )
@@ -165,14 +185,41 @@ impl Plan {
             e.device,
             e.threads.map_or("all".into(), |n| n.to_string())
         );
-        let state = match &prepared.start {
-            Start::Resume(c) => format!("resumes from its checkpoint after epoch {}", c.epoch),
+        let model = match &prepared.start {
+            Start::Finished => "finished earlier from these settings and data: skipped".to_string(),
+            Start::Resume(c) => format!(
+                "resumes from its checkpoint after epoch {} ({} epochs left)",
+                c.epoch,
+                t.epochs.saturating_sub(c.epoch)
+            ),
             Start::Fresh {
                 overwrites: true, ..
-            } => "starts fresh (--fresh): its checkpoint will be overwritten".to_string(),
-            Start::Fresh { .. } => "starts fresh".to_string(),
+            } => format!("trains {} epochs from the start (--fresh: its checkpoint will be overwritten)", t.epochs),
+            Start::Fresh { .. } => format!("trains {} epochs from the start", t.epochs),
         };
-        let _ = write!(s, "outputs     {} ({state})", self.out_dir.display());
+        let names: Vec<&str> = e.saliency.criteria.iter().map(|c| c.as_str()).collect();
+        let cost = if e.saliency.criteria.iter().all(|&c| saliency::criterion(c).needs() == Needs::default()) {
+            "data-free: seconds"
+        } else {
+            "reads training images"
+        };
+        let scores = match (&prepared.start, &prepared.scores) {
+            (_, Status::Done(_)) => "finished earlier from these settings: skipped".to_string(),
+            (_, Status::Changed(keys)) => format!(
+                "reruns ({} changed): {} criteria, {cost}",
+                keys.join("; "),
+                names.len()
+            ),
+            _ => format!(
+                "{} criteria ({}, {} reduction), {cost}",
+                names.len(),
+                names.join(", "),
+                e.saliency.reduction.as_str()
+            ),
+        };
+        let _ = writeln!(s, "stage model  {model}");
+        let _ = writeln!(s, "stage scores {scores}");
+        let _ = write!(s, "outputs     {}", self.out_dir.display());
         s
     }
 }
@@ -192,36 +239,6 @@ pub(crate) fn device(choice: DeviceChoice) -> Result<Device, Error> {
         DeviceChoice::Cuda => Device::new_cuda(0).map_err(|e| {
             Error::Device(format!("device: \"cuda\" is unavailable ({e}); use a machine with an NVIDIA driver, or device = \"cpu\""))
         }),
-    }
-}
-
-/// The weights a run starts from: `model.weights` when given, else a seeded initialisation.
-fn initial_params(plan: &Plan, device: &Device) -> Result<Params, Error> {
-    let e = &plan.experiment;
-    match &e.model.weights {
-        Some(path) => {
-            check_is_file(path, "model.weights")?;
-            load_state_dict(path, &plan.graph, device)
-                .map_err(|err| Error::Input(format!("model.weights: {err}")))
-        }
-        None => Ok(Params::init(&plan.graph, e.seed, device)?),
-    }
-}
-
-/// A file named by the experiment must exist and be a file.
-fn check_is_file(path: &Path, key: &str) -> Result<(), Error> {
-    if path.is_file() {
-        Ok(())
-    } else if path.is_dir() {
-        Err(Error::Input(format!(
-            "{key}: {} is a folder, not a file",
-            path.display()
-        )))
-    } else {
-        Err(Error::Input(format!(
-            "{key}: {} does not exist (convert a PyTorch checkpoint with scripts/pth_to_safetensors.py)",
-            path.display()
-        )))
     }
 }
 
@@ -245,8 +262,14 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
     let fingerprint = Fingerprint::of_training(e)
         .map_err(|err| Error::Input(format!("model.weights: {err}")))?
         .with_data(&data);
-    let checkpoint = checkpoint_path(&plan.out_dir);
-    let start = if checkpoint.exists() && !options.fresh {
+    let checkpoint = checkpoint_path(&Stage::Model.dir(&plan.out_dir));
+    let finished = matches!(
+        stage::status(&plan.out_dir, Stage::Model, &fingerprint),
+        Status::Done(_)
+    ) && model_stem(&plan.out_dir).with_extension("safetensors").is_file();
+    let start = if finished && !options.fresh {
+        Start::Finished
+    } else if checkpoint.exists() && !options.fresh {
         Start::Resume(Box::new(resumable(
             plan,
             &checkpoint,
@@ -259,11 +282,17 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
             overwrites: checkpoint.exists(),
         }
     };
+    let scores = stage::status(
+        &plan.out_dir,
+        Stage::Scores,
+        &Fingerprint::of_scores(e, &fingerprint.digest()),
+    );
     Ok(Prepared {
         device,
         data,
         fingerprint,
         start,
+        scores,
     })
 }
 
@@ -295,24 +324,86 @@ fn resumable(
     Ok(saved)
 }
 
-/// Runs the plan end to end.
+/// Runs the plan end to end: the stages that are not finished.
 pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
     let started = Instant::now();
     let e = &plan.experiment;
+    let _lock = RunLock::acquire(&plan.out_dir)?;
+    let model_digest = prepared.fingerprint.digest();
+    let (params, model) = model_stage(plan, prepared)?;
+    let scores = scoring::scores_stage(plan, &plan.graph, &params, &model_digest)?;
+    Ok(Summary {
+        name: e.name().to_string(),
+        arch: e.model.arch.clone(),
+        dataset: e.data.dataset.label().to_string(),
+        parameters: plan.graph.parameter_count(),
+        epochs: model.epochs,
+        test_loss: model.test_loss,
+        test_accuracy: model.test_accuracy,
+        out_dir: plan.out_dir.clone(),
+        resumed_after_epoch: model.resumed_after_epoch,
+        seconds: started.elapsed().as_secs_f64(),
+        model_cached: model.cached,
+        scores,
+    })
+}
+
+/// What the model stage records in `model/summary.json`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct ModelRecord {
+    name: String,
+    arch: String,
+    dataset: String,
+    parameters: usize,
+    epochs: usize,
+    test_loss: f64,
+    test_accuracy: f64,
+    #[serde(skip)]
+    resumed_after_epoch: usize,
+    #[serde(skip)]
+    cached: bool,
+}
+
+/// Trains (or resumes, or evaluates `model.weights`), saves the network and records the stage;
+/// when it finished earlier from the same settings and data, loads what it saved.
+fn model_stage(plan: &Plan, prepared: Prepared) -> Result<(Params, ModelRecord), Error> {
+    let started = Instant::now();
+    let e = &plan.experiment;
+    let dir = Stage::Model.dir(&plan.out_dir);
+    let summary_path = dir.join("summary.json");
     let Prepared {
         device,
         data,
         fingerprint,
         start,
+        ..
     } = prepared;
-    let _lock = RunLock::acquire(&plan.out_dir)?;
     let (mut params, state) = match start {
+        Start::Finished => {
+            let (graph, params) = load_model(&model_stem(&plan.out_dir), &device)?;
+            let unreadable = |why: String| Error::Io {
+                path: summary_path.clone(),
+                source: std::io::Error::other(why),
+            };
+            let bytes = std::fs::read(&summary_path).map_err(|e| unreadable(e.to_string()))?;
+            let mut record: ModelRecord =
+                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+            if graph != plan.graph {
+                return Err(Error::Stale(format!(
+                    "{}: the saved model's architecture differs from the experiment's; rerun with --fresh",
+                    dir.display()
+                )));
+            }
+            record.cached = true;
+            return Ok((params, record));
+        }
         Start::Resume(saved) => (
             Params::from_tensors(&plan.graph, saved.tensors.clone(), &device)?,
             TrainState::resumed(&e.train, *saved),
         ),
         Start::Fresh { params, .. } => (params, TrainState::fresh(&e.train)),
     };
+    stage::invalidate(&plan.out_dir, Stage::Model)?;
     let resumed_after_epoch = state.history.len();
 
     let normalizer = e.data.normalizer();
@@ -327,7 +418,7 @@ pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
         device: &device,
         config: &e.train,
         seed: e.seed,
-        checkpoint: checkpoint_path(&plan.out_dir),
+        checkpoint: checkpoint_path(&dir),
         settings: &fingerprint,
     };
     let history = trainer.run(&mut params, state, &mut |history| {
@@ -362,8 +453,8 @@ pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
         }
     };
     let metadata = [("settings".to_string(), fingerprint.to_json())].into();
-    save_model(&plan.graph, &params, &plan.out_dir.join("model"), metadata)?;
-    let summary = Summary {
+    save_model(&plan.graph, &params, &model_stem(&plan.out_dir), metadata)?;
+    let record = ModelRecord {
         name: e.name().to_string(),
         arch: e.model.arch.clone(),
         dataset: e.data.dataset.label().to_string(),
@@ -371,20 +462,27 @@ pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
         epochs: history.len(),
         test_loss: test.loss,
         test_accuracy: test.accuracy,
-        out_dir: plan.out_dir.clone(),
         resumed_after_epoch,
-        seconds: started.elapsed().as_secs_f64(),
+        cached: false,
     };
-    let json = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
-    let path = plan.out_dir.join("summary.json");
-    crate::atomic_file::write(&path, &json).map_err(|source| Error::Io { path, source })?;
-    Ok(summary)
+    let json = serde_json::to_vec_pretty(&record).expect("records serialise");
+    crate::atomic_file::write(&summary_path, &json).map_err(|source| Error::Io {
+        path: summary_path.clone(),
+        source,
+    })?;
+    stage::finish(
+        &plan.out_dir,
+        Stage::Model,
+        &fingerprint,
+        started.elapsed().as_secs_f64(),
+    )?;
+    Ok((params, record))
 }
 
 /// The metrics table, the timing table and the training curves, from the whole history.
 fn write_history(plan: &Plan, history: &[EpochMetrics]) -> Result<(), report::ReportError> {
     let e = &plan.experiment;
-    let out = &plan.out_dir;
+    let out = &Stage::Model.dir(&plan.out_dir);
     report::write_train_metrics(history, &out.join("train_metrics.csv"))?;
     crate::fault::crash_point("after-metrics", history.len());
     report::write_train_timing(history, &out.join("train_timing.csv"))?;
@@ -397,64 +495,3 @@ fn write_history(plan: &Plan, history: &[EpochMetrics]) -> Result<(), report::Re
     report::training_curves(history, &title, &out.join("training_curves"))
 }
 
-/// Where the network of [`model_of`] came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelSource {
-    /// The run folder's trained model (`<stem>.json` + `<stem>.safetensors`).
-    Trained(PathBuf),
-    /// `model.weights`.
-    Weights(PathBuf),
-    /// The seeded initialisation: no run has trained this experiment yet.
-    Initialisation(u64),
-}
-
-impl std::fmt::Display for ModelSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ModelSource::Trained(stem) => write!(f, "{}.{{json,safetensors}}", stem.display()),
-            ModelSource::Weights(path) => write!(f, "{}", path.display()),
-            ModelSource::Initialisation(seed) => write!(f, "initialisation (seed {seed})"),
-        }
-    }
-}
-
-/// The network this experiment describes, for commands that use it without training: the run
-/// folder's trained model when a run has written one (refused when the experiment file no
-/// longer describes it), else `model.weights`, else the seeded initialisation.
-pub fn model_of(plan: &Plan, device: &Device) -> Result<(Graph, Params, ModelSource), Error> {
-    let e = &plan.experiment;
-    let stem = plan.out_dir.join("model");
-    if !stem.with_extension("json").is_file() {
-        let source = match &e.model.weights {
-            Some(path) => ModelSource::Weights(path.clone()),
-            None => ModelSource::Initialisation(e.seed),
-        };
-        return Ok((plan.graph.clone(), initial_params(plan, device)?, source));
-    }
-    let stale = |why: String| {
-        Error::Stale(format!(
-            "{}.{{json,safetensors}} is not the model of this experiment: {why}. Rerun the experiment (with --fresh) or give it another name.",
-            stem.display()
-        ))
-    };
-    let recorded = read_model_metadata(&stem)?
-        .get("settings")
-        .and_then(|text| Fingerprint::from_json(text))
-        .ok_or_else(|| stale("it records no settings (written by another version)".into()))?;
-    // The data is not read here, so its digest is not compared.
-    let now = Fingerprint::of_training(e)
-        .map_err(|err| Error::Input(format!("model.weights: {err}")))?
-        .without(DATA_CONTENTS);
-    let changed = recorded.without(DATA_CONTENTS).differences(&now);
-    if !changed.is_empty() {
-        return Err(stale(format!(
-            "the settings changed since it was trained ({})",
-            changed.join("; ")
-        )));
-    }
-    let (graph, params) = load_model(&stem, device)?;
-    if graph != plan.graph {
-        return Err(stale("its architecture differs".into()));
-    }
-    Ok((graph, params, ModelSource::Trained(stem)))
-}

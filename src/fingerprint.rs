@@ -46,6 +46,29 @@ impl Fingerprint {
         Ok(Self(map))
     }
 
+    /// What the scores stage reads: `seed` (the random criterion), `[saliency]`, and
+    /// `model`, a digest of the network it scores.
+    pub fn of_scores(experiment: &Experiment, model: &str) -> Self {
+        let mut map = BTreeMap::new();
+        let sections = serde_json::json!({
+            "seed": experiment.seed,
+            "saliency": experiment.saliency,
+        });
+        flatten("", &sections, &mut map);
+        map.insert("model".into(), model.to_string());
+        Self(map)
+    }
+
+    /// A fingerprint of the given keys and values.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+
+    /// SHA-256 of the whole fingerprint: one value that names what it describes.
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", hex(&Sha256::digest(self.to_json().as_bytes())))
+    }
+
     /// Adds the digest of the images and labels actually read.
     pub fn with_data(mut self, data: &Dataset) -> Self {
         let mut hasher = Sha256::new();

@@ -2,7 +2,7 @@
 //! process, with the `[latency]` protocol, and a per-layer breakdown that tells apart the layers
 //! whose input or output channels are coupled.
 //!
-//! The network is the experiment's model ([`crate::experiment::model_of`]): the trained
+//! The network is the experiment's model ([`crate::model_source::model_of`]): the trained
 //! `results/<name>/model` when a run has written one, else `model.weights`, else the seeded
 //! initialisation (timing does not depend on the values).
 //! Both sides run their fused inference form. The speedup reported is the ratio of measured
@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::eval::{node_times, time_interleaved, Model, Protocol, Timing};
-use crate::experiment::{device, model_of};
+use crate::experiment::device;
+use crate::model_source::model_of;
 use crate::graph::{
     couplings, fuse_for_inference, layer_costs, prune, save_model, ChannelPlan, Graph, Params,
 };

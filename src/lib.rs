@@ -2,7 +2,8 @@
 //!
 //! One TOML file describes an experiment ([`config::Experiment`]); [`experiment::run`] trains
 //! (or loads, or resumes) the network it names — a [`graph::Graph`], the network as data —
-//! evaluates it and writes tables and figures.
+//! evaluates it, scores every channel with the configured [`saliency`] criteria and writes
+//! tables and figures.
 
 mod atomic_file;
 pub mod config;
@@ -14,9 +15,13 @@ pub mod fingerprint;
 pub mod graph;
 pub mod inspect;
 pub mod latency;
+pub mod model_source;
 pub mod models;
 pub mod report;
 mod run_lock;
+pub mod saliency;
+pub mod scoring;
+pub mod stage;
 pub mod train;
 
 pub use config::{ConfigErrors, Experiment};
@@ -48,6 +53,12 @@ pub enum Error {
     /// A run's saved model no longer matches its experiment.
     #[error("{0}")]
     Stale(String),
+    /// A stage needs a trained model and there is none.
+    #[error("{0}")]
+    Untrained(String),
+    /// A criterion could not score the model.
+    #[error("{0}")]
+    Saliency(String),
     #[error("{0}")]
     Device(String),
     #[error("{}: {source}", path.display())]
@@ -68,6 +79,7 @@ impl Error {
             | Error::Resume(_)
             | Error::Busy(_)
             | Error::Stale(_)
+            | Error::Untrained(_)
             | Error::Device(_)
             | Error::Data(_) => 2,
             _ => 1,

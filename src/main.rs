@@ -1,12 +1,12 @@
-//! `prunelab <experiment.toml>`, `prunelab inspect`, `prunelab latency` and `prunelab bench`: parse the command
-//! line, call the library, print, map errors to exit codes.
+//! `prunelab <experiment.toml>`, `prunelab inspect`, `prunelab scores`, `prunelab latency` and
+//! `prunelab bench`: parse the command line, call the library, print, map errors to exit codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use prunelab::config::MAX_THREADS;
+use prunelab::config::{CriterionName, MAX_THREADS};
 use prunelab::eval::{bench_model, BenchBudget};
 use prunelab::graph::{set_conv_backend, ConvBackend};
 use prunelab::latency::Pruning;
@@ -74,6 +74,17 @@ enum Command {
         /// Folder under which `<name>/inspect.json` is written.
         #[arg(long, default_value = "results")]
         results: PathBuf,
+    },
+    /// Score every channel of the experiment's trained model with the `[saliency]` criteria
+    /// (the pipeline's scores stage alone); write them under `<name>/scores/`. Reads no data.
+    Scores {
+        experiment: PathBuf,
+        /// Folder under which `<name>/` holds the trained model and receives the scores.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Worker threads (overrides `threads` in the file).
+        #[arg(long, value_parser = threads)]
+        threads: Option<usize>,
     },
     /// Time the network's inference against a pruned copy, interleaved, with the `[latency]`
     /// settings; break the time down per layer. Reads no data.
@@ -152,6 +163,21 @@ struct BenchArgs {
     /// Also write the rows as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Instead of training and inference, time these saliency criteria (comma-separated) on
+    /// each model's seeded initialisation, `--min-runs` times; naming `dfpc` and
+    /// `dfpc-name-order` also compares their rankings.
+    #[arg(long, value_delimiter = ',', value_parser = criterion)]
+    criteria: Vec<CriterionName>,
+}
+
+fn criterion(text: &str) -> Result<CriterionName, String> {
+    CriterionName::ALL
+        .into_iter()
+        .find(|c| c.as_str() == text)
+        .ok_or_else(|| {
+            let known: Vec<&str> = CriterionName::ALL.iter().map(|c| c.as_str()).collect();
+            format!("unknown criterion {text:?} (known: {})", known.join(", "))
+        })
 }
 
 fn seconds(text: &str) -> Result<f64, String> {
@@ -184,6 +210,11 @@ fn main() -> ExitCode {
             experiment,
             results,
         }) => inspect(&experiment, &results),
+        Some(Command::Scores {
+            experiment,
+            results,
+            threads,
+        }) => scores(&experiment, &results, threads),
         Some(Command::Latency(args)) => latency(args),
         Some(Command::Bench(args)) => bench(args),
         None => run(&cli.run),
@@ -218,6 +249,20 @@ fn inspect(experiment: &std::path::Path, results: &std::path::Path) -> Result<()
         "{}",
         console::coupling_table(&prunelab::inspect::inspect(&plan)?)
     );
+    Ok(())
+}
+
+fn scores(
+    experiment: &std::path::Path,
+    results: &std::path::Path,
+    threads: Option<usize>,
+) -> Result<(), prunelab::Error> {
+    let e = Experiment::load(experiment)?;
+    if let Some(n) = threads.or(e.threads) {
+        experiment::set_threads(n);
+    }
+    let plan = Plan::new(e, results)?;
+    println!("{}", prunelab::scoring::scores(&plan)?);
     Ok(())
 }
 
@@ -261,6 +306,9 @@ fn bench(args: BenchArgs) -> Result<(), prunelab::Error> {
         experiment::set_threads(n);
     }
     set_conv_backend(args.conv.into());
+    if !args.criteria.is_empty() {
+        return bench_criteria(&args, size);
+    }
     let budget = BenchBudget {
         warmup: args.warmup as usize,
         min_runs: args.min_runs as usize,
@@ -274,9 +322,25 @@ fn bench(args: BenchArgs) -> Result<(), prunelab::Error> {
         println!("{}", console::bench_line(&row));
         rows.push(row);
     }
-    if let Some(path) = args.json {
-        let text = serde_json::to_string_pretty(&rows).expect("rows serialise");
-        std::fs::write(&path, text).map_err(|source| prunelab::Error::Io { path, source })?;
+    write_json(args.json.as_deref(), &rows)
+}
+
+fn bench_criteria(args: &BenchArgs, size: usize) -> Result<(), prunelab::Error> {
+    let mut rows = Vec::new();
+    for model in &args.models {
+        let (timings, agreement) =
+            prunelab::eval::bench_criteria(model, size, 10, &args.criteria, args.min_runs as usize)
+                .map_err(|e| prunelab::Error::Saliency(e.to_string()))?;
+        println!("{}", console::criteria_timings(&timings, agreement.as_ref()));
+        rows.push(serde_json::json!({ "timings": timings, "dfpc_orders": agreement }));
+    }
+    write_json(args.json.as_deref(), &rows)
+}
+
+fn write_json(path: Option<&std::path::Path>, rows: &impl serde::Serialize) -> Result<(), prunelab::Error> {
+    if let Some(path) = path {
+        let text = serde_json::to_string_pretty(rows).expect("rows serialise");
+        std::fs::write(path, text).map_err(|source| prunelab::Error::Io { path: path.to_path_buf(), source })?;
     }
     Ok(())
 }

@@ -201,7 +201,7 @@ fn measured_speedup(unpruned: (&Graph, &Params), pruned: (&Graph, &Params), batc
         let mut times = [0.0; 2];
         for (i, (g, p)) in fused.iter().enumerate() {
             let started = std::time::Instant::now();
-            forward(g, p, &input, Mode::Eval).unwrap();
+            forward(g, p, &input, Mode::EVAL).unwrap();
             times[i] = started.elapsed().as_secs_f64();
         }
         ratios.push(times[0] / times[1]);

@@ -182,7 +182,7 @@ fn eval_forward_equals_an_f64_loop_reference() {
         .map(|&v| v as f32)
         .collect();
     let x = Tensor::from_vec(flat, (3, 2, 7, 7), &Device::Cpu).unwrap();
-    let got = forward(&graph, &params, &x, Mode::Eval)
+    let got = forward(&graph, &params, &x, Mode::EVAL)
         .unwrap()
         .output
         .to_vec2::<f32>()
@@ -204,7 +204,7 @@ fn train_mode_normalises_with_batch_statistics() {
     let graph = residual_graph();
     let params = to_params(&graph, &random_values(&graph, 3));
     let x = Tensor::randn(0f32, 1.0, (8, 2, 7, 7), &Device::Cpu).unwrap();
-    let out = forward(&graph, &params, &x, Mode::Train).unwrap();
+    let out = forward(&graph, &params, &x, Mode::TRAIN).unwrap();
     assert_eq!(out.batch_stats.len(), 3);
     // The first BN sees conv "a" of x: its batch mean is the mean of that conv's output.
     let a = x
@@ -248,12 +248,12 @@ fn save_then_load_gives_identical_outputs() {
     let (loaded_graph, loaded) = load_model(&stem, &Device::Cpu).unwrap();
     assert_eq!(loaded_graph, graph);
     let x = Tensor::randn(0f32, 1.0, (4, 3, 16, 16), &Device::Cpu).unwrap();
-    let a = forward(&graph, &params, &x, Mode::Eval)
+    let a = forward(&graph, &params, &x, Mode::EVAL)
         .unwrap()
         .output
         .to_vec2::<f32>()
         .unwrap();
-    let b = forward(&loaded_graph, &loaded, &x, Mode::Eval)
+    let b = forward(&loaded_graph, &loaded, &x, Mode::EVAL)
         .unwrap()
         .output
         .to_vec2::<f32>()
@@ -315,7 +315,7 @@ fn a_pytorch_state_dict_loads_and_gives_the_output_computed_by_hand() {
     // Channel 1: 0.5·(−x + 2)/1 + 1 = 1.5, 1.0, 0.5, 0.0 → mean 0.75.
     // fc: 1·2.0 − 2·0.75 + 0.5 = 1.0 (up to BN's ε = 1e-5).
     let x = t(&[1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
-    let y = forward(&graph, &params, &x, Mode::Eval)
+    let y = forward(&graph, &params, &x, Mode::EVAL)
         .unwrap()
         .output
         .to_dtype(DType::F64)
@@ -390,14 +390,14 @@ fn the_fused_inference_form_keeps_eval_outputs() {
         );
         assert_eq!(relus(&folded), relus(&graph) - fused_relus);
         let x = Tensor::randn(0f32, 1.0, (3, 3, size, size), &Device::Cpu).unwrap();
-        let a = forward(&graph, &params, &x, Mode::Eval)
+        let a = forward(&graph, &params, &x, Mode::EVAL)
             .unwrap()
             .output
             .flatten_all()
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-        let b = forward(&folded, &folded_params, &x, Mode::Eval)
+        let b = forward(&folded, &folded_params, &x, Mode::EVAL)
             .unwrap()
             .output
             .flatten_all()

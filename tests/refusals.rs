@@ -178,7 +178,7 @@ fn weights_files_that_are_not_the_models_state_dict_are_refused_naming_model_wei
         ],
     );
 
-    let checkpoint = dir.path().join("results/weights/checkpoint.safetensors");
+    let checkpoint = dir.path().join("results/weights/model/checkpoint.safetensors");
     assert!(!checkpoint.exists(), "epochs = 0 writes no checkpoint");
     let trained = config_trained(dir.path());
     let config = weights_config(dir.path(), &trained);
@@ -197,7 +197,7 @@ fn weights_files_that_are_not_the_models_state_dict_are_refused_naming_model_wei
 fn config_trained(dir: &Path) -> PathBuf {
     let results = dir.join("trained-results");
     succeeds(&config(dir, "trained", "", "epochs = 1"), &results, &[]);
-    results.join("trained/checkpoint.safetensors")
+    results.join("trained/model/checkpoint.safetensors")
 }
 
 #[test]
@@ -250,7 +250,7 @@ fn a_damaged_checkpoint_is_refused_with_the_way_out() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     let config = config(dir.path(), "d", "", "epochs = 2");
-    let checkpoint = results.join("d/checkpoint.safetensors");
+    let checkpoint = results.join("d/model/checkpoint.safetensors");
     let mut child = Command::new(BIN)
         .arg(&config)
         .arg("--results")
@@ -312,7 +312,7 @@ fn a_divergent_run_fails_and_never_checkpoints_non_finite_values() {
             stderr.contains("No epoch had completed, so no checkpoint was written."),
             "{stderr}"
         );
-        let run_dir = results.join(name);
+        let run_dir = results.join(name).join("model");
         for file in [
             "checkpoint.safetensors",
             "model.safetensors",
@@ -336,7 +336,7 @@ fn a_run_folder_in_use_is_refused_and_released_when_its_process_dies() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let checkpoint = results.join("busy/checkpoint.safetensors");
+    let checkpoint = results.join("busy/model/checkpoint.safetensors");
     let started = Instant::now();
     while !checkpoint.exists() {
         assert!(

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 use proptest::prelude::*;
 use prunelab::graph::{
-    couplings, forward, fuse_for_inference, load_model, mask, prune, save_model, ChannelPlan,
-    Graph, GraphBuilder, Mode, Op, Params,
+    couplings, forward, fuse_for_inference, load_model, mask, prune, run, save_model,
+    ChannelMask, ChannelPlan, Graph, GraphBuilder, Live, Mode, Op, Params,
 };
 use prunelab::models::build;
 use rand::seq::index::sample;
@@ -218,7 +218,7 @@ fn out_channels(op: &Op) -> usize {
 }
 
 fn eval(graph: &Graph, params: &Params, x: &Tensor) -> Vec<f32> {
-    forward(graph, params, x, Mode::Eval)
+    forward(graph, params, x, Mode::EVAL)
         .unwrap()
         .output
         .flatten_all()
@@ -254,6 +254,22 @@ proptest! {
         let pruned = eval(&pruned_graph, &pruned_params, &x);
         prop_assert!(relative_error(&pruned, &masked) <= 1e-5,
             "pruned vs masked: {}", relative_error(&pruned, &masked));
+
+        // The executor's mask tap, which zeroes activations instead of weights, agrees: an
+        // independent reference for the physically pruned network.
+        let mut tap = ChannelMask::default();
+        for c in couplings(&graph).unwrap() {
+            if let Some(removed) = plan.remove.get(c.name(&graph)) {
+                let mut keep = vec![1f32; c.channels];
+                removed.iter().for_each(|&j| keep[j] = 0.0);
+                tap.add(&c, &Tensor::from_vec(keep, c.channels, &Device::Cpu).unwrap()).unwrap();
+            }
+        }
+        let n = graph.nodes.len();
+        let tapped: Vec<f32> = run(&graph, &params, Live::input(x.clone()), 0..n, Mode::EVAL, &mut tap)
+            .unwrap().live.into_output(&graph).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        prop_assert!(relative_error(&pruned, &tapped) <= 1e-5,
+            "pruned vs tap-masked: {}", relative_error(&pruned, &tapped));
 
         // The inference form of the pruned graph (what latency timing runs) agrees too.
         let (fused_graph, fused_params) = fuse_for_inference(&pruned_graph, &pruned_params).unwrap();

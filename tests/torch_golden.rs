@@ -61,7 +61,7 @@ fn two_sgd_steps_match_pytorch() {
         let y = golden[&format!("batch{step}.y")]
             .to_dtype(DType::U32)
             .unwrap();
-        let out = forward(&graph, &params, x, Mode::Train).unwrap();
+        let out = forward(&graph, &params, x, Mode::TRAIN).unwrap();
         let loss = candle_nn::loss::cross_entropy(&out.output, &y).unwrap();
         let value = loss.to_scalar::<f32>().unwrap() as f64;
         assert!(
@@ -81,7 +81,7 @@ fn two_sgd_steps_match_pytorch() {
     for (name, want) in &trained {
         assert_close(name, &ours[name], want, 1e-4);
     }
-    let logits = forward(&graph, &params, &golden["eval.x"], Mode::Eval)
+    let logits = forward(&graph, &params, &golden["eval.x"], Mode::EVAL)
         .unwrap()
         .output;
     assert_close("eval logits", &logits, &golden["eval.logits"], 1e-4);

@@ -44,14 +44,18 @@ fn run(config: &Path, results: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 /// The outputs that must be byte-identical whatever interruptions a run went through (all
-/// but `train_timing.csv`, which records wall times, and the checkpoint, compared apart).
-const REPRODUCIBLE: [&str; 6] = [
-    "train_metrics.csv",
-    "training_curves.png",
-    "training_curves.svg",
-    "model.json",
-    "model.safetensors",
-    "summary.json",
+/// but `model/train_timing.csv`, which records wall times, and the checkpoint, compared apart).
+const REPRODUCIBLE: [&str; 10] = [
+    "model/train_metrics.csv",
+    "model/training_curves.png",
+    "model/training_curves.svg",
+    "model/model.json",
+    "model/model.safetensors",
+    "model/summary.json",
+    "scores/scores.csv",
+    "scores/scores.parquet",
+    "scores/dfpc.safetensors",
+    "scores/random.safetensors",
 ];
 
 /// The values of a tensor as bits.
@@ -70,10 +74,10 @@ fn assert_same_outputs(reference: &Path, run_dir: &Path, what: &str) {
             "{what}: {file} differs from the uninterrupted run's"
         );
     }
-    let timing = std::fs::read_to_string(run_dir.join("train_timing.csv")).unwrap();
+    let timing = std::fs::read_to_string(run_dir.join("model/train_timing.csv")).unwrap();
     assert_eq!(timing.lines().count(), 5, "{what}: {timing}");
     let load =
-        |dir: &Path| Checkpoint::load(&dir.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
+        |dir: &Path| Checkpoint::load(&dir.join("model/checkpoint.safetensors"), &Device::Cpu).unwrap();
     let (a, b) = (load(reference), load(run_dir));
     assert_eq!(a.epoch, b.epoch, "{what}");
     for (x, y) in [(&a.tensors, &b.tensors), (&a.momentum, &b.momentum)] {
@@ -101,8 +105,9 @@ fn assert_same_outputs(reference: &Path, run_dir: &Path, what: &str) {
             .collect::<Vec<_>>()
     };
     assert_eq!(without_time(&a), without_time(&b), "{what}");
-    let stray: Vec<String> = std::fs::read_dir(run_dir)
-        .unwrap()
+    let stray: Vec<String> = ["", "model", "scores"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(run_dir.join(sub)).unwrap())
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with('.') && n != ".lock")
         .collect();
@@ -142,12 +147,14 @@ fn runs_killed_anywhere_finish_with_the_outputs_of_an_uninterrupted_run() {
     let reference = straight.join("resume");
 
     // Stopped exactly between two writes: after the checkpoint of the last epoch (the metrics,
-    // figures and model lag it), between the metrics table and the figures, and after the
-    // first checkpoint with another thread count than the resumed part.
+    // figures and model lag it), between the metrics table and the figures, after the first
+    // checkpoint with another thread count than the resumed part, and after the scores were
+    // written but before their stage was recorded.
     for (point, first_threads) in [
         ("after-checkpoint:4", "2"),
         ("after-metrics:2", "2"),
         ("after-checkpoint:1", "1"),
+        ("after-scores:0", "2"),
     ] {
         let results = dir.path().join(point.replace(':', "-"));
         let mut child = spawn(
@@ -212,7 +219,7 @@ fn the_smoke_run_learns_and_writes_every_output() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run_dir = dir.path().join("smoke");
+    let run_dir = dir.path().join("smoke/model");
     for file in [
         "train_metrics.csv",
         "training_curves.png",
@@ -261,7 +268,7 @@ fn divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint() {
     );
     assert!(!child.wait().unwrap().success());
     // Momentum buffers so large (yet finite) that the first step of epoch 2 overflows.
-    let path = results.join("nan/checkpoint.safetensors");
+    let path = results.join("nan/model/checkpoint.safetensors");
     let mut saved = Checkpoint::load(&path, &Device::Cpu).unwrap();
     for t in saved.momentum.values_mut() {
         *t = (t.ones_like().unwrap() * 1e38).unwrap();
@@ -326,7 +333,7 @@ fn training_with_our_convolution_follows_the_reference_op() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let csv = std::fs::read_to_string(results.join("smoke/train_metrics.csv")).unwrap();
+        let csv = std::fs::read_to_string(results.join("smoke/model/train_metrics.csv")).unwrap();
         let losses: Vec<(f64, f64)> = csv
             .lines()
             .skip(1)

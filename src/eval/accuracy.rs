@@ -33,7 +33,7 @@ pub fn evaluate(
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     for chunk in indices.chunks(batch_size.max(1)) {
         let batch = batcher.batch(chunk, None)?;
-        let logits = forward(graph, params, &batch.images, Mode::Eval)?.output;
+        let logits = forward(graph, params, &batch.images, Mode::EVAL)?.output;
         let loss = candle_nn::loss::cross_entropy(&logits, &batch.labels)?.to_scalar::<f32>()?;
         loss_sum += loss as f64 * chunk.len() as f64;
         correct += count_correct(&logits, &batch.labels)?;

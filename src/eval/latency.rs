@@ -66,7 +66,7 @@ pub fn time_interleaved(
     let x = random_input(models[0].graph, batch, device)?;
     let run = |m: &Model| -> Result<f64, GraphError> {
         let started = Instant::now();
-        let y = forward(m.graph, m.params, &x, Mode::Eval)?.output;
+        let y = forward(m.graph, m.params, &x, Mode::EVAL)?.output;
         y.device().synchronize()?;
         Ok(started.elapsed().as_secs_f64())
     };
@@ -94,7 +94,7 @@ pub fn node_times(
 ) -> Result<Vec<Timing>, GraphError> {
     let x = random_input(model.graph, batch, device)?;
     for _ in 0..protocol.warmup {
-        forward(model.graph, model.params, &x, Mode::Eval)?;
+        forward(model.graph, model.params, &x, Mode::EVAL)?;
     }
     let mut per_node = vec![Vec::with_capacity(protocol.repeats); model.graph.nodes.len()];
     for _ in 0..protocol.repeats {

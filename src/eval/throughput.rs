@@ -134,7 +134,7 @@ pub fn bench_model(
     let inference = |n: usize| -> Result<f64, TrainError> {
         let x = random_batch(&graph, n, 10)?.images;
         let seconds = median_seconds(budget, || {
-            forward(&graph, &params, &x, Mode::Eval)?;
+            forward(&graph, &params, &x, Mode::EVAL)?;
             Ok(())
         })?;
         Ok(n as f64 / seconds)

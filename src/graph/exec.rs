@@ -1,5 +1,13 @@
-//! Running a graph on candle tensors, in training or evaluation mode.
+//! The executor: one loop over a range of nodes, with a tap that sees (and may replace) every
+//! node's output.
+//!
+//! Training, evaluation, per-node timing, channel masks, activation capture and gradient gates
+//! are all this loop with a different [`Tap`]. A range may start anywhere: [`Graph::live_at`]
+//! says which values must be given to start at a cut, so the oracle runs a network's prefix
+//! once and its suffix many times.
 
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use candle_core::{Tensor, D};
@@ -9,19 +17,86 @@ use super::ir::{Graph, Op};
 use super::params::{BatchStats, Params};
 use super::GraphError;
 
-/// Training mode normalises with batch statistics and reports them; evaluation mode uses the
-/// running statistics and builds no autograd graph.
+/// Which statistics BatchNorm normalises with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Train,
-    Eval,
+pub enum BatchNormStats {
+    /// The batch's own (training); each BatchNorm reports them in [`Run::batch_stats`].
+    Batch,
+    /// The running statistics (evaluation, scoring).
+    Running,
 }
 
-/// What a forward pass returns.
+/// How a range is run: the two halves are independent (scoring with gradients wants running
+/// statistics; second-order criteria want tracked parameters with running statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    pub batch_norm: BatchNormStats,
+    /// Parameters stay attached to autograd; otherwise they enter the graph detached, and no
+    /// gradient is computed for them.
+    pub track_params: bool,
+}
+
+impl Mode {
+    pub const TRAIN: Mode = Mode {
+        batch_norm: BatchNormStats::Batch,
+        track_params: true,
+    };
+    pub const EVAL: Mode = Mode {
+        batch_norm: BatchNormStats::Running,
+        track_params: false,
+    };
+}
+
+/// Sees every node's output as the loop produces it, and returns what the rest of the graph
+/// sees: the value unchanged (timing, capture), zeroed in some channels (masks) or multiplied
+/// by a gate variable (gradients with respect to activations).
+pub trait Tap {
+    /// Called before node `node` runs.
+    fn before(&mut self, _node: usize) {}
+    /// Called with node `node`'s output.
+    fn after(&mut self, node: usize, value: Tensor) -> Result<Tensor, GraphError>;
+}
+
+/// The tap that changes nothing.
+pub struct NoTap;
+
+impl Tap for NoTap {
+    fn after(&mut self, _node: usize, value: Tensor) -> Result<Tensor, GraphError> {
+        Ok(value)
+    }
+}
+
+/// The values live at a cut of the graph, by node index.
+#[derive(Debug, Clone, Default)]
+pub struct Live(pub BTreeMap<usize, Tensor>);
+
+impl Live {
+    /// What a run from node 0 starts from: the network input `[N, C, H, W]`.
+    pub fn input(x: Tensor) -> Self {
+        Self([(0, x)].into())
+    }
+
+    /// The output node's value, once a run has reached the end of the graph.
+    pub fn into_output(mut self, graph: &Graph) -> Result<Tensor, GraphError> {
+        self.0.remove(&graph.output()).ok_or_else(|| {
+            GraphError::Invalid("the run did not reach the output node".into())
+        })
+    }
+}
+
+/// What [`run`] returns.
+pub struct Run {
+    /// The values live after the range ([`Graph::live_at`] of its end).
+    pub live: Live,
+    /// One entry per BatchNorm run with batch statistics.
+    pub batch_stats: Vec<BatchStats>,
+}
+
+/// What a whole forward pass returns.
 pub struct Forward {
     /// The output node's value, e.g. logits `[N, classes]`.
     pub output: Tensor,
-    /// One entry per BatchNorm in training mode; empty in evaluation mode.
+    /// One entry per BatchNorm run with batch statistics; empty in evaluation mode.
     pub batch_stats: Vec<BatchStats>,
 }
 
@@ -32,7 +107,18 @@ pub fn forward(
     x: &Tensor,
     mode: Mode,
 ) -> Result<Forward, GraphError> {
-    execute(graph, params, x, mode, None)
+    let done = run(
+        graph,
+        params,
+        Live::input(x.clone()),
+        0..graph.nodes.len(),
+        mode,
+        &mut NoTap,
+    )?;
+    Ok(Forward {
+        output: done.live.into_output(graph)?,
+        batch_stats: done.batch_stats,
+    })
 }
 
 /// An evaluation-mode forward pass that also reports each node's wall time (index = node
@@ -43,129 +129,82 @@ pub fn forward_timed(
     params: &Params,
     x: &Tensor,
 ) -> Result<(Tensor, Vec<Duration>), GraphError> {
-    let mut times = vec![Duration::ZERO; graph.nodes.len()];
-    let mut record = |i: usize, t: Duration| times[i] = t;
-    let output = execute(graph, params, x, Mode::Eval, Some(&mut record))?.output;
-    Ok((output, times))
+    let mut timer = Timer {
+        times: vec![Duration::ZERO; graph.nodes.len()],
+        started: Instant::now(),
+    };
+    let range = 0..graph.nodes.len();
+    let done = run(graph, params, Live::input(x.clone()), range, Mode::EVAL, &mut timer)?;
+    Ok((done.live.into_output(graph)?, timer.times))
 }
 
-fn execute(
+struct Timer {
+    times: Vec<Duration>,
+    started: Instant,
+}
+
+impl Tap for Timer {
+    fn before(&mut self, _node: usize) {
+        self.started = Instant::now();
+    }
+
+    fn after(&mut self, node: usize, value: Tensor) -> Result<Tensor, GraphError> {
+        value.device().synchronize()?;
+        self.times[node] = self.started.elapsed();
+        Ok(value)
+    }
+}
+
+/// Runs the nodes in `range`, starting from `live` (the values [`Graph::live_at`] names for
+/// `range.start`; [`Live::input`] for a range starting at 0), and returns the values live after
+/// it. Every node's output passes through `tap`.
+pub fn run(
     graph: &Graph,
     params: &Params,
-    x: &Tensor,
+    live: Live,
+    range: Range<usize>,
     mode: Mode,
-    mut on_node: Option<&mut dyn FnMut(usize, Duration)>,
-) -> Result<Forward, GraphError> {
+    tap: &mut dyn Tap,
+) -> Result<Run, GraphError> {
+    if range.start > range.end || range.end > graph.nodes.len() {
+        return Err(GraphError::Invalid(format!(
+            "cannot run nodes {range:?} of a graph of {} nodes",
+            graph.nodes.len()
+        )));
+    }
     let last_uses = graph.last_uses();
     let output = graph.output();
     let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
-    let mut batch_stats = Vec::new();
-    for (i, node) in graph.nodes.iter().enumerate() {
-        let started = Instant::now();
-        let input = |k: usize| -> Result<&Tensor, GraphError> {
-            values[node.inputs[k]].as_ref().ok_or_else(|| {
-                GraphError::Invalid(format!("node {}: input freed too early", node.name))
-            })
-        };
-        let param = |suffix: &str| -> Result<Tensor, GraphError> {
-            let t = params.get(&format!("{}.{suffix}", node.name))?;
-            Ok(if mode == Mode::Eval {
-                t.detach()
-            } else {
-                t.clone()
-            })
-        };
-        let value = match node.op {
-            Op::Input { .. } => x.clone(),
-            Op::Conv2d {
-                stride,
-                padding,
-                groups,
-                bias: true,
-                relu: true,
-                ..
-            } => super::conv2d_bias_relu(
-                input(0)?,
-                &param("weight")?,
-                &param("bias")?,
-                stride,
-                padding,
-                groups,
-                true,
-            )?,
-            Op::Conv2d {
-                bias: false,
-                relu: true,
-                ..
-            } => {
-                return Err(GraphError::Invalid(format!(
-                    "node {}: a fused ReLU needs a bias",
-                    node.name
-                )))
-            }
-            Op::Conv2d {
-                stride,
-                padding,
-                groups,
-                bias,
-                relu: false,
-                ..
-            } => {
-                let y = super::conv2d(input(0)?, &param("weight")?, stride, padding, groups)?;
-                if bias {
-                    super::add_channel_bias(&y, &param("bias")?)?
-                } else {
-                    y
-                }
-            }
-            Op::BatchNorm { eps, momentum, .. } => {
-                let (gamma, beta) = (param("weight")?, param("bias")?);
-                match mode {
-                    Mode::Train => {
-                        let (y, stats) = batch_norm_train(input(0)?, &gamma, &beta, eps)?;
-                        batch_stats.push(BatchStats::from_channel_stats(
-                            node.name.clone(),
-                            momentum,
-                            stats,
-                            x.device(),
-                        )?);
-                        y
-                    }
-                    Mode::Eval => batch_norm_eval(
-                        input(0)?,
-                        &gamma,
-                        &beta,
-                        &param("running_mean")?,
-                        &param("running_var")?,
-                        eps,
-                    )?,
-                }
-            }
-            Op::Relu => super::relu(input(0)?)?,
-            Op::Add => {
-                let mut sum = input(0)?.clone();
-                for k in 1..node.inputs.len() {
-                    sum = (sum + input(k)?)?;
-                }
-                sum
-            }
-            Op::MaxPool { kernel, stride } => input(0)?.max_pool2d_with_stride(kernel, stride)?,
-            Op::AvgPool { kernel, stride } => input(0)?.avg_pool2d_with_stride(kernel, stride)?,
-            Op::GlobalAvgPool => input(0)?.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?,
-            Op::Flatten => input(0)?.flatten_from(1)?,
-            Op::Linear { bias, .. } => {
-                let y = input(0)?.matmul(&param("weight")?.t()?)?;
-                if bias {
-                    y.broadcast_add(&param("bias")?)?
-                } else {
-                    y
-                }
-            }
-        };
-        if let Some(record) = on_node.as_mut() {
-            value.device().synchronize()?;
-            record(i, started.elapsed());
+    for (i, value) in live.0 {
+        if i < values.len() {
+            values[i] = Some(value);
         }
+    }
+    let mut batch_stats = Vec::new();
+    for i in range.clone() {
+        let node = &graph.nodes[i];
+        tap.before(i);
+        let value = if let Op::Input { .. } = node.op {
+            values[i].take().ok_or_else(|| {
+                GraphError::Invalid(format!("the input node {} was given no value", node.name))
+            })?
+        } else {
+            let inputs: Vec<&Tensor> = node
+                .inputs
+                .iter()
+                .map(|&j| {
+                    values[j].as_ref().ok_or_else(|| {
+                        GraphError::Invalid(format!(
+                            "node {} reads node {}, which is not live here (start the range with Graph::live_at)",
+                            node.name, graph.nodes[j].name
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            compute(graph, params, i, &inputs, mode, &mut batch_stats)
+                .map_err(|e| named(graph, i, e))?
+        };
+        let value = tap.after(i, value).map_err(|e| named(graph, i, e))?;
         values[i] = Some(value);
         for &j in &node.inputs {
             if last_uses[j] == i && j != output {
@@ -173,12 +212,126 @@ fn execute(
             }
         }
     }
-    let output = values[output]
-        .take()
-        .expect("the output node was computed last");
-    Ok(Forward {
-        output,
+    let after: BTreeMap<usize, Tensor> = graph
+        .live_at(range.end)
+        .into_iter()
+        .filter_map(|j| values[j].take().map(|v| (j, v)))
+        .collect();
+    Ok(Run {
+        live: Live(after),
         batch_stats,
+    })
+}
+
+/// Prefixes an error with the node it happened at.
+fn named(graph: &Graph, i: usize, error: GraphError) -> GraphError {
+    let node = &graph.nodes[i];
+    match error {
+        GraphError::Invalid(why) if why.starts_with("node ") => GraphError::Invalid(why),
+        other => GraphError::Invalid(format!("node {} ({}): {other}", node.name, node.op.kind())),
+    }
+}
+
+/// One node's output from its inputs.
+fn compute(
+    graph: &Graph,
+    params: &Params,
+    i: usize,
+    inputs: &[&Tensor],
+    mode: Mode,
+    batch_stats: &mut Vec<BatchStats>,
+) -> Result<Tensor, GraphError> {
+    let node = &graph.nodes[i];
+    let param = |suffix: &str| -> Result<Tensor, GraphError> {
+        let t = params.get(&format!("{}.{suffix}", node.name))?;
+        Ok(if mode.track_params {
+            t.clone()
+        } else {
+            t.detach()
+        })
+    };
+    let x = inputs[0];
+    Ok(match node.op {
+        Op::Input { .. } => unreachable!("the loop takes the input from the live values"),
+        Op::Conv2d {
+            stride,
+            padding,
+            groups,
+            bias: true,
+            relu: true,
+            ..
+        } => super::conv2d_bias_relu(
+            x,
+            &param("weight")?,
+            &param("bias")?,
+            stride,
+            padding,
+            groups,
+            true,
+        )?,
+        Op::Conv2d {
+            bias: false,
+            relu: true,
+            ..
+        } => return Err(GraphError::Invalid("a fused ReLU needs a bias".into())),
+        Op::Conv2d {
+            stride,
+            padding,
+            groups,
+            bias,
+            relu: false,
+            ..
+        } => {
+            let y = super::conv2d(x, &param("weight")?, stride, padding, groups)?;
+            if bias {
+                super::add_channel_bias(&y, &param("bias")?)?
+            } else {
+                y
+            }
+        }
+        Op::BatchNorm { eps, momentum, .. } => {
+            let (gamma, beta) = (param("weight")?, param("bias")?);
+            match mode.batch_norm {
+                BatchNormStats::Batch => {
+                    let (y, stats) = batch_norm_train(x, &gamma, &beta, eps)?;
+                    batch_stats.push(BatchStats::from_channel_stats(
+                        node.name.clone(),
+                        momentum,
+                        stats,
+                        x.device(),
+                    )?);
+                    y
+                }
+                BatchNormStats::Running => batch_norm_eval(
+                    x,
+                    &gamma,
+                    &beta,
+                    &param("running_mean")?,
+                    &param("running_var")?,
+                    eps,
+                )?,
+            }
+        }
+        Op::Relu => super::relu(x)?,
+        Op::Add => {
+            let mut sum = x.clone();
+            for other in &inputs[1..] {
+                sum = (sum + *other)?;
+            }
+            sum
+        }
+        Op::MaxPool { kernel, stride } => x.max_pool2d_with_stride(kernel, stride)?,
+        Op::AvgPool { kernel, stride } => x.avg_pool2d_with_stride(kernel, stride)?,
+        Op::GlobalAvgPool => x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?,
+        Op::Flatten => x.flatten_from(1)?,
+        Op::Linear { bias, .. } => {
+            let y = x.matmul(&param("weight")?.t()?)?;
+            if bias {
+                y.broadcast_add(&param("bias")?)?
+            } else {
+                y
+            }
+        }
     })
 }
 
@@ -203,15 +356,30 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    #[test]
-    fn a_timed_forward_pass_computes_the_same_output_and_times_every_node() {
+    fn resnet8() -> (Graph, Params, Tensor) {
         let graph = crate::models::build("resnet8", 3, 16, 10).unwrap();
         let params = Params::init(&graph, 0, &Device::Cpu).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 16, 16), &Device::Cpu).unwrap();
-        let plain = forward(&graph, &params, &x, Mode::Eval).unwrap().output;
+        (graph, params, x)
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_timed_forward_pass_computes_the_same_output_and_times_every_node() {
+        let (graph, params, x) = resnet8();
+        let plain = forward(&graph, &params, &x, Mode::EVAL).unwrap().output;
         let (timed, times) = forward_timed(&graph, &params, &x).unwrap();
-        let diff = (plain - timed).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        assert_eq!(max_diff(&plain, &timed), 0.0);
         assert_eq!(times.len(), graph.nodes.len());
         let conv = graph
             .nodes
@@ -219,5 +387,34 @@ mod tests {
             .position(|n| n.name == "layer1.0.conv1")
             .unwrap();
         assert!(times[conv] > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_range_missing_a_live_value_names_the_node_that_reads_it() {
+        let (graph, params, x) = resnet8();
+        let err = run(&graph, &params, Live::input(x), 3..6, Mode::EVAL, &mut NoTap)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("which is not live here"), "{err}");
+        assert!(err.contains(&graph.nodes[3].name), "{err}");
+    }
+
+    #[test]
+    fn tracking_parameters_is_independent_of_the_batch_norm_statistics() {
+        let (graph, params, x) = resnet8();
+        let mode = Mode {
+            batch_norm: BatchNormStats::Running,
+            track_params: true,
+        };
+        let tracked = forward(&graph, &params, &x, mode).unwrap();
+        assert!(tracked.batch_stats.is_empty());
+        let eval = forward(&graph, &params, &x, Mode::EVAL).unwrap().output;
+        assert_eq!(max_diff(&tracked.output, &eval), 0.0);
+        let grads = tracked.output.sum_all().unwrap().backward().unwrap();
+        let w = &params.trainable["linear.weight"];
+        assert!(grads.get(w.as_tensor()).is_some());
+        let untracked = eval.sum_all().unwrap();
+        assert!(untracked.backward().unwrap().get(w.as_tensor()).is_none());
     }
 }

@@ -250,6 +250,17 @@ impl Graph {
         last
     }
 
+    /// The nodes before `cut` whose values a run of the nodes from `cut` on needs: those read at
+    /// or after it (in a ResNet, the block input *and* the residual stream), and the output once
+    /// `cut` is past it. Empty at 0, where a run starts from the input.
+    pub fn live_at(&self, cut: usize) -> Vec<usize> {
+        let last_uses = self.last_uses();
+        let output = self.output();
+        (0..cut.min(self.nodes.len()))
+            .filter(|&j| last_uses[j] >= cut || j == output)
+            .collect()
+    }
+
     /// Checks the structure and infers every node's activation shape.
     pub fn shapes(&self) -> Result<Vec<ActShape>, GraphError> {
         if self.nodes.is_empty() {

@@ -6,12 +6,14 @@ mod channelwise;
 mod conv;
 mod cost;
 mod coupling;
+mod coupling_view;
 mod exec;
 mod fuse;
 mod io;
 mod ir;
 mod params;
 mod surgery;
+mod taps;
 
 use std::path::PathBuf;
 
@@ -21,7 +23,8 @@ pub use channelwise::{add_channel_bias, relu};
 pub use conv::{conv2d, conv2d_bias_relu, conv_backend, set_conv_backend, ConvBackend};
 pub use cost::{layer_costs, macs, LayerCost};
 pub use coupling::{channel_role, couplings, ChannelRole, Coupling};
-pub use exec::{forward, forward_timed, Forward, Mode};
+pub use coupling_view::{find_coupling, spatial, ChannelSlice, SliceRole};
+pub use exec::{forward, forward_timed, run, BatchNormStats, Forward, Live, Mode, NoTap, Run, Tap};
 pub use fuse::fuse_for_inference;
 pub use io::{
     load_model, load_state_dict, non_finite, read_model_metadata, read_safetensors, save_model,
@@ -30,6 +33,7 @@ pub use io::{
 pub use ir::{ActShape, Graph, Init, Node, Op, ParamRole, ParamSpec};
 pub use params::{specs, BatchStats, Params};
 pub use surgery::{mask, prune, ChannelPlan};
+pub use taps::{ChannelMask, Gates};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::coupling::{couplings, Coupling};
+use super::coupling_view::find_coupling;
 use super::ir::{Graph, Op};
 use super::params::Params;
 use super::GraphError;
@@ -90,61 +91,12 @@ impl ChannelPlan {
     }
 }
 
-impl Coupling {
-    /// The DFC's name: its first producer's node name.
-    pub fn name<'g>(&self, graph: &'g Graph) -> &'g str {
-        &graph.nodes[self.producers[0]].name
-    }
-}
-
-/// One tensor that holds a DFC's channels along `axis`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ChannelSlice {
-    tensor: String,
-    axis: usize,
-}
-
-/// Every tensor slice that carries the channels of `coupling`.
-fn channel_slices(graph: &Graph, coupling: &Coupling) -> Vec<ChannelSlice> {
-    let mut slices = Vec::new();
-    let mut add = |node: usize, suffixes: &[&str], axis: usize| {
-        let node = &graph.nodes[node];
-        for spec in node.op.params() {
-            if suffixes.contains(&spec.suffix) {
-                slices.push(ChannelSlice {
-                    tensor: format!("{}.{}", node.name, spec.suffix),
-                    axis,
-                });
-            }
-        }
-    };
-    for &p in &coupling.producers {
-        add(p, &["weight", "bias"], 0);
-    }
-    for &c in &coupling.consumers {
-        add(c, &["weight"], 1);
-    }
-    for &m in &coupling.members {
-        // BN: all four vectors; depthwise conv: its filters and bias (`[C, 1, k, k]`, `[C]`).
-        add(m, &["weight", "bias", "running_mean", "running_var"], 0);
-    }
-    slices
-}
-
 /// Checks `plan` against `graph` and pairs each DFC with its sorted channels to remove.
 fn resolve(graph: &Graph, plan: &ChannelPlan) -> Result<Vec<(Coupling, Vec<usize>)>, GraphError> {
-    let mut by_name: BTreeMap<&str, Coupling> = BTreeMap::new();
-    for c in couplings(graph)? {
-        by_name.insert(c.name(graph), c);
-    }
+    let found = couplings(graph)?;
     let mut resolved = Vec::new();
     for (name, channels) in &plan.remove {
-        let coupling = by_name.get(name.as_str()).ok_or_else(|| {
-            GraphError::Invalid(format!(
-                "no DFC has {name:?} as its first producer (DFCs are named by their first producer: {})",
-                by_name.keys().copied().collect::<Vec<_>>().join(", ")
-            ))
-        })?;
+        let coupling = find_coupling(graph, &found, name)?;
         let mut sorted = channels.clone();
         sorted.sort_unstable();
         let n = coupling.channels;
@@ -187,9 +139,10 @@ pub fn prune(
             .collect();
         let n = kept.len();
         let kept = Tensor::from_vec(kept, n, &device)?;
-        for slice in channel_slices(graph, &coupling) {
-            let t = tensor(&tensors, &slice.tensor)?.index_select(&kept, slice.axis)?;
-            tensors.insert(slice.tensor, t);
+        for slice in coupling.slices(graph) {
+            let name = slice.tensor_name(graph);
+            let t = tensor(&tensors, &name)?.index_select(&kept, slice.axis)?;
+            tensors.insert(name, t);
         }
         for &p in &coupling.producers {
             match &mut pruned.nodes[p].op {
@@ -233,12 +186,13 @@ pub fn mask(graph: &Graph, params: &Params, plan: &ChannelPlan) -> Result<Params
         let mut keep = vec![1f32; coupling.channels];
         removed.iter().for_each(|&j| keep[j] = 0.0);
         let keep = Tensor::from_vec(keep, coupling.channels, &device)?;
-        for slice in channel_slices(graph, &coupling) {
-            let t = tensor(&tensors, &slice.tensor)?;
+        for slice in coupling.slices(graph) {
+            let name = slice.tensor_name(graph);
+            let t = tensor(&tensors, &name)?;
             let mut shape = vec![1; t.rank()];
             shape[slice.axis] = coupling.channels;
             let masked = t.broadcast_mul(&keep.to_dtype(t.dtype())?.reshape(shape)?)?;
-            tensors.insert(slice.tensor, masked);
+            tensors.insert(name, masked);
         }
     }
     Params::from_tensors(graph, tensors, &device)

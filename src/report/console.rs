@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::eval::BenchRow;
+use crate::eval::{BenchRow, CriterionTiming, OrderAgreement};
 use crate::eval::Timing;
 use crate::inspect::Inspection;
 use crate::latency::LatencyReport;
@@ -136,5 +136,36 @@ pub fn latency_report(r: &LatencyReport) -> String {
         "\nwritten to {}: latency.json, latency_layers.csv (every node's median time)",
         r.out_dir.display()
     );
+    s
+}
+
+/// One model's criterion timings, and the agreement of the two DFPC pair orders.
+pub fn criteria_timings(timings: &[CriterionTiming], agreement: Option<&OrderAgreement>) -> String {
+    let mut s = String::from("| model | criterion | DFCs | channels | median seconds | runs |\n|---|---|---|---|---|---|");
+    for t in timings {
+        let _ = write!(
+            s,
+            "\n| {} | {} | {} | {} | {:.4} | {} |",
+            t.model,
+            t.criterion.as_str(),
+            t.dfcs,
+            t.channels,
+            t.seconds,
+            t.runs
+        );
+    }
+    if let Some(a) = agreement {
+        let _ = write!(
+            s,
+            "\n\n{}: dfpc vs dfpc-name-order: Spearman ρ {:.4} over all channels; {} of {} DFCs differ, the most in {} (ρ {:.4}); {:.1}% of the lowest-scored tenth shared",
+            a.model,
+            a.spearman_all,
+            a.dfcs_differing,
+            a.dfcs,
+            if a.worst_dfc.is_empty() { "none" } else { &a.worst_dfc },
+            a.spearman_worst_dfc,
+            100.0 * a.lowest_tenth_shared
+        );
+    }
     s
 }

@@ -7,7 +7,9 @@ mod tables;
 use std::path::PathBuf;
 
 pub use curves::training_curves;
-pub use tables::{write_layer_times, write_train_metrics, write_train_timing};
+pub use tables::{
+    write_csv, write_layer_times, write_parquet, write_train_metrics, write_train_timing,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write {}: {message}", path.display())]

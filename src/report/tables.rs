@@ -62,9 +62,19 @@ fn failure(path: &Path, e: impl std::fmt::Display) -> ReportError {
     }
 }
 
-fn write_csv(table: &mut DataFrame, path: &Path) -> Result<(), ReportError> {
+/// Writes `table` as CSV to `path`, atomically.
+pub fn write_csv(table: &mut DataFrame, path: &Path) -> Result<(), ReportError> {
     let mut bytes = Vec::new();
     CsvWriter::new(&mut bytes)
+        .finish(table)
+        .map_err(|e| failure(path, e))?;
+    crate::atomic_file::write(path, &bytes).map_err(|e| failure(path, e))
+}
+
+/// Writes `table` as Parquet to `path`, atomically.
+pub fn write_parquet(table: &mut DataFrame, path: &Path) -> Result<(), ReportError> {
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
         .finish(table)
         .map_err(|e| failure(path, e))?;
     crate::atomic_file::write(path, &bytes).map_err(|e| failure(path, e))

@@ -22,7 +22,7 @@ pub fn train_step(
     batch: &Batch,
     lr: f64,
 ) -> Result<StepOutcome, TrainError> {
-    let out = forward(graph, params, &batch.images, Mode::Train)?;
+    let out = forward(graph, params, &batch.images, Mode::TRAIN)?;
     let loss = candle_nn::loss::cross_entropy(&out.output, &batch.labels)?;
     let value = loss.to_scalar::<f32>()?;
     let correct = count_correct(&out.output, &batch.labels)?;

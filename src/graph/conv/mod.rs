@@ -154,10 +154,18 @@ impl CustomOp2 for Forward {
         _out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // Only the gradients somebody tracks: not the network input's, nor a detached
+        // weight's (scoring with gate variables needs neither).
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(w, &InputGrad(self.0))?;
-        let dw = x.apply_op2_no_bwd(&grad, &WeightGrad(self.0))?;
-        Ok((Some(dx), Some(dw)))
+        let dx = match x.track_op() {
+            true => Some(grad.apply_op2_no_bwd(w, &InputGrad(self.0))?),
+            false => None,
+        };
+        let dw = match w.track_op() {
+            true => Some(x.apply_op2_no_bwd(&grad, &WeightGrad(self.0))?),
+            false => None,
+        };
+        Ok((dx, dw))
     }
 }
 

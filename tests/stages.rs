@@ -1,0 +1,133 @@
+//! The stage pipeline end to end: a second run skips every finished stage, a changed
+//! `[saliency]` key reruns only the scores, `prunelab scores` needs a trained model, and
+//! `--dry-run` says which stages are finished.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::snapshot;
+use prunelab::config::CriterionName;
+use prunelab::saliency::read_scores;
+
+const BIN: &str = env!("CARGO_BIN_EXE_prunelab");
+
+/// A two-epoch synthetic run named `name` with this `[saliency]` section.
+fn experiment(dir: &Path, name: &str, saliency: &str) -> PathBuf {
+    let text = format!(
+        "name = {name:?}\nseed = 3\n\n[data]\ndataset = \"synthetic\"\n\n[data.synthetic]\ntrain = 128\ntest = 64\nimage_size = 16\n\n[model]\narch = \"resnet8\"\n\n[train]\nepochs = 2\nbatch_size = 32\nlr = 0.02\n\n[saliency]\n{saliency}\n"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn prunelab(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn run(config: &Path, results: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![config.as_os_str(), "--results".as_ref(), results.as_os_str()];
+    args.extend(extra.iter().map(|s| s.as_ref()));
+    let out = prunelab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The run folder's files, but the lock (which names the last process that held it).
+fn outputs(run_dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = snapshot(run_dir);
+    files.retain(|path, _| !path.ends_with(".lock"));
+    files
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_second_run_skips_every_finished_stage_and_a_saliency_change_reruns_only_the_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let config = experiment(dir.path(), "stages", "criteria = [\"dfpc\", \"l1\", \"random\"]");
+    let first = stdout(&run(&config, &results, &[]));
+    assert!(first.contains("stage model  trains 2 epochs"), "{first}");
+    assert!(first.contains("dfpc") && first.contains("channels of"), "{first}");
+    let run_dir = results.join("stages");
+    for file in ["model/stage.json", "scores/stage.json", "scores/dfpc.safetensors", "scores/scores.parquet", "scores/scores.csv"] {
+        assert!(run_dir.join(file).is_file(), "{file}");
+    }
+    let written = outputs(&run_dir);
+
+    let dry = stdout(&run(&config, &results, &["--dry-run"]));
+    assert!(dry.contains("stage model  finished earlier"), "{dry}");
+    assert!(dry.contains("stage scores finished earlier"), "{dry}");
+
+    let second = stdout(&run(&config, &results, &[]));
+    assert!(second.contains("model stage finished earlier"), "{second}");
+    assert!(second.contains("scores (finished earlier"), "{second}");
+    assert_eq!(outputs(&run_dir), written, "a second run rewrote outputs");
+
+    // One [saliency] key changes: the model stays, the scores are made again.
+    let config = experiment(
+        dir.path(),
+        "stages",
+        "criteria = [\"dfpc\", \"l1\", \"random\"]\nreduction = \"max\"",
+    );
+    let dry = stdout(&run(&config, &results, &["--dry-run"]));
+    assert!(dry.contains("saliency.reduction: \"sum\" → \"max\""), "{dry}");
+    let third = stdout(&run(&config, &results, &[]));
+    assert!(third.contains("model stage finished earlier"), "{third}");
+    assert!(!third.contains("scores (finished earlier"), "{third}");
+    let now = outputs(&run_dir);
+    for (path, bytes) in &written {
+        if path.starts_with(run_dir.join("model")) {
+            assert_eq!(now.get(path), Some(bytes), "{} changed although the model stage was finished", path.display());
+        }
+    }
+    for file in ["scores/dfpc.safetensors", "scores/l1.safetensors", "scores/scores.csv"] {
+        let path = run_dir.join(file);
+        // dfpc and l1 reduce several producers per DFC: their max differs from their sum.
+        assert_ne!(now.get(&path), written.get(&path), "{file} was not rewritten");
+    }
+    let dfpc = read_scores(&run_dir.join("scores"), CriterionName::Dfpc).unwrap();
+    assert_eq!(dfpc.reduction, prunelab::config::Reduction::Max);
+
+    // `prunelab scores` alone reads the finished stage back.
+    let out = prunelab(&["scores".as_ref(), config.as_os_str(), "--results".as_ref(), results.as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("scores (finished earlier"), "{}", stdout(&out));
+}
+
+#[test]
+fn scores_of_an_untrained_model_are_refused_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let config = experiment(dir.path(), "untrained", "");
+    let before = snapshot(dir.path());
+    let out = prunelab(&["scores".as_ref(), config.as_os_str(), "--results".as_ref(), results.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no trained model") && stderr.contains("scores of an initialisation are noise"), "{stderr}");
+    assert_eq!(snapshot(dir.path()), before, "a refused command wrote files");
+}
+
+#[test]
+fn saliency_keys_are_checked_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (saliency, line, message) in [
+        ("criteria = [\"dfpc\", \"taylor-ish\"]", 21, "unknown variant `taylor-ish`"),
+        ("criteria = []", 21, "saliency.criteria: must name at least one criterion"),
+        ("criteria = [\"l1\", \"l1\"]", 21, "saliency.criteria: names \"l1\" twice"),
+        ("reduction = \"median\"", 21, "unknown variant `median`"),
+        ("normalise = true", 21, "unknown field `normalise`"),
+    ] {
+        let config = experiment(dir.path(), "bad", saliency);
+        let out = prunelab(&[config.as_os_str(), "--dry-run".as_ref()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{saliency}: {stderr}");
+        assert!(stderr.contains(&format!("bad.toml:{line}:")), "{saliency}: {stderr}");
+        assert!(stderr.contains(message), "{saliency}: {stderr}");
+    }
+}
