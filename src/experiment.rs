@@ -205,11 +205,18 @@ impl Plan {
         };
         let scores = match (&prepared.start, &prepared.scores) {
             (_, Status::Done(_)) => "finished earlier from these settings: skipped".to_string(),
-            (_, Status::Changed(keys)) => format!(
-                "reruns ({} changed): {} criteria, {cost}",
-                keys.join("; "),
-                names.len()
-            ),
+            (_, Status::Changed(keys)) => {
+                // The model's digest says nothing to a reader; its change is the model's.
+                let keys: Vec<&str> = keys
+                    .iter()
+                    .map(|k| if k.starts_with("model: ") { "the model" } else { k })
+                    .collect();
+                format!(
+                    "reruns ({} changed): {} criteria, {cost}",
+                    keys.join("; "),
+                    names.len()
+                )
+            }
             _ => format!(
                 "{} criteria ({}, {} reduction), {cost}",
                 names.len(),

@@ -237,7 +237,7 @@ fn a_resume_with_other_settings_is_refused_naming_every_key_that_differs() {
     // --fresh is announced as such and starts over.
     let out = succeeds(&changed, &results, &["--fresh", "--dry-run"]);
     assert!(
-        out.contains("starts fresh (--fresh): its checkpoint will be overwritten"),
+        out.contains("from the start (--fresh: its checkpoint will be overwritten)"),
         "{out}"
     );
     assert!(!out.contains("resumes"), "{out}");

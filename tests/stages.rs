@@ -29,7 +29,7 @@ fn prunelab(args: &[&std::ffi::OsStr]) -> Output {
 
 fn run(config: &Path, results: &Path, extra: &[&str]) -> Output {
     let mut args = vec![config.as_os_str(), "--results".as_ref(), results.as_os_str()];
-    args.extend(extra.iter().map(|s| s.as_ref()));
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
     let out = prunelab(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out
