@@ -157,7 +157,7 @@ pub fn criteria_timings(timings: &[CriterionTiming], agreement: Option<&OrderAgr
     if let Some(a) = agreement {
         let _ = write!(
             s,
-            "\n\n{}: dfpc vs dfpc-name-order: Spearman ρ {:.4} over all channels; {} of {} DFCs differ, the most in {} (ρ {:.4}); {:.1}% of the lowest-scored tenth shared",
+            "\n\n{}: dfpc vs dfpc-name-order: Spearman ρ {:.6} over all channels; {} of {} DFCs differ, the most in {} (ρ {:.4}); {:.1}% of the lowest-scored tenth shared",
             a.model,
             a.spearman_all,
             a.dfcs_differing,

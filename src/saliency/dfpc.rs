@@ -353,26 +353,8 @@ fn row_sums(inputs: &Inputs, dfc: &Coupling, producer: usize) -> Result<Rc<Field
         let at = (o * t.stride + k) as isize - t.padding as isize;
         at >= 0 && (at as usize) < size
     };
-    let (oh, ow) = t.output;
-    let mut values = Vec::with_capacity(dfc.channels * oh * ow);
-    for j in 0..dfc.channels {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut sum = 0.0;
-                for ky in (0..t.kernel).filter(|&ky| inside(oy, ky, t.input.0)) {
-                    for kx in (0..t.kernel).filter(|&kx| inside(ox, kx, t.input.1)) {
-                        sum += s[j * k2 + ky * t.kernel + kx];
-                    }
-                }
-                values.push(sum);
-            }
-        }
-    }
-    Ok(Rc::new(Field {
-        h: oh,
-        w: ow,
-        values,
-    }))
+    let valid = |o: usize, k: usize, axis: usize| inside(o, k, [t.input.0, t.input.1][axis]);
+    Ok(Rc::new(sum_taps(&s, dfc.channels, t.kernel, t.output, valid)))
 }
 
 /// 1ᵀ |M_b|[:, I_j] for every input channel j of `consumer` and every input position: the sum
@@ -392,20 +374,33 @@ fn column_sums(inputs: &Inputs, dfc: &Coupling, consumer: usize) -> Result<Field
         let shifted = p + t.padding;
         shifted >= k && (shifted - k) % t.stride == 0 && (shifted - k) / t.stride < out
     };
-    let (h, w) = t.input;
-    let mut values = Vec::with_capacity(c * h * w);
-    for j in 0..c {
+    let valid = |p: usize, k: usize, axis: usize| reads(p, k, [t.output.0, t.output.1][axis]);
+    Ok(sum_taps(&s, c, t.kernel, t.input, valid))
+}
+
+/// For every channel j and position (y, x) of an `h`×`w` grid, the sum of `per_tap[j][ky][kx]`
+/// over the taps that `valid(y, ky, 0)` and `valid(x, kx, 1)` admit there.
+fn sum_taps(
+    per_tap: &[f64],
+    channels: usize,
+    kernel: usize,
+    (h, w): (usize, usize),
+    valid: impl Fn(usize, usize, usize) -> bool,
+) -> Field {
+    let k2 = kernel * kernel;
+    let mut values = Vec::with_capacity(channels * h * w);
+    for j in 0..channels {
         for y in 0..h {
             for x in 0..w {
                 let mut sum = 0.0;
-                for ky in (0..t.kernel).filter(|&ky| reads(y, ky, t.output.0)) {
-                    for kx in (0..t.kernel).filter(|&kx| reads(x, kx, t.output.1)) {
-                        sum += s[j * k2 + ky * t.kernel + kx];
+                for ky in (0..kernel).filter(|&ky| valid(y, ky, 0)) {
+                    for kx in (0..kernel).filter(|&kx| valid(x, kx, 1)) {
+                        sum += per_tap[j * k2 + ky * kernel + kx];
                     }
                 }
                 values.push(sum);
             }
         }
     }
-    Ok(Field { h, w, values })
+    Field { h, w, values }
 }
