@@ -18,17 +18,16 @@ use candle_core::Device;
 use serde::Serialize;
 
 use crate::config::{DeviceChoice, Experiment};
-use crate::data::{Augment, Dataset, DatasetInfo};
-use crate::eval::evaluate;
+use crate::data::{Dataset, DatasetInfo};
 use crate::fingerprint::Fingerprint;
-use crate::graph::{load_model, save_model, Graph, Params};
+use crate::graph::{Graph, Params};
 use crate::model_source::{check_is_file, initial_params, model_stem};
 use crate::run_lock::RunLock;
 use crate::saliency::{self, Needs};
 use crate::scoring::{self, ScoresOutcome};
 use crate::stage::{self, Stage, Status};
-use crate::train::{checkpoint_path, Checkpoint, EpochMetrics, TrainState, Trainer};
-use crate::{report, Error};
+use crate::train::{checkpoint_path, Checkpoint};
+use crate::Error;
 
 /// A validated experiment resolved into what will run.
 pub struct Plan {
@@ -337,7 +336,7 @@ pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
     let e = &plan.experiment;
     let _lock = RunLock::acquire(&plan.out_dir)?;
     let model_digest = prepared.fingerprint.digest();
-    let (params, model) = model_stage(plan, prepared)?;
+    let (params, model) = crate::model_stage::model_stage(plan, prepared)?;
     let scores = scoring::scores_stage(plan, &plan.graph, &params, &model_digest)?;
     Ok(Summary {
         name: e.name().to_string(),
@@ -354,151 +353,3 @@ pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
         scores,
     })
 }
-
-/// What the model stage records in `model/summary.json`.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-struct ModelRecord {
-    name: String,
-    arch: String,
-    dataset: String,
-    parameters: usize,
-    epochs: usize,
-    test_loss: f64,
-    test_accuracy: f64,
-    #[serde(skip)]
-    resumed_after_epoch: usize,
-    #[serde(skip)]
-    cached: bool,
-}
-
-/// Trains (or resumes, or evaluates `model.weights`), saves the network and records the stage;
-/// when it finished earlier from the same settings and data, loads what it saved.
-fn model_stage(plan: &Plan, prepared: Prepared) -> Result<(Params, ModelRecord), Error> {
-    let started = Instant::now();
-    let e = &plan.experiment;
-    let dir = Stage::Model.dir(&plan.out_dir);
-    let summary_path = dir.join("summary.json");
-    let Prepared {
-        device,
-        data,
-        fingerprint,
-        start,
-        ..
-    } = prepared;
-    let (mut params, state) = match start {
-        Start::Finished => {
-            let (graph, params) = load_model(&model_stem(&plan.out_dir), &device)?;
-            let unreadable = |why: String| Error::Io {
-                path: summary_path.clone(),
-                source: std::io::Error::other(why),
-            };
-            let bytes = std::fs::read(&summary_path).map_err(|e| unreadable(e.to_string()))?;
-            let mut record: ModelRecord =
-                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
-            if graph != plan.graph {
-                return Err(Error::Stale(format!(
-                    "{}: the saved model's architecture differs from the experiment's; rerun with --fresh",
-                    dir.display()
-                )));
-            }
-            record.cached = true;
-            return Ok((params, record));
-        }
-        Start::Resume(saved) => (
-            Params::from_tensors(&plan.graph, saved.tensors.clone(), &device)?,
-            TrainState::resumed(&e.train, *saved),
-        ),
-        Start::Fresh { params, .. } => (params, TrainState::fresh(&e.train)),
-    };
-    stage::invalidate(&plan.out_dir, Stage::Model)?;
-    let resumed_after_epoch = state.history.len();
-
-    let normalizer = e.data.normalizer();
-    let trainer = Trainer {
-        graph: &plan.graph,
-        data: &data,
-        normalizer: &normalizer,
-        augment: Augment {
-            crop_padding: e.data.crop_padding,
-            flip: e.data.flip,
-        },
-        device: &device,
-        config: &e.train,
-        seed: e.seed,
-        checkpoint: checkpoint_path(&dir),
-        settings: &fingerprint,
-    };
-    let history = trainer.run(&mut params, state, &mut |history| {
-        write_history(plan, history)?;
-        Ok(())
-    })?;
-    // Also when no epoch ran in this invocation: outputs that lag the checkpoint (a run killed
-    // after its last checkpoint) are rebuilt from it.
-    write_history(plan, &history)?;
-
-    let test = match history.last() {
-        Some(last) => crate::eval::Evaluation {
-            loss: last.test_loss,
-            accuracy: last.test_accuracy,
-        },
-        None => {
-            let test = evaluate(
-                &plan.graph,
-                &params,
-                &data.test,
-                &normalizer,
-                e.train.batch_size,
-                &device,
-            )?;
-            if !test.loss.is_finite() {
-                return Err(Error::Input(format!(
-                    "model.weights: the test loss of these weights is {}; the weights or the normalisation do not suit this data",
-                    test.loss
-                )));
-            }
-            test
-        }
-    };
-    let metadata = [("settings".to_string(), fingerprint.to_json())].into();
-    save_model(&plan.graph, &params, &model_stem(&plan.out_dir), metadata)?;
-    let record = ModelRecord {
-        name: e.name().to_string(),
-        arch: e.model.arch.clone(),
-        dataset: e.data.dataset.label().to_string(),
-        parameters: plan.graph.parameter_count(),
-        epochs: history.len(),
-        test_loss: test.loss,
-        test_accuracy: test.accuracy,
-        resumed_after_epoch,
-        cached: false,
-    };
-    let json = serde_json::to_vec_pretty(&record).expect("records serialise");
-    crate::atomic_file::write(&summary_path, &json).map_err(|source| Error::Io {
-        path: summary_path.clone(),
-        source,
-    })?;
-    stage::finish(
-        &plan.out_dir,
-        Stage::Model,
-        &fingerprint,
-        started.elapsed().as_secs_f64(),
-    )?;
-    Ok((params, record))
-}
-
-/// The metrics table, the timing table and the training curves, from the whole history.
-fn write_history(plan: &Plan, history: &[EpochMetrics]) -> Result<(), report::ReportError> {
-    let e = &plan.experiment;
-    let out = &Stage::Model.dir(&plan.out_dir);
-    report::write_train_metrics(history, &out.join("train_metrics.csv"))?;
-    crate::fault::crash_point("after-metrics", history.len());
-    report::write_train_timing(history, &out.join("train_timing.csv"))?;
-    let title = format!(
-        "{}: {} on {}",
-        e.name(),
-        e.model.arch,
-        e.data.dataset.label()
-    );
-    report::training_curves(history, &title, &out.join("training_curves"))
-}
-
