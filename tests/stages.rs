@@ -131,3 +131,28 @@ fn saliency_keys_are_checked_with_their_line() {
         assert!(stderr.contains(message), "{saliency}: {stderr}");
     }
 }
+
+#[test]
+fn scores_of_given_weights_need_no_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = prunelab::models::build("resnet8", 3, 32, 10).unwrap();
+    let params = prunelab::graph::Params::init(&graph, 5, &candle_core::Device::Cpu).unwrap();
+    let weights = dir.path().join("w.safetensors");
+    prunelab::graph::write_safetensors(&weights, &params.tensors(), Default::default()).unwrap();
+    // CIFAR-10 in a folder that does not exist: only the weights are read.
+    let config = dir.path().join("given.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[data]\ndataset = \"cifar10\"\ndir = \"{}\"\n[model]\narch = \"resnet8\"\nweights = {weights:?}\n[train]\nepochs = 0\n[saliency]\ncriteria = [\"dfpc\", \"bn-scale\"]\n",
+            dir.path().join("no-such-folder").display()
+        ),
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let out = prunelab(&["scores".as_ref(), config.as_os_str(), "--results".as_ref(), results.as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dfpc = read_scores(&results.join("given/scores"), CriterionName::Dfpc).unwrap();
+    assert_eq!(dfpc.dfcs.iter().map(|d| d.scores.len()).sum::<usize>(), 224);
+    assert!(!dir.path().join("no-such-folder").exists());
+}
