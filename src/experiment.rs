@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use serde::Serialize;
 
 use crate::config::{DeviceChoice, Experiment};
 use crate::data::{Dataset, DatasetInfo};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, Params};
 use crate::model_source::{check_is_file, initial_params, model_stem};
+use crate::model_stage::ModelRecord;
 use crate::run_lock::RunLock;
 use crate::saliency::{self, Needs};
 use crate::scoring::{self, ScoresOutcome};
@@ -44,32 +44,16 @@ pub struct RunOptions {
     pub fresh: bool,
 }
 
-/// What a finished run reports (`summary.json` holds the fields that do not depend on how
-/// the run was interrupted: a resumed run writes the same file as an uninterrupted one).
-#[derive(Debug, Clone, Serialize)]
+/// What a finished run reports.
+#[derive(Debug, Clone)]
 pub struct Summary {
-    pub name: String,
-    pub arch: String,
-    pub dataset: String,
-    pub parameters: usize,
-    pub epochs: usize,
-    pub test_loss: f64,
-    pub test_accuracy: f64,
-    /// The run folder (the one `summary.json` is in).
-    #[serde(skip)]
-    pub out_dir: PathBuf,
-    /// The epoch a checkpoint let this invocation start after (0 when it started fresh).
-    #[serde(skip)]
-    pub resumed_after_epoch: usize,
-    /// Wall time of this invocation.
-    #[serde(skip)]
-    pub seconds: f64,
-    /// The model stage was finished already: nothing was trained.
-    #[serde(skip)]
-    pub model_cached: bool,
-    /// The scores stage.
-    #[serde(skip)]
+    /// What the model stage recorded (`model/summary.json`).
+    pub model: ModelRecord,
     pub scores: ScoresOutcome,
+    /// The run folder.
+    pub out_dir: PathBuf,
+    /// Wall time of this invocation.
+    pub seconds: f64,
 }
 
 /// Everything a run reads, checked: what [`prepare`] returns and `--dry-run` describes.
@@ -95,16 +79,21 @@ pub enum Start {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.model;
         writeln!(f, "{}", self.scores)?;
         write!(
             f,
             "done: {} on {}: test accuracy {:.2}%, test loss {:.4} after {} epochs{} ({:.0}s); outputs in {}",
-            self.arch,
-            self.dataset,
-            100.0 * self.test_accuracy,
-            self.test_loss,
-            self.epochs,
-            if self.model_cached { " (model stage finished earlier)" } else { "" },
+            m.arch,
+            m.dataset,
+            100.0 * m.test_accuracy,
+            m.test_loss,
+            m.epochs,
+            match (m.cached, m.resumed_after_epoch) {
+                (true, _) => " (model stage finished earlier)".to_string(),
+                (false, 0) => String::new(),
+                (false, k) => format!(" (resumed after epoch {k})"),
+            },
             self.seconds,
             self.out_dir.display()
         )
@@ -333,23 +322,14 @@ fn resumable(
 /// Runs the plan end to end: the stages that are not finished.
 pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
     let started = Instant::now();
-    let e = &plan.experiment;
     let _lock = RunLock::acquire(&plan.out_dir)?;
     let model_digest = prepared.fingerprint.digest();
     let (params, model) = crate::model_stage::model_stage(plan, prepared)?;
     let scores = scoring::scores_stage(plan, &plan.graph, &params, &model_digest)?;
     Ok(Summary {
-        name: e.name().to_string(),
-        arch: e.model.arch.clone(),
-        dataset: e.data.dataset.label().to_string(),
-        parameters: plan.graph.parameter_count(),
-        epochs: model.epochs,
-        test_loss: model.test_loss,
-        test_accuracy: model.test_accuracy,
-        out_dir: plan.out_dir.clone(),
-        resumed_after_epoch: model.resumed_after_epoch,
-        seconds: started.elapsed().as_secs_f64(),
-        model_cached: model.cached,
+        model,
         scores,
+        out_dir: plan.out_dir.clone(),
+        seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -16,7 +16,7 @@ pub mod graph;
 pub mod inspect;
 pub mod latency;
 pub mod model_source;
-mod model_stage;
+pub mod model_stage;
 pub mod models;
 pub mod report;
 mod run_lock;
