@@ -258,6 +258,16 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
         .map_err(|err| Error::Input(format!("model.weights: {err}")))?
         .with_data(&data);
     let checkpoint = checkpoint_path(&Stage::Model.dir(&plan.out_dir));
+    // Runs from before stage folders kept their checkpoint in the run folder itself: starting
+    // over beside it would silently drop the epochs it holds.
+    let unmoved = checkpoint_path(&plan.out_dir);
+    if unmoved.exists() && !checkpoint.exists() && !options.fresh {
+        return Err(Error::Resume(format!(
+            "{} is where earlier versions kept the checkpoint; move it to {} to resume, or run with --fresh to start over",
+            unmoved.display(),
+            checkpoint.display()
+        )));
+    }
     let finished = matches!(
         stage::status(&plan.out_dir, Stage::Model, &fingerprint),
         Status::Done(_)

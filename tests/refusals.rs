@@ -410,3 +410,33 @@ fn latency_refuses_a_trained_model_that_is_not_the_experiments() {
     );
     assert!(snapshot(&results) == before);
 }
+
+#[test]
+fn a_checkpoint_left_in_the_run_folder_by_an_earlier_version_is_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let run_config = config(dir.path(), "moved", "", "epochs = 2");
+    let mut child = Command::new(BIN)
+        .arg(&run_config)
+        .arg("--results")
+        .arg(&results)
+        .env("PRUNELAB_CRASH_AT", "after-checkpoint:1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(!child.wait().unwrap().success());
+    // Where versions before stage folders kept it.
+    let run_dir = results.join("moved");
+    std::fs::rename(run_dir.join("model/checkpoint.safetensors"), run_dir.join("checkpoint.safetensors")).unwrap();
+    refused(
+        &run_config,
+        &results,
+        &[],
+        &["cannot resume: ", "is where earlier versions kept the checkpoint; move it to", "--fresh"],
+    );
+    // Moved as told, it resumes after its epoch.
+    std::fs::rename(run_dir.join("checkpoint.safetensors"), run_dir.join("model/checkpoint.safetensors")).unwrap();
+    let out = succeeds(&run_config, &results, &[]);
+    assert!(out.contains("(resumed after epoch 1)"), "{out}");
+}
