@@ -3,8 +3,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use prunelab::graph::{Graph, Params};
-
 const BIN: &str = env!("CARGO_BIN_EXE_prunelab");
 
 /// `prunelab <command> <config> --results <results> <args…>`.
@@ -215,30 +213,9 @@ fn resnet8_macs_from_shapes(
         .sum()
 }
 
-/// Median of the per-pass time ratio unpruned / pruned, measured here, interleaved.
-fn measured_speedup(unpruned: (&Graph, &Params), pruned: (&Graph, &Params), batch: usize) -> f64 {
-    use prunelab::graph::{forward, fuse_for_inference, Mode};
-    let input =
-        candle_core::Tensor::randn(0f32, 1.0, (batch, 3, 16, 16), &candle_core::Device::Cpu)
-            .unwrap();
-    let fused = [unpruned, pruned].map(|(g, p)| fuse_for_inference(g, p).unwrap());
-    let mut ratios = Vec::new();
-    for _ in 0..15 {
-        let mut times = [0.0; 2];
-        for (i, (g, p)) in fused.iter().enumerate() {
-            let started = std::time::Instant::now();
-            forward(g, p, &input, Mode::EVAL).unwrap();
-            times[i] = started.elapsed().as_secs_f64();
-        }
-        ratios.push(times[0] / times[1]);
-    }
-    ratios.sort_by(f64::total_cmp);
-    ratios[ratios.len() / 2]
-}
-
 #[test]
 fn latency_times_a_pruned_copy_and_writes_the_breakdown_and_the_pruned_model() {
-    use prunelab::graph::{load_model, read_safetensors, ChannelPlan};
+    use prunelab::graph::{read_safetensors, ChannelPlan};
     let dir = tempfile::tempdir().unwrap();
     let config = latency_config(dir.path());
     let results = dir.path().join("results");
@@ -291,22 +268,13 @@ fn latency_times_a_pruned_copy_and_writes_the_breakdown_and_the_pruned_model() {
         parameters
     );
 
-    // The reported speedup agrees with one measured here, side by side, on the same models.
-    let (pruned, pruned_params) = load_model(&run.join("pruned_model"), &cpu).unwrap();
-    let unpruned = prunelab::models::build("resnet8", 3, 16, 10).unwrap();
-    let unpruned_params = Params::init(&unpruned, 0, &cpu).unwrap();
-    // On one thread, as the command was asked to time.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    let ours = pool
-        .install(|| measured_speedup((&unpruned, &unpruned_params), (&pruned, &pruned_params), 16));
-    let reported = batches[0]["speedup"].as_f64().unwrap();
-    assert!(
-        reported > ours / 1.6 && reported < ours * 1.6,
-        "reported speedup {reported:.2}, measured here {ours:.2}"
+    // The speedup is the ratio of the two measured medians, never the MAC ratio. (Timings
+    // themselves are not asserted: tests share the machine with each other.)
+    let (unpruned_ms, pruned_ms) = (
+        batches[0]["unpruned"]["median_ms"].as_f64().unwrap(),
+        batches[0]["pruned"]["median_ms"].as_f64().unwrap(),
     );
+    assert_eq!(batches[0]["speedup"].as_f64().unwrap(), unpruned_ms / pruned_ms);
 
     // One CSV row per node of the fused unpruned and pruned graphs.
     let csv = std::fs::read_to_string(run.join("latency_layers.csv")).unwrap();
