@@ -182,11 +182,19 @@ impl Plan {
             ),
             Start::Fresh {
                 overwrites: true, ..
-            } => format!("trains {} epochs from the start (--fresh: its checkpoint will be overwritten)", t.epochs),
+            } => format!(
+                "trains {} epochs from the start (--fresh: its checkpoint will be overwritten)",
+                t.epochs
+            ),
             Start::Fresh { .. } => format!("trains {} epochs from the start", t.epochs),
         };
         let names: Vec<&str> = e.saliency.criteria.iter().map(|c| c.as_str()).collect();
-        let cost = if e.saliency.criteria.iter().all(|&c| saliency::criterion(c).needs() == Needs::default()) {
+        let cost = if e
+            .saliency
+            .criteria
+            .iter()
+            .all(|&c| saliency::criterion(c).needs() == Needs::default())
+        {
             "data-free: seconds"
         } else {
             "reads training images"
@@ -197,7 +205,13 @@ impl Plan {
                 // The model's digest says nothing to a reader; its change is the model's.
                 let keys: Vec<&str> = keys
                     .iter()
-                    .map(|k| if k.starts_with("model: ") { "the model" } else { k })
+                    .map(|k| {
+                        if k.starts_with("model: ") {
+                            "the model"
+                        } else {
+                            k
+                        }
+                    })
                     .collect();
                 format!(
                     "reruns ({} changed): {} criteria, {cost}",
@@ -271,7 +285,9 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
     let finished = matches!(
         stage::status(&plan.out_dir, Stage::Model, &fingerprint),
         Status::Done(_)
-    ) && model_stem(&plan.out_dir).with_extension("safetensors").is_file();
+    ) && model_stem(&plan.out_dir)
+        .with_extension("safetensors")
+        .is_file();
     let start = if finished && !options.fresh {
         Start::Finished
     } else if checkpoint.exists() && !options.fresh {

@@ -61,7 +61,12 @@ impl Fingerprint {
 
     /// A fingerprint of the given keys and values.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 
     /// SHA-256 of the whole fingerprint: one value that names what it describes.

@@ -15,10 +15,10 @@ use serde::Serialize;
 
 use crate::eval::{node_times, time_interleaved, Model, Protocol, Timing};
 use crate::experiment::device;
-use crate::model_source::model_of;
 use crate::graph::{
     couplings, fuse_for_inference, layer_costs, prune, save_model, ChannelPlan, Graph, Params,
 };
+use crate::model_source::model_of;
 use crate::run_lock::RunLock;
 use crate::{Error, Plan};
 

@@ -331,16 +331,25 @@ fn bench_criteria(args: &BenchArgs, size: usize) -> Result<(), prunelab::Error> 
         let (timings, agreement) =
             prunelab::eval::bench_criteria(model, size, 10, &args.criteria, args.min_runs as usize)
                 .map_err(|e| prunelab::Error::Saliency(e.to_string()))?;
-        println!("{}", console::criteria_timings(&timings, agreement.as_ref()));
+        println!(
+            "{}",
+            console::criteria_timings(&timings, agreement.as_ref())
+        );
         rows.push(serde_json::json!({ "timings": timings, "dfpc_orders": agreement }));
     }
     write_json(args.json.as_deref(), &rows)
 }
 
-fn write_json(path: Option<&std::path::Path>, rows: &impl serde::Serialize) -> Result<(), prunelab::Error> {
+fn write_json(
+    path: Option<&std::path::Path>,
+    rows: &impl serde::Serialize,
+) -> Result<(), prunelab::Error> {
     if let Some(path) = path {
         let text = serde_json::to_string_pretty(rows).expect("rows serialise");
-        std::fs::write(path, text).map_err(|source| prunelab::Error::Io { path: path.to_path_buf(), source })?;
+        std::fs::write(path, text).map_err(|source| prunelab::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     }
     Ok(())
 }

@@ -161,4 +161,3 @@ fn write_history(plan: &Plan, history: &[EpochMetrics]) -> Result<(), report::Re
     );
     report::training_curves(history, &title, &out.join("training_curves"))
 }
-

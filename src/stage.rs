@@ -121,7 +121,10 @@ mod tests {
     fn a_stage_is_done_only_with_the_same_fingerprint_and_layout() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path();
-        assert_eq!(status(run, Stage::Scores, &fingerprint("0.1")), Status::Missing);
+        assert_eq!(
+            status(run, Stage::Scores, &fingerprint("0.1")),
+            Status::Missing
+        );
         std::fs::create_dir_all(Stage::Scores.dir(run)).unwrap();
         finish(run, Stage::Scores, &fingerprint("0.1"), 1.5).unwrap();
         assert!(matches!(
@@ -132,11 +135,17 @@ mod tests {
             panic!("a changed key is reported");
         };
         assert_eq!(keys, ["train.lr: 0.1 → 0.2"]);
-        assert_eq!(status(run, Stage::Model, &fingerprint("0.1")), Status::Missing);
+        assert_eq!(
+            status(run, Stage::Model, &fingerprint("0.1")),
+            Status::Missing
+        );
         let path = manifest_path(run, Stage::Scores);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("\"schema\": 1", "\"schema\": 99")).unwrap();
-        assert_eq!(status(run, Stage::Scores, &fingerprint("0.1")), Status::Missing);
+        assert_eq!(
+            status(run, Stage::Scores, &fingerprint("0.1")),
+            Status::Missing
+        );
         invalidate(run, Stage::Scores).unwrap();
         invalidate(run, Stage::Scores).unwrap();
         assert!(!path.exists());

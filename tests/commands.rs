@@ -117,18 +117,33 @@ fn bench_times_the_criteria_and_compares_the_two_dfpc_orders() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("criteria.json");
     let out = Command::new(BIN)
-        .args(["bench", "--models", "resnet8", "--size", "16", "--min-runs", "2"])
+        .args([
+            "bench",
+            "--models",
+            "resnet8",
+            "--size",
+            "16",
+            "--min-runs",
+            "2",
+        ])
         .args(["--criteria", "dfpc,dfpc-name-order,l1", "--json"])
         .arg(&json)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let timings = rows[0]["timings"].as_array().unwrap();
     assert_eq!(timings.len(), 3);
     for t in timings {
         assert_eq!(t["runs"], 2);
-        assert_eq!(t["channels"], 224, "ResNet-8: 16 + 16 + 32 + 32 + 64 + 64 channels");
+        assert_eq!(
+            t["channels"], 224,
+            "ResNet-8: 16 + 16 + 32 + 32 + 64 + 64 channels"
+        );
         assert!(t["seconds"].as_f64().unwrap() > 0.0);
     }
     // Single-digit block indices: the two orders pair alike.
@@ -149,7 +164,10 @@ fn bench_refuses_bad_flags_before_measuring_anything() {
         (vec!["--batch", "0"], "--batch"),
         (vec!["--threads", "99999"], "--threads"),
         (vec!["--models", "vgg11", "--size", "8"], "--size 8: vgg11"),
-        (vec!["--criteria", "dfpc,taylor"], "unknown criterion \"taylor\""),
+        (
+            vec!["--criteria", "dfpc,taylor"],
+            "unknown criterion \"taylor\"",
+        ),
         (
             vec!["--json", missing.to_str().unwrap()],
             "--json: the folder",
@@ -274,7 +292,10 @@ fn latency_times_a_pruned_copy_and_writes_the_breakdown_and_the_pruned_model() {
         batches[0]["unpruned"]["median_ms"].as_f64().unwrap(),
         batches[0]["pruned"]["median_ms"].as_f64().unwrap(),
     );
-    assert_eq!(batches[0]["speedup"].as_f64().unwrap(), unpruned_ms / pruned_ms);
+    assert_eq!(
+        batches[0]["speedup"].as_f64().unwrap(),
+        unpruned_ms / pruned_ms
+    );
 
     // One CSV row per node of the fused unpruned and pruned graphs.
     let csv = std::fs::read_to_string(run.join("latency_layers.csv")).unwrap();

@@ -13,8 +13,22 @@ use prunelab::models::build;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn eval_output(graph: &Graph, params: &Params, live: Live, from: usize, tap: &mut dyn prunelab::graph::Tap) -> Tensor {
-    let done = run(graph, params, live, from..graph.nodes.len(), Mode::EVAL, tap).unwrap();
+fn eval_output(
+    graph: &Graph,
+    params: &Params,
+    live: Live,
+    from: usize,
+    tap: &mut dyn prunelab::graph::Tap,
+) -> Tensor {
+    let done = run(
+        graph,
+        params,
+        live,
+        from..graph.nodes.len(),
+        Mode::EVAL,
+        tap,
+    )
+    .unwrap();
     done.live.into_output(graph).unwrap()
 }
 
@@ -32,9 +46,15 @@ fn check_every_cut(arch: &str, size: usize) {
     // The prefix advances one node at a time; from each cut, the suffix runs to the end.
     let mut live = Live::input(x);
     for cut in 1..=graph.nodes.len() {
-        live = run(&graph, &params, live, cut - 1..cut, Mode::EVAL, &mut NoTap).unwrap().live;
+        live = run(&graph, &params, live, cut - 1..cut, Mode::EVAL, &mut NoTap)
+            .unwrap()
+            .live;
         let names: Vec<usize> = live.0.keys().copied().collect();
-        assert_eq!(names, graph.live_at(cut), "{arch}: values live at cut {cut}");
+        assert_eq!(
+            names,
+            graph.live_at(cut),
+            "{arch}: values live at cut {cut}"
+        );
         let out = eval_output(&graph, &params, live.clone(), cut, &mut NoTap);
         let out: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(out, whole, "{arch}: the suffix from cut {cut} differs");
@@ -46,7 +66,11 @@ fn a_suffix_run_from_any_cut_of_a_resnet_equals_the_whole_forward_pass() {
     check_every_cut("resnet20", 16);
     // In a ResNet a block's cut keeps the block input and the residual stream alive.
     let graph = build("resnet20", 3, 16, 10).unwrap();
-    let add = graph.nodes.iter().position(|n| n.name == "layer1.0.add").unwrap();
+    let add = graph
+        .nodes
+        .iter()
+        .position(|n| n.name == "layer1.0.add")
+        .unwrap();
     assert_eq!(graph.live_at(add).len(), 2);
 }
 
@@ -78,7 +102,13 @@ fn tiny_f64() -> (Graph, Params, Tensor) {
         let n: usize = spec.shape.iter().product();
         let positive = name.ends_with("running_var");
         let v: Vec<f64> = (0..n)
-            .map(|_| if positive { rng.random_range(0.5..1.5) } else { rng.random_range(-1.0..1.0) })
+            .map(|_| {
+                if positive {
+                    rng.random_range(0.5..1.5)
+                } else {
+                    rng.random_range(-1.0..1.0)
+                }
+            })
             .collect();
         let t = Tensor::from_vec(v, spec.shape.as_slice(), &Device::Cpu).unwrap();
         match spec.role {
@@ -96,7 +126,10 @@ fn tiny_f64() -> (Graph, Params, Tensor) {
 
 /// A smooth loss of the logits: Σ (logits · fixed weights)².
 fn loss(logits: &Tensor) -> Tensor {
-    let w = Tensor::arange(1f64, 9.0, &Device::Cpu).unwrap().reshape((2, 4)).unwrap();
+    let w = Tensor::arange(1f64, 9.0, &Device::Cpu)
+        .unwrap()
+        .reshape((2, 4))
+        .unwrap();
     (logits * w).unwrap().sqr().unwrap().sum_all().unwrap()
 }
 
@@ -153,8 +186,11 @@ fn a_per_example_mask_prunes_each_example_separately() {
     let mut keep = vec![1f32; 2 * stream.channels];
     removed.iter().for_each(|&j| keep[j] = 0.0);
     let mut mask = ChannelMask::default();
-    mask.add(stream, &Tensor::from_vec(keep, (2, stream.channels), &Device::Cpu).unwrap())
-        .unwrap();
+    mask.add(
+        stream,
+        &Tensor::from_vec(keep, (2, stream.channels), &Device::Cpu).unwrap(),
+    )
+    .unwrap();
     let masked = eval_output(&graph, &params, Live::input(x.clone()), 0, &mut mask);
 
     let plan = ChannelPlan {
@@ -162,13 +198,21 @@ fn a_per_example_mask_prunes_each_example_separately() {
         produced_by: None,
     };
     let (pruned_graph, pruned_params) = prune(&graph, &params, &plan).unwrap();
-    let pruned = forward(&pruned_graph, &pruned_params, &x, Mode::EVAL).unwrap().output;
+    let pruned = forward(&pruned_graph, &pruned_params, &x, Mode::EVAL)
+        .unwrap()
+        .output;
     let whole = forward(&graph, &params, &x, Mode::EVAL).unwrap().output;
     let row = |t: &Tensor, i: usize| -> Vec<f32> { t.get(i).unwrap().to_vec1().unwrap() };
-    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1e-4 * b.abs().max(1.0));
+    let close = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .all(|(a, b)| (a - b).abs() <= 1e-4 * b.abs().max(1.0))
+    };
     assert!(close(&row(&masked, 0), &row(&pruned, 0)));
     assert!(close(&row(&masked, 1), &row(&whole, 1)));
     assert!(!close(&row(&pruned, 0), &row(&whole, 0)));
     // A mask of the wrong width is refused.
-    assert!(mask.add(stream, &Tensor::ones(3, DType::F32, &Device::Cpu).unwrap()).is_err());
+    assert!(mask
+        .add(stream, &Tensor::ones(3, DType::F32, &Device::Cpu).unwrap())
+        .is_err());
 }

@@ -178,7 +178,9 @@ fn weights_files_that_are_not_the_models_state_dict_are_refused_naming_model_wei
         ],
     );
 
-    let checkpoint = dir.path().join("results/weights/model/checkpoint.safetensors");
+    let checkpoint = dir
+        .path()
+        .join("results/weights/model/checkpoint.safetensors");
     assert!(!checkpoint.exists(), "epochs = 0 writes no checkpoint");
     let trained = config_trained(dir.path());
     let config = weights_config(dir.path(), &trained);
@@ -245,22 +247,27 @@ fn a_resume_with_other_settings_is_refused_naming_every_key_that_differs() {
     assert!(out.contains("after 1 epochs"), "{out}");
 }
 
+/// Runs `config` until its first checkpoint is written, then aborts it there.
+fn crash_after_first_checkpoint(config: &Path, results: &Path) {
+    let status = Command::new(BIN)
+        .arg(config)
+        .arg("--results")
+        .arg(results)
+        .env("PRUNELAB_CRASH_AT", "after-checkpoint:1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the crash point was not reached");
+}
+
 #[test]
 fn a_damaged_checkpoint_is_refused_with_the_way_out() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     let config = config(dir.path(), "d", "", "epochs = 2");
     let checkpoint = results.join("d/model/checkpoint.safetensors");
-    let mut child = Command::new(BIN)
-        .arg(&config)
-        .arg("--results")
-        .arg(&results)
-        .env("PRUNELAB_CRASH_AT", "after-checkpoint:1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(!child.wait().unwrap().success());
+    crash_after_first_checkpoint(&config, &results);
 
     let mut saved = Checkpoint::load(&checkpoint, &Device::Cpu).unwrap();
     let good = std::fs::read(&checkpoint).unwrap();
@@ -416,27 +423,30 @@ fn a_checkpoint_left_in_the_run_folder_by_an_earlier_version_is_not_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     let run_config = config(dir.path(), "moved", "", "epochs = 2");
-    let mut child = Command::new(BIN)
-        .arg(&run_config)
-        .arg("--results")
-        .arg(&results)
-        .env("PRUNELAB_CRASH_AT", "after-checkpoint:1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(!child.wait().unwrap().success());
+    crash_after_first_checkpoint(&run_config, &results);
     // Where versions before stage folders kept it.
     let run_dir = results.join("moved");
-    std::fs::rename(run_dir.join("model/checkpoint.safetensors"), run_dir.join("checkpoint.safetensors")).unwrap();
+    std::fs::rename(
+        run_dir.join("model/checkpoint.safetensors"),
+        run_dir.join("checkpoint.safetensors"),
+    )
+    .unwrap();
     refused(
         &run_config,
         &results,
         &[],
-        &["cannot resume: ", "is where earlier versions kept the checkpoint; move it to", "--fresh"],
+        &[
+            "cannot resume: ",
+            "is where earlier versions kept the checkpoint; move it to",
+            "--fresh",
+        ],
     );
     // Moved as told, it resumes after its epoch.
-    std::fs::rename(run_dir.join("checkpoint.safetensors"), run_dir.join("model/checkpoint.safetensors")).unwrap();
+    std::fs::rename(
+        run_dir.join("checkpoint.safetensors"),
+        run_dir.join("model/checkpoint.safetensors"),
+    )
+    .unwrap();
     let out = succeeds(&run_config, &results, &[]);
     assert!(out.contains("(resumed after epoch 1)"), "{out}");
 }

@@ -28,7 +28,12 @@ fn random_params(graph: &Graph, seed: u64) -> Params {
     Params::from_tensors(graph, tensors, &Device::Cpu).unwrap()
 }
 
-fn scores_of(graph: &Graph, params: &Params, name: CriterionName, reduction: Reduction) -> CriterionScores {
+fn scores_of(
+    graph: &Graph,
+    params: &Params,
+    name: CriterionName,
+    reduction: Reduction,
+) -> CriterionScores {
     let shapes = graph.shapes().unwrap();
     let inputs = Inputs {
         graph,
@@ -60,7 +65,10 @@ fn unrolled_abs(
     (stride, pad): (usize, usize),
     (h, w): (usize, usize),
 ) -> (Vec<Vec<f64>>, (usize, usize)) {
-    let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
+    let (oh, ow) = (
+        (h + 2 * pad - k) / stride + 1,
+        (w + 2 * pad - k) / stride + 1,
+    );
     let mut m = vec![vec![0.0; inp * h * w]; out * oh * ow];
     for o in 0..out {
         for y in 0..oh {
@@ -68,7 +76,10 @@ fn unrolled_abs(
                 for c in 0..inp {
                     for ky in 0..k {
                         for kx in 0..k {
-                            let (iy, ix) = ((y * stride + ky) as isize - pad as isize, (x * stride + kx) as isize - pad as isize);
+                            let (iy, ix) = (
+                                (y * stride + ky) as isize - pad as isize,
+                                (x * stride + kx) as isize - pad as isize,
+                            );
                             if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                 continue;
                             }
@@ -99,7 +110,12 @@ fn dense(graph: &Graph, params: &Params, node: usize) -> (Vec<Vec<f64>>, (usize,
             ..
         } => {
             let (h, wd) = prunelab::graph::spatial(shapes[graph.nodes[node].inputs[0]]);
-            unrolled_abs(&w, (out_channels, in_channels, kernel), (stride, padding), (h, wd))
+            unrolled_abs(
+                &w,
+                (out_channels, in_channels, kernel),
+                (stride, padding),
+                (h, wd),
+            )
         }
         Op::Linear {
             in_features,
@@ -107,7 +123,11 @@ fn dense(graph: &Graph, params: &Params, node: usize) -> (Vec<Vec<f64>>, (usize,
             ..
         } => {
             let m = (0..out_features)
-                .map(|o| (0..in_features).map(|i| w[o * in_features + i].abs()).collect())
+                .map(|o| {
+                    (0..in_features)
+                        .map(|i| w[o * in_features + i].abs())
+                        .collect()
+                })
                 .collect();
             (m, (1, 1))
         }
@@ -132,7 +152,10 @@ fn dense_bgsc(graph: &Graph, params: &Params) -> Vec<Vec<f64>> {
                     let n = &graph.nodes[bn].name;
                     let g = values(params, &format!("{n}.weight"));
                     let v = values(params, &format!("{n}.running_var"));
-                    g.iter().zip(&v).map(|(g, v)| g.abs() / (v + 1e-5).sqrt()).collect()
+                    g.iter()
+                        .zip(&v)
+                        .map(|(g, v)| g.abs() / (v + 1e-5).sqrt())
+                        .collect()
                 }
                 None => vec![1.0; c.channels],
             };
@@ -222,9 +245,20 @@ fn bgsc_equals_dense_matrices_and_the_closed_forms_for_1x1_convs_and_a_classifie
         values(&params, &format!("{bn}.weight"))[j].abs()
             / (values(&params, &format!("{bn}.running_var"))[j] + 1e-5).sqrt()
     };
-    let row_norm = |w: &[f64], j: usize, per: usize| w[j * per..(j + 1) * per].iter().map(|v| v.abs()).sum::<f64>();
-    let col_norm = |w: &[f64], j: usize, rows: usize, cols: usize| (0..rows).map(|o| w[o * cols + j].abs()).sum::<f64>();
-    let (wa, wb, wfc) = (values(&params, "a.weight"), values(&params, "b.weight"), values(&params, "fc.weight"));
+    let row_norm = |w: &[f64], j: usize, per: usize| {
+        w[j * per..(j + 1) * per]
+            .iter()
+            .map(|v| v.abs())
+            .sum::<f64>()
+    };
+    let col_norm = |w: &[f64], j: usize, rows: usize, cols: usize| {
+        (0..rows).map(|o| w[o * cols + j].abs()).sum::<f64>()
+    };
+    let (wa, wb, wfc) = (
+        values(&params, "a.weight"),
+        values(&params, "b.weight"),
+        values(&params, "fc.weight"),
+    );
     for j in 0..4 {
         let want = scale("bn_a", j) * row_norm(&wa, j, 3) * col_norm(&wb, j, 6, 4) * 25.0;
         let got = scores.dfcs[0].scores[j];
@@ -307,7 +341,12 @@ fn graph_order_and_name_order_differ_on_two_digit_block_indices() {
 
     let params = random_params(&graph, 3);
     let by_graph = scores_of(&graph, &params, CriterionName::Dfpc, Reduction::Sum);
-    let by_name = scores_of(&graph, &params, CriterionName::DfpcNameOrder, Reduction::Sum);
+    let by_name = scores_of(
+        &graph,
+        &params,
+        CriterionName::DfpcNameOrder,
+        Reduction::Sum,
+    );
     assert_close(&by_graph, &dense_bgsc(&graph, &params));
     assert_ne!(by_graph.dfcs[0].scores, by_name.dfcs[0].scores);
     // The non-coupled DFCs have one pair each, in both orders.
@@ -335,12 +374,19 @@ fn l1_l2_and_bn_scale_equal_their_definitions_by_hand() {
             let per = w.len() / 3;
             w[j * per..(j + 1) * per].to_vec()
         };
-        let by_hand_l1: f64 = producers.iter().map(|p| filter(p).iter().map(|v| v.abs()).sum::<f64>()).sum();
+        let by_hand_l1: f64 = producers
+            .iter()
+            .map(|p| filter(p).iter().map(|v| v.abs()).sum::<f64>())
+            .sum();
         let by_hand_l2 = producers
             .iter()
             .map(|p| filter(p).iter().map(|v| v * v).sum::<f64>().sqrt())
             .fold(f64::MIN, f64::max);
-        let by_hand_bn = bns.iter().map(|b| values(&params, &format!("{b}.weight"))[j].abs()).sum::<f64>() / 13.0;
+        let by_hand_bn = bns
+            .iter()
+            .map(|b| values(&params, &format!("{b}.weight"))[j].abs())
+            .sum::<f64>()
+            / 13.0;
         assert!((l1.dfcs[0].scores[j] - by_hand_l1).abs() < 1e-9);
         assert!((l2.dfcs[0].scores[j] - by_hand_l2).abs() < 1e-9);
         assert!((bn.dfcs[0].scores[j] - by_hand_bn).abs() < 1e-9);
@@ -359,11 +405,17 @@ fn random_scores_reproduce_per_seed_and_differ_between_seeds() {
             shapes: &shapes,
             seed,
         };
-        score(&inputs, CriterionName::Random, Reduction::Sum).unwrap().0
+        score(&inputs, CriterionName::Random, Reduction::Sum)
+            .unwrap()
+            .0
     };
     assert_eq!(with_seed(1), with_seed(1));
     assert_ne!(with_seed(1), with_seed(2));
-    let all: Vec<f64> = with_seed(1).dfcs.iter().flat_map(|d| d.scores.clone()).collect();
+    let all: Vec<f64> = with_seed(1)
+        .dfcs
+        .iter()
+        .flat_map(|d| d.scores.clone())
+        .collect();
     assert!(all.iter().all(|s| (0.0..1.0).contains(s)));
     // Two DFCs of one seed are not the same sequence.
     let s = with_seed(1);

@@ -28,10 +28,18 @@ fn prunelab(args: &[&std::ffi::OsStr]) -> Output {
 }
 
 fn run(config: &Path, results: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![config.as_os_str(), "--results".as_ref(), results.as_os_str()];
+    let mut args = vec![
+        config.as_os_str(),
+        "--results".as_ref(),
+        results.as_os_str(),
+    ];
     args.extend(extra.iter().map(std::ffi::OsStr::new));
     let out = prunelab(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -50,12 +58,25 @@ fn stdout(out: &Output) -> String {
 fn a_second_run_skips_every_finished_stage_and_a_saliency_change_reruns_only_the_scores() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    let config = experiment(dir.path(), "stages", "criteria = [\"dfpc\", \"l1\", \"random\"]");
+    let config = experiment(
+        dir.path(),
+        "stages",
+        "criteria = [\"dfpc\", \"l1\", \"random\"]",
+    );
     let first = stdout(&run(&config, &results, &[]));
     assert!(first.contains("stage model  trains 2 epochs"), "{first}");
-    assert!(first.contains("dfpc") && first.contains("channels of"), "{first}");
+    assert!(
+        first.contains("dfpc") && first.contains("channels of"),
+        "{first}"
+    );
     let run_dir = results.join("stages");
-    for file in ["model/stage.json", "scores/stage.json", "scores/dfpc.safetensors", "scores/scores.parquet", "scores/scores.csv"] {
+    for file in [
+        "model/stage.json",
+        "scores/stage.json",
+        "scores/dfpc.safetensors",
+        "scores/scores.parquet",
+        "scores/scores.csv",
+    ] {
         assert!(run_dir.join(file).is_file(), "{file}");
     }
     let written = outputs(&run_dir);
@@ -76,28 +97,57 @@ fn a_second_run_skips_every_finished_stage_and_a_saliency_change_reruns_only_the
         "criteria = [\"dfpc\", \"l1\", \"random\"]\nreduction = \"max\"",
     );
     let dry = stdout(&run(&config, &results, &["--dry-run"]));
-    assert!(dry.contains("saliency.reduction: \"sum\" → \"max\""), "{dry}");
+    assert!(
+        dry.contains("saliency.reduction: \"sum\" → \"max\""),
+        "{dry}"
+    );
     let third = stdout(&run(&config, &results, &[]));
     assert!(third.contains("model stage finished earlier"), "{third}");
     assert!(!third.contains("scores (finished earlier"), "{third}");
     let now = outputs(&run_dir);
     for (path, bytes) in &written {
         if path.starts_with(run_dir.join("model")) {
-            assert_eq!(now.get(path), Some(bytes), "{} changed although the model stage was finished", path.display());
+            assert_eq!(
+                now.get(path),
+                Some(bytes),
+                "{} changed although the model stage was finished",
+                path.display()
+            );
         }
     }
-    for file in ["scores/dfpc.safetensors", "scores/l1.safetensors", "scores/scores.csv"] {
+    for file in [
+        "scores/dfpc.safetensors",
+        "scores/l1.safetensors",
+        "scores/scores.csv",
+    ] {
         let path = run_dir.join(file);
         // dfpc and l1 reduce several producers per DFC: their max differs from their sum.
-        assert_ne!(now.get(&path), written.get(&path), "{file} was not rewritten");
+        assert_ne!(
+            now.get(&path),
+            written.get(&path),
+            "{file} was not rewritten"
+        );
     }
     let dfpc = read_scores(&run_dir.join("scores"), CriterionName::Dfpc).unwrap();
     assert_eq!(dfpc.reduction, prunelab::config::Reduction::Max);
 
     // `prunelab scores` alone reads the finished stage back.
-    let out = prunelab(&["scores".as_ref(), config.as_os_str(), "--results".as_ref(), results.as_os_str()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout(&out).contains("scores (finished earlier"), "{}", stdout(&out));
+    let out = prunelab(&[
+        "scores".as_ref(),
+        config.as_os_str(),
+        "--results".as_ref(),
+        results.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("scores (finished earlier"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -106,20 +156,45 @@ fn scores_of_an_untrained_model_are_refused_with_exit_code_2() {
     let results = dir.path().join("results");
     let config = experiment(dir.path(), "untrained", "");
     let before = snapshot(dir.path());
-    let out = prunelab(&["scores".as_ref(), config.as_os_str(), "--results".as_ref(), results.as_os_str()]);
+    let out = prunelab(&[
+        "scores".as_ref(),
+        config.as_os_str(),
+        "--results".as_ref(),
+        results.as_os_str(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("no trained model") && stderr.contains("scores of an initialisation are noise"), "{stderr}");
-    assert_eq!(snapshot(dir.path()), before, "a refused command wrote files");
+    assert!(
+        stderr.contains("no trained model")
+            && stderr.contains("scores of an initialisation are noise"),
+        "{stderr}"
+    );
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "a refused command wrote files"
+    );
 }
 
 #[test]
 fn saliency_keys_are_checked_with_their_line() {
     let dir = tempfile::tempdir().unwrap();
     for (saliency, line, message) in [
-        ("criteria = [\"dfpc\", \"taylor-ish\"]", 21, "unknown variant `taylor-ish`"),
-        ("criteria = []", 21, "saliency.criteria: must name at least one criterion"),
-        ("criteria = [\"l1\", \"l1\"]", 21, "saliency.criteria: names \"l1\" twice"),
+        (
+            "criteria = [\"dfpc\", \"taylor-ish\"]",
+            21,
+            "unknown variant `taylor-ish`",
+        ),
+        (
+            "criteria = []",
+            21,
+            "saliency.criteria: must name at least one criterion",
+        ),
+        (
+            "criteria = [\"l1\", \"l1\"]",
+            21,
+            "saliency.criteria: names \"l1\" twice",
+        ),
         ("reduction = \"median\"", 21, "unknown variant `median`"),
         ("normalise = true", 21, "unknown field `normalise`"),
     ] {
@@ -127,7 +202,10 @@ fn saliency_keys_are_checked_with_their_line() {
         let out = prunelab(&[config.as_os_str(), "--dry-run".as_ref()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{saliency}: {stderr}");
-        assert!(stderr.contains(&format!("bad.toml:{line}:")), "{saliency}: {stderr}");
+        assert!(
+            stderr.contains(&format!("bad.toml:{line}:")),
+            "{saliency}: {stderr}"
+        );
         assert!(stderr.contains(message), "{saliency}: {stderr}");
     }
 }
@@ -150,8 +228,17 @@ fn scores_of_given_weights_need_no_dataset() {
     )
     .unwrap();
     let results = dir.path().join("results");
-    let out = prunelab(&["scores".as_ref(), config.as_os_str(), "--results".as_ref(), results.as_os_str()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = prunelab(&[
+        "scores".as_ref(),
+        config.as_os_str(),
+        "--results".as_ref(),
+        results.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dfpc = read_scores(&results.join("given/scores"), CriterionName::Dfpc).unwrap();
     assert_eq!(dfpc.dfcs.iter().map(|d| d.scores.len()).sum::<usize>(), 224);
     assert!(!dir.path().join("no-such-folder").exists());

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 use proptest::prelude::*;
 use prunelab::graph::{
-    couplings, forward, fuse_for_inference, load_model, mask, prune, run, save_model,
-    ChannelMask, ChannelPlan, Graph, GraphBuilder, Live, Mode, Op, Params,
+    couplings, forward, fuse_for_inference, load_model, mask, prune, run, save_model, ChannelMask,
+    ChannelPlan, Graph, GraphBuilder, Live, Mode, Op, Params,
 };
 use prunelab::models::build;
 use rand::seq::index::sample;

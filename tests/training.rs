@@ -76,8 +76,9 @@ fn assert_same_outputs(reference: &Path, run_dir: &Path, what: &str) {
     }
     let timing = std::fs::read_to_string(run_dir.join("model/train_timing.csv")).unwrap();
     assert_eq!(timing.lines().count(), 5, "{what}: {timing}");
-    let load =
-        |dir: &Path| Checkpoint::load(&dir.join("model/checkpoint.safetensors"), &Device::Cpu).unwrap();
+    let load = |dir: &Path| {
+        Checkpoint::load(&dir.join("model/checkpoint.safetensors"), &Device::Cpu).unwrap()
+    };
     let (a, b) = (load(reference), load(run_dir));
     assert_eq!(a.epoch, b.epoch, "{what}");
     for (x, y) in [(&a.tensors, &b.tensors), (&a.momentum, &b.momentum)] {

@@ -16,4 +16,3 @@ pub struct ModelConfig {
     /// by `scripts/pth_to_safetensors.py`. With `train.epochs = 0` the run only evaluates it.
     pub weights: Option<PathBuf>,
 }
-

@@ -95,10 +95,7 @@ impl SaliencyConfig {
         let mut seen = Vec::new();
         for c in &self.criteria {
             if seen.contains(c) {
-                fail(
-                    "saliency.criteria",
-                    format!("names {:?} twice", c.as_str()),
-                );
+                fail("saliency.criteria", format!("names {:?} twice", c.as_str()));
             }
             seen.push(*c);
         }

@@ -46,7 +46,10 @@ mod tests {
 
     #[test]
     fn ties_share_their_average_rank() {
-        assert_eq!(average_ranks(&[5.0, 6.0, 7.0, 8.0, 7.0]), [1.0, 2.0, 3.5, 5.0, 3.5]);
+        assert_eq!(
+            average_ranks(&[5.0, 6.0, 7.0, 8.0, 7.0]),
+            [1.0, 2.0, 3.5, 5.0, 3.5]
+        );
         assert_eq!(average_ranks(&[2.0, 2.0, 2.0]), [2.0, 2.0, 2.0]);
     }
 

@@ -81,7 +81,10 @@ pub fn bench_criteria(
         kept.push(scores);
     }
     let find = |c| kept.iter().find(|s| s.criterion == c);
-    let agreement = match (find(CriterionName::Dfpc), find(CriterionName::DfpcNameOrder)) {
+    let agreement = match (
+        find(CriterionName::Dfpc),
+        find(CriterionName::DfpcNameOrder),
+    ) {
         (Some(graph_order), Some(name_order)) => Some(agreement(arch, graph_order, name_order)),
         _ => None,
     };
@@ -89,7 +92,9 @@ pub fn bench_criteria(
 }
 
 fn agreement(arch: &str, a: &CriterionScores, b: &CriterionScores) -> OrderAgreement {
-    let all = |s: &CriterionScores| -> Vec<f64> { s.dfcs.iter().flat_map(|d| d.scores.clone()).collect() };
+    let all = |s: &CriterionScores| -> Vec<f64> {
+        s.dfcs.iter().flat_map(|d| d.scores.clone()).collect()
+    };
     let (all_a, all_b) = (all(a), all(b));
     let mut worst = (f64::INFINITY, String::new());
     let mut differing = 0;
@@ -113,7 +118,10 @@ fn agreement(arch: &str, a: &CriterionScores, b: &CriterionScores) -> OrderAgree
         order
     };
     let (low_a, low_b) = (lowest(&all_a), lowest(&all_b));
-    let shared = low_a.iter().filter(|i| low_b.binary_search(i).is_ok()).count();
+    let shared = low_a
+        .iter()
+        .filter(|i| low_b.binary_search(i).is_ok())
+        .count();
     OrderAgreement {
         model: arch.to_string(),
         spearman_all: spearman(&all_a, &all_b),

@@ -96,7 +96,12 @@ impl Coupling {
     /// The nodes whose outputs carry this DFC's channels (producers and channel-wise members),
     /// in graph order: where its activations are observed and its channels masked.
     pub fn carriers(&self) -> Vec<usize> {
-        let mut nodes: Vec<usize> = self.producers.iter().chain(&self.members).copied().collect();
+        let mut nodes: Vec<usize> = self
+            .producers
+            .iter()
+            .chain(&self.members)
+            .copied()
+            .collect();
         nodes.sort_unstable();
         nodes
     }

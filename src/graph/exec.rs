@@ -78,9 +78,9 @@ impl Live {
 
     /// The output node's value, once a run has reached the end of the graph.
     pub fn into_output(mut self, graph: &Graph) -> Result<Tensor, GraphError> {
-        self.0.remove(&graph.output()).ok_or_else(|| {
-            GraphError::Invalid("the run did not reach the output node".into())
-        })
+        self.0
+            .remove(&graph.output())
+            .ok_or_else(|| GraphError::Invalid("the run did not reach the output node".into()))
     }
 }
 
@@ -134,7 +134,14 @@ pub fn forward_timed(
         started: Instant::now(),
     };
     let range = 0..graph.nodes.len();
-    let done = run(graph, params, Live::input(x.clone()), range, Mode::EVAL, &mut timer)?;
+    let done = run(
+        graph,
+        params,
+        Live::input(x.clone()),
+        range,
+        Mode::EVAL,
+        &mut timer,
+    )?;
     Ok((done.live.into_output(graph)?, timer.times))
 }
 
@@ -392,10 +399,17 @@ mod tests {
     #[test]
     fn a_range_missing_a_live_value_names_the_node_that_reads_it() {
         let (graph, params, x) = resnet8();
-        let err = run(&graph, &params, Live::input(x), 3..6, Mode::EVAL, &mut NoTap)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = run(
+            &graph,
+            &params,
+            Live::input(x),
+            3..6,
+            Mode::EVAL,
+            &mut NoTap,
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("which is not live here"), "{err}");
         assert!(err.contains(&graph.nodes[3].name), "{err}");
     }

@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use crate::eval::{BenchRow, CriterionTiming, OrderAgreement};
 use crate::eval::Timing;
+use crate::eval::{BenchRow, CriterionTiming, OrderAgreement};
 use crate::inspect::Inspection;
 use crate::latency::LatencyReport;
 

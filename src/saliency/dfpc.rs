@@ -271,7 +271,11 @@ fn window_average(f: &Field, kernel: usize, stride: usize) -> Field {
             }
         }
     }
-    Field { h: oh, w: ow, values }
+    Field {
+        h: oh,
+        w: ow,
+        values,
+    }
 }
 
 /// `|M| u` for a depthwise convolution: each output position sums |w[j, tap]| times the field
@@ -293,9 +297,13 @@ fn depthwise_abs(
                 let mut sum = 0.0;
                 for ky in 0..kernel {
                     for kx in 0..kernel {
-                        let (y, x) = ((oy * stride + ky) as isize - padding as isize, (ox * stride + kx) as isize - padding as isize);
+                        let (y, x) = (
+                            (oy * stride + ky) as isize - padding as isize,
+                            (ox * stride + kx) as isize - padding as isize,
+                        );
                         if y >= 0 && x >= 0 && (y as usize) < f.h && (x as usize) < f.w {
-                            sum += weight[j * k2 + ky * kernel + kx].abs() * plane[y as usize * f.w + x as usize];
+                            sum += weight[j * k2 + ky * kernel + kx].abs()
+                                * plane[y as usize * f.w + x as usize];
                         }
                     }
                 }
@@ -303,7 +311,11 @@ fn depthwise_abs(
             }
         }
     }
-    Field { h: oh, w: ow, values }
+    Field {
+        h: oh,
+        w: ow,
+        values,
+    }
 }
 
 /// The geometry of a mixing layer as BGSC sees it.
@@ -346,7 +358,14 @@ fn row_sums(inputs: &Inputs, dfc: &Coupling, producer: usize) -> Result<Rc<Field
     let s: Vec<f64> = w
         .chunks(per_filter)
         .flat_map(|filter| {
-            (0..k2).map(move |tap| filter.iter().skip(tap).step_by(k2).map(|v| v.abs()).sum::<f64>())
+            (0..k2).map(move |tap| {
+                filter
+                    .iter()
+                    .skip(tap)
+                    .step_by(k2)
+                    .map(|v| v.abs())
+                    .sum::<f64>()
+            })
         })
         .collect();
     let inside = |o: usize, k: usize, size: usize| {
@@ -354,7 +373,13 @@ fn row_sums(inputs: &Inputs, dfc: &Coupling, producer: usize) -> Result<Rc<Field
         at >= 0 && (at as usize) < size
     };
     let valid = |o: usize, k: usize, axis: usize| inside(o, k, [t.input.0, t.input.1][axis]);
-    Ok(Rc::new(sum_taps(&s, dfc.channels, t.kernel, t.output, valid)))
+    Ok(Rc::new(sum_taps(
+        &s,
+        dfc.channels,
+        t.kernel,
+        t.output,
+        valid,
+    )))
 }
 
 /// 1ᵀ |M_b|[:, I_j] for every input channel j of `consumer` and every input position: the sum

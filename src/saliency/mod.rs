@@ -140,7 +140,10 @@ pub fn score(
             return Err(SaliencyError::Unsupported {
                 criterion: criterion.name(),
                 dfc: dfc.name(inputs.graph).to_string(),
-                why: format!("it has no member this criterion scores ({:?})", criterion.unit()),
+                why: format!(
+                    "it has no member this criterion scores ({:?})",
+                    criterion.unit()
+                ),
             });
         }
         let per_member: Vec<Vec<f64>> = {
@@ -206,7 +209,12 @@ fn values(t: &candle_core::Tensor) -> Result<Vec<f64>, SaliencyError> {
 }
 
 /// A parameter of a node as f64 values.
-fn param(inputs: &Inputs, dfc: &Coupling, node: usize, name: &str) -> Result<Vec<f64>, SaliencyError> {
+fn param(
+    inputs: &Inputs,
+    dfc: &Coupling,
+    node: usize,
+    name: &str,
+) -> Result<Vec<f64>, SaliencyError> {
     let slice = dfc
         .slices(inputs.graph)
         .into_iter()

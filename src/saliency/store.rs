@@ -105,12 +105,22 @@ pub fn read_scores(dir: &Path, criterion: CriterionName) -> Result<CriterionScor
     let header: Header = metadata
         .get(HEADER)
         .and_then(|json| serde_json::from_str(json).ok())
-        .ok_or_else(|| invalid(format!("no readable {HEADER:?} in its metadata (not a scores file)")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "no readable {HEADER:?} in its metadata (not a scores file)"
+            ))
+        })?;
     if header.format != FORMAT {
-        return Err(invalid(format!("written in {}, not {FORMAT}", header.format)));
+        return Err(invalid(format!(
+            "written in {}, not {FORMAT}",
+            header.format
+        )));
     }
     if header.criterion != criterion {
-        return Err(invalid(format!("holds {} scores", header.criterion.as_str())));
+        return Err(invalid(format!(
+            "holds {} scores",
+            header.criterion.as_str()
+        )));
     }
     let (reduction, order, coupled) = (header.reduction, header.dfcs, header.coupled);
     if order.len() != coupled.len() || order.len() != tensors.len() {
