@@ -9,6 +9,7 @@ mod data;
 mod latency;
 mod locate;
 mod model;
+mod prune;
 mod saliency;
 mod study;
 mod train;
@@ -21,6 +22,7 @@ pub use data::{DataConfig, DatasetKind, Normalization, SubsetMode, SyntheticConf
 pub use latency::LatencyConfig;
 pub use locate::{ConfigError, ConfigErrors};
 pub use model::ModelConfig;
+pub use prune::{PruneConfig, PruneSchedule, Target};
 pub use saliency::{CriterionName, Reduction, SaliencyConfig};
 pub use study::{CorrelationConfig, ImageRequest, ImageSet, OracleConfig, SplitChoice};
 pub use train::{ScheduleKind, TrainConfig};
@@ -60,6 +62,8 @@ pub struct Experiment {
     pub oracle: Option<OracleConfig>,
     /// `[correlation]`: how criteria are compared with the oracle; needs `[oracle]`.
     pub correlation: Option<CorrelationConfig>,
+    /// `[prune]`: when present, the pruning stage runs.
+    pub prune: Option<PruneConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +174,10 @@ impl Experiment {
         self.saliency.problems(&mut fail);
         if let Some(oracle) = &self.oracle {
             oracle.problems(&mut fail);
+        }
+        if let Some(prune) = &self.prune {
+            let validation = self.data.info(self.synthetic()).validation;
+            prune.problems(&self.saliency.criteria, validation, &mut fail);
         }
         if let Some(correlation) = &self.correlation {
             correlation.problems(&mut fail);

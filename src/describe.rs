@@ -31,9 +31,10 @@ impl Plan {
         };
         let _ = writeln!(
             s,
-            "dataset     {} from {source}: {} train / {} test images, {}×{}×{}, {} classes",
+            "dataset     {} from {source}: {} train / {} validation / {} test images, {}×{}×{}, {} classes",
             e.data.dataset.label(),
             prepared.data.train.len(),
+            prepared.data.validation.len(),
             prepared.data.test.len(),
             d.channels,
             d.size,
@@ -113,10 +114,7 @@ impl Plan {
             let what = format!(
                 "{} images ({} split, seed {}), tiles of {} channels: {} suffix runs and {} prefix runs, the work of {:.0} one-image forward passes, about {:.0} s here",
                 cost.estimate.images,
-                match o.images.split {
-                    crate::config::SplitChoice::Train => "train",
-                    crate::config::SplitChoice::Test => "test",
-                },
+                o.images.split.label(),
                 o.images.seed,
                 o.tile,
                 cost.estimate.suffix_runs,
@@ -134,6 +132,26 @@ impl Plan {
                 c.null_seeds
             );
             let _ = writeln!(s, "stage correlation {}", stage_line(status, what));
+        }
+        if let (Some(p), Some((status, step))) = (&e.prune, &prepared.prune) {
+            let variants = p.criteria.len() * p.coupled.len();
+            let names: Vec<&str> = p.criteria.iter().map(|c| c.as_str()).collect();
+            let coupled: Vec<&str> = p
+                .coupled
+                .iter()
+                .map(|&c| if c { "on" } else { "off" })
+                .collect();
+            // Steps of a chunk c remove the fraction 1 - (1 - c)^k in k steps.
+            let half = (0.5f64.ln() / (1.0 - p.chunk).ln()).ceil();
+            let what = format!(
+                "{:?} schedule with {} (coupled {}): {variants} variants in steps of {}% of the channels left, each step a validation pass of about {step:.1} s here; a variant that removes half the channels takes {half:.0} steps, about {:.0} s, plus testing and timing its reported points",
+                p.schedule,
+                names.join(", "),
+                coupled.join(" and "),
+                100.0 * p.chunk,
+                half * step
+            );
+            let _ = writeln!(s, "stage prune  {}", stage_line(status, what));
         }
         let _ = write!(s, "outputs     {}", self.out_dir.display());
         s

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 
-use crate::config::{DeviceChoice, Experiment, OracleConfig};
+use crate::config::{DeviceChoice, Experiment};
 use crate::correlation_stage::{correlation_fingerprint, correlation_stage, CorrelationOutcome};
 use crate::data::{Dataset, DatasetInfo};
 use crate::fingerprint::Fingerprint;
@@ -24,6 +24,7 @@ use crate::graph::{Graph, Params};
 use crate::model_source::{check_is_file, initial_params, model_stem};
 use crate::model_stage::ModelRecord;
 use crate::oracle_stage::{self, oracle_fingerprint, OracleEstimate, OracleOutcome};
+use crate::prune_stage::{prune_fingerprint, prune_stage, PruneOutcome};
 use crate::run_lock::RunLock;
 use crate::saliency;
 use crate::scoring::{self, ScoresOutcome};
@@ -44,6 +45,8 @@ pub struct Plan {
 pub struct RunOptions {
     /// Ignore (and overwrite) an existing checkpoint.
     pub fresh: bool,
+    /// `--threads`: overrides the file's thread counts.
+    pub threads: Option<usize>,
 }
 
 /// What a finished run reports.
@@ -54,6 +57,7 @@ pub struct Summary {
     pub scores: ScoresOutcome,
     pub oracle: Option<OracleOutcome>,
     pub correlation: Option<CorrelationOutcome>,
+    pub prune: Option<PruneOutcome>,
     /// The run folder.
     pub out_dir: PathBuf,
     /// Wall time of this invocation.
@@ -73,6 +77,11 @@ pub struct Prepared {
     pub oracle: Option<(Status, OracleCost)>,
     /// Where the correlation stage stands, when `[oracle]` is present.
     pub correlation: Option<Status>,
+    /// Where the prune stage stands, and the time of one validation pass, with `[prune]`.
+    pub prune: Option<(Status, f64)>,
+    /// Threads that time latency (`--threads`, else `[latency] threads`, else `threads`, else
+    /// every core).
+    pub latency_threads: usize,
 }
 
 /// The oracle's work, and its time at the speed measured on this machine.
@@ -100,6 +109,9 @@ impl std::fmt::Display for Summary {
         }
         if let Some(correlation) = &self.correlation {
             writeln!(f, "{correlation}")?;
+        }
+        if let Some(prune) = &self.prune {
+            writeln!(f, "{prune}")?;
         }
         write!(
             f,
@@ -226,7 +238,8 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
             ));
             let images = data.image_count(config.image_request())?;
             let estimate = oracle_stage::estimate(&plan.graph, config, images)?;
-            let seconds = estimate.image_passes * seconds_per_image(plan, config, &device)?;
+            let rows = config.batch * config.tile;
+            let seconds = estimate.image_passes * seconds_per_image(plan, rows, &device)?;
             Some((
                 stage::status(&plan.out_dir, Stage::Oracle, &made_from),
                 OracleCost { estimate, seconds },
@@ -234,6 +247,29 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
         }
         None => None,
     };
+    let prune = match &e.prune {
+        Some(config) => {
+            let made_from = prune_fingerprint(
+                plan,
+                config,
+                &fingerprint.digest(),
+                &scores_made_from.digest(),
+                &data,
+            );
+            let images = config
+                .eval_images
+                .unwrap_or(data.validation.len())
+                .min(data.validation.len());
+            let step = images as f64 * seconds_per_image(plan, config.batch, &device)?;
+            Some((stage::status(&plan.out_dir, Stage::Prune, &made_from), step))
+        }
+        None => None,
+    };
+    let latency_threads = options
+        .threads
+        .or(e.latency.threads)
+        .or(e.threads)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     Ok(Prepared {
         device,
         data,
@@ -242,15 +278,16 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
         scores,
         oracle,
         correlation,
+        prune,
+        latency_threads,
     })
 }
 
-/// The time of one image's forward pass, from one batch of the oracle's size through the
+/// The time of one image's forward pass, from one batch of `rows` images through the
 /// initialised network.
-fn seconds_per_image(plan: &Plan, config: &OracleConfig, device: &Device) -> Result<f64, Error> {
+fn seconds_per_image(plan: &Plan, rows: usize, device: &Device) -> Result<f64, Error> {
     let d = &plan.dataset;
     let params = Params::init(&plan.graph, 0, device)?;
-    let rows = config.batch * config.tile;
     let x = candle_core::Tensor::zeros(
         (rows, d.channels, d.size, d.size),
         candle_core::DType::F32,
@@ -299,6 +336,7 @@ pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
         data,
         fingerprint,
         start,
+        latency_threads,
         ..
     } = prepared;
     let model_digest = fingerprint.digest();
@@ -326,11 +364,28 @@ pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
         }
         _ => (None, None),
     };
+    let prune = match &e.prune {
+        Some(config) => {
+            let scores_digest = scoring::scores_fingerprint(e, &model_digest, Some(&data)).digest();
+            let made_from = prune_fingerprint(plan, config, &model_digest, &scores_digest, &data);
+            Some(prune_stage(
+                plan,
+                config,
+                &params,
+                &model_digest,
+                &made_from,
+                &data,
+                latency_threads,
+            )?)
+        }
+        None => None,
+    };
     Ok(Summary {
         model,
         scores,
         oracle,
         correlation,
+        prune,
         out_dir: plan.out_dir.clone(),
         seconds: started.elapsed().as_secs_f64(),
     })

@@ -88,7 +88,12 @@ impl Fingerprint {
     /// Adds the digest of the images and labels actually read.
     pub fn with_data(mut self, data: &Dataset) -> Self {
         let mut hasher = Sha256::new();
-        for split in [&data.train, &data.test] {
+        // An empty validation split adds nothing, so runs without one keep their digest.
+        let validation = (!data.validation.is_empty()).then_some(&data.validation);
+        for split in [Some(&data.train), Some(&data.test), validation]
+            .into_iter()
+            .flatten()
+        {
             for n in [split.len(), split.channels, split.height, split.width] {
                 hasher.update((n as u64).to_le_bytes());
             }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::eval::{node_times, time_interleaved, Model, Protocol, Timing};
+use crate::eval::{measure_speedup, node_times, BatchLatency, Model, Protocol, Timing};
 use crate::experiment::device;
 use crate::graph::{
     couplings, fuse_for_inference, layer_costs, prune, save_model, ChannelPlan, Graph, Params,
@@ -38,16 +38,6 @@ pub struct ModelSize {
     pub parameters: usize,
     pub macs: u64,
     pub prunable_channels: usize,
-}
-
-/// End-to-end latency at one batch size.
-#[derive(Debug, Clone, Serialize)]
-pub struct BatchLatency {
-    pub batch: usize,
-    pub unpruned: Timing,
-    pub pruned: Option<Timing>,
-    /// Unpruned median / pruned median.
-    pub speedup: Option<f64>,
 }
 
 /// One node's median time in the per-layer breakdown (fused graph: a conv includes its folded
@@ -190,17 +180,17 @@ pub fn latency(
         .iter()
         .map(|(graph, params)| Model { graph, params })
         .collect();
-    let mut batches = Vec::new();
+    let batches = measure_speedup(
+        &models[0],
+        models.get(1),
+        &e.latency.batch_sizes,
+        protocol,
+        &pool,
+        &device,
+    )?;
     let mut layers = Vec::new();
     let mut shares = Vec::new();
     for &batch in &e.latency.batch_sizes {
-        let timings = pool.install(|| time_interleaved(&models, batch, protocol, &device))?;
-        batches.push(BatchLatency {
-            batch,
-            unpruned: timings[0],
-            pruned: timings.get(1).copied(),
-            speedup: timings.get(1).map(|p| timings[0].median_ms / p.median_ms),
-        });
         for (model, (label, ..)) in models.iter().zip(&sides) {
             let times = pool.install(|| node_times(model, batch, protocol, &device))?;
             let rows = breakdown(model.graph, label, batch, &times)?;

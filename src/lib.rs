@@ -21,6 +21,8 @@ pub mod model_source;
 pub mod model_stage;
 pub mod models;
 pub mod oracle_stage;
+pub mod prune;
+pub mod prune_stage;
 pub mod report;
 mod run_lock;
 pub mod saliency;

@@ -268,7 +268,13 @@ fn run(args: &RunArgs) -> Result<(), prunelab::Error> {
     }
     set_conv_backend(args.conv.into());
     let plan = Plan::new(experiment, &args.results)?;
-    let prepared = prunelab::prepare(&plan, &RunOptions { fresh: args.fresh })?;
+    let prepared = prunelab::prepare(
+        &plan,
+        &RunOptions {
+            fresh: args.fresh,
+            threads: args.threads,
+        },
+    )?;
     println!("{}", plan.describe(&prepared));
     if !args.dry_run {
         println!("{}", prunelab::run(&plan, prepared)?);

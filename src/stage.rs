@@ -25,6 +25,8 @@ pub enum Stage {
     Oracle,
     /// The criteria compared with the oracle.
     Correlation,
+    /// The pruning schedules, measured.
+    Prune,
 }
 
 impl Stage {
@@ -34,6 +36,7 @@ impl Stage {
             Stage::Scores => "scores",
             Stage::Oracle => "oracle",
             Stage::Correlation => "correlation",
+            Stage::Prune => "prune",
         }
     }
 

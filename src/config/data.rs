@@ -33,6 +33,14 @@ pub struct DataConfig {
     /// N/classes of every class).
     #[serde(default)]
     pub subset_mode: SubsetMode,
+    /// Training images held out as the validation split, a seeded draw (`validation_seed`)
+    /// that is never trained on: what a pruning schedule looks at when it chooses (a stop
+    /// point, a headline point, a best epoch). Default 0 (no validation split).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validation: usize,
+    /// Seed of the validation draw. Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validation_seed: u64,
     /// `[data.synthetic]`: sizes of the generated dataset; only with `dataset = "synthetic"`.
     pub synthetic: Option<SyntheticConfig>,
 }
@@ -94,6 +102,11 @@ impl Default for SyntheticConfig {
 
 fn default_true() -> bool {
     true
+}
+// Absent and zero mean the same, so experiments without a validation split keep the
+// fingerprints they had before the key existed.
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 fn default_crop_padding() -> usize {
     4
@@ -174,7 +187,26 @@ impl DataConfig {
                 _ => {}
             }
         }
-        let size = self.info(self.synthetic.unwrap_or_default()).size;
+        let info = self.info(self.synthetic.unwrap_or_default());
+        let available = info.train + info.validation;
+        if self.validation > 0 && self.validation >= available {
+            fail(
+                "data.validation",
+                format!(
+                    "must leave images to train on: at most {} of the {} training images (got {})",
+                    available.saturating_sub(1),
+                    available,
+                    self.validation
+                ),
+            );
+        }
+        if self.validation == 0 && self.validation_seed != 0 {
+            fail(
+                "data.validation_seed",
+                "only applies with data.validation > 0".into(),
+            );
+        }
+        let size = info.size;
         if self.crop_padding > size {
             fail(
                 "data.crop_padding",

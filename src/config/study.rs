@@ -16,7 +16,20 @@ const MAX_RESAMPLES: usize = 100_000;
 pub enum SplitChoice {
     #[default]
     Train,
+    /// The split held out of the training images (`[data] validation`).
+    Validation,
     Test,
+}
+
+impl SplitChoice {
+    /// The split's name as written in the experiment file.
+    pub fn label(self) -> &'static str {
+        match self {
+            SplitChoice::Train => "train",
+            SplitChoice::Validation => "validation",
+            SplitChoice::Test => "test",
+        }
+    }
 }
 
 /// A fixed, seeded set of images: `count` images drawn without replacement from `split`
@@ -30,7 +43,7 @@ pub struct ImageSet {
     /// Seed of the draw. Default 0.
     #[serde(default)]
     pub seed: u64,
-    /// `"train"` (default) or `"test"`.
+    /// `"train"` (default), `"validation"` or `"test"`.
     #[serde(default)]
     pub split: SplitChoice,
 }

@@ -62,7 +62,7 @@ pub fn load(dir: &Path, variant: Variant, hint: &'static str) -> Result<Dataset,
     }
     let mut test = empty(variant);
     append(&mut test, &dir.join(test_file), variant, hint)?;
-    Ok(Dataset { train, test })
+    Ok(Dataset::new(train, test))
 }
 
 fn empty(variant: Variant) -> Split {

@@ -45,10 +45,7 @@ pub fn load_fashion_mnist(dir: &Path, hint: &'static str) -> Result<Dataset, Dat
             classes: 10,
         })
     };
-    Ok(Dataset {
-        train: split("train")?,
-        test: split("t10k")?,
-    })
+    Ok(Dataset::new(split("train")?, split("t10k")?))
 }
 
 /// `name.gz` if it exists, else `name` (the error then names the uncompressed file).

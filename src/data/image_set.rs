@@ -45,8 +45,17 @@ impl Dataset {
         let set = request.set;
         let (split, name) = match set.split {
             SplitChoice::Train => (&self.train, "training"),
+            SplitChoice::Validation => (&self.validation, "validation"),
             SplitChoice::Test => (&self.test, "test"),
         };
+        if split.is_empty() {
+            return Err(DataError::Subset {
+                key: request.key,
+                message: format!(
+                    "the {name} split is empty; hold training images out with [data] validation"
+                ),
+            });
+        }
         let count = set.count.unwrap_or(request.default_count.min(split.len()));
         if count > split.len() {
             return Err(DataError::Subset {

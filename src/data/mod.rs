@@ -8,6 +8,9 @@ mod synthetic;
 
 use std::path::{Path, PathBuf};
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
 pub use batch::{epoch_rng, shuffled, Augment, Batch, Batcher, Normalizer};
 
 use crate::config::{DataConfig, DatasetKind, Normalization, SubsetMode, SyntheticConfig};
@@ -23,10 +26,12 @@ pub struct Split {
     pub classes: usize,
 }
 
-/// The training and test splits of one dataset.
+/// The splits of one dataset. `validation` is held out of the training images
+/// (`[data] validation`) and is empty when none is asked for.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub train: Split,
+    pub validation: Split,
     pub test: Split,
 }
 
@@ -36,7 +41,9 @@ pub struct DatasetInfo {
     pub channels: usize,
     pub size: usize,
     pub classes: usize,
+    /// Training images, without the validation split.
     pub train: usize,
+    pub validation: usize,
     pub test: usize,
 }
 
@@ -127,11 +134,14 @@ impl DataConfig {
             ),
         };
         let cap = |n: usize, subset: Option<usize>| subset.map_or(n, |s| s.min(n));
+        let train = cap(train, self.train_subset);
+        let validation = self.validation.min(train);
         DatasetInfo {
             channels,
             size,
             classes,
-            train: cap(train, self.train_subset),
+            train: train - validation,
+            validation,
             test: cap(test, self.test_subset),
         }
     }
@@ -196,7 +206,26 @@ impl DataConfig {
                 .test
                 .subset(n, self.subset_mode, "data.test_subset", &source)?;
         }
+        if self.validation > 0 {
+            let (train, validation) =
+                data.train
+                    .hold_out(self.validation, self.validation_seed, &source)?;
+            data.train = train;
+            data.validation = validation;
+        }
         Ok(data)
+    }
+}
+
+impl Dataset {
+    /// A dataset without a validation split.
+    pub fn new(train: Split, test: Split) -> Self {
+        let validation = train.empty_like();
+        Self {
+            train,
+            validation,
+            test,
+        }
     }
 }
 
@@ -259,17 +288,54 @@ impl Split {
                 keep
             }
         };
-        Ok(Split {
-            images: keep
+        Ok(self.take(&keep))
+    }
+
+    /// Splits off `n` images drawn at random from `seed` (both parts keep file order): the
+    /// rest, and the images drawn.
+    pub fn hold_out(&self, n: usize, seed: u64, source: &str) -> Result<(Split, Split), DataError> {
+        if n >= self.len() {
+            return Err(DataError::Subset {
+                key: "data.validation",
+                message: format!(
+                    "holds out {n} images, but {source} has {} training images to hold them out of",
+                    self.len()
+                ),
+            });
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut drawn = rand::seq::index::sample(&mut rng, self.len(), n).into_vec();
+        drawn.sort_unstable();
+        let mut is_drawn = vec![false; self.len()];
+        for &i in &drawn {
+            is_drawn[i] = true;
+        }
+        let rest: Vec<usize> = (0..self.len()).filter(|&i| !is_drawn[i]).collect();
+        Ok((self.take(&rest), self.take(&drawn)))
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn take(&self, indices: &[usize]) -> Split {
+        Split {
+            images: indices
                 .iter()
                 .flat_map(|&i| self.image(i).iter().copied())
                 .collect(),
-            labels: keep.iter().map(|&i| self.labels[i]).collect(),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            ..self.empty_like()
+        }
+    }
+
+    /// A split with no images, of this one's image shape and classes.
+    pub fn empty_like(&self) -> Split {
+        Split {
+            images: Vec::new(),
+            labels: Vec::new(),
             channels: self.channels,
             height: self.height,
             width: self.width,
             classes: self.classes,
-        })
+        }
     }
 }
 

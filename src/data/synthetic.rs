@@ -23,7 +23,7 @@ pub fn generate(config: SyntheticConfig, seed: u64) -> Dataset {
     let mut split = |n: usize| sample_split(&prototypes, n, size, &mut rng);
     let train = split(config.train);
     let test = split(config.test);
-    Dataset { train, test }
+    Dataset::new(train, test)
 }
 
 /// `[3, size, size]` values in [0, 255]: three random waves per channel around mid-grey.

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::graph::{forward, forward_timed, ActShape, Graph, GraphError, Mode, Params};
 
@@ -17,7 +17,7 @@ pub struct Protocol {
 }
 
 /// Repeated wall times of one measurement, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
     pub median_ms: f64,
     /// Quartiles: the spread of the middle half of the runs.
@@ -50,9 +50,46 @@ impl Timing {
 }
 
 /// A graph with its parameters.
+#[derive(Clone, Copy)]
 pub struct Model<'a> {
     pub graph: &'a Graph,
     pub params: &'a Params,
+}
+
+/// End-to-end latency of the unpruned network and, if any, a pruned one at one batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BatchLatency {
+    pub batch: usize,
+    pub unpruned: Timing,
+    pub pruned: Option<Timing>,
+    /// Unpruned median / pruned median.
+    pub speedup: Option<f64>,
+}
+
+/// Times the unpruned network against a pruned one (both in their fused inference form) at
+/// every batch size, interleaved in this process on `pool`'s threads: the measured speedup.
+pub fn measure_speedup(
+    unpruned: &Model,
+    pruned: Option<&Model>,
+    batch_sizes: &[usize],
+    protocol: Protocol,
+    pool: &rayon::ThreadPool,
+    device: &Device,
+) -> Result<Vec<BatchLatency>, GraphError> {
+    let mut models = vec![*unpruned];
+    models.extend(pruned.copied());
+    batch_sizes
+        .iter()
+        .map(|&batch| {
+            let timings = pool.install(|| time_interleaved(&models, batch, protocol, device))?;
+            Ok(BatchLatency {
+                batch,
+                unpruned: timings[0],
+                pruned: timings.get(1).copied(),
+                speedup: timings.get(1).map(|p| timings[0].median_ms / p.median_ms),
+            })
+        })
+        .collect()
 }
 
 /// Times one forward pass of each model at `batch`, interleaved, on the same random input.

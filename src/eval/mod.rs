@@ -15,7 +15,9 @@ pub use correlation::{
     kendall_tau_b, l2_normalised, spearman, study, CriterionRow, DfcInfo, DfcRow, Estimate, Matrix,
     NullDistribution, Scoring, Study, StudySettings,
 };
-pub use latency::{node_times, time_interleaved, Model, Protocol, Timing};
+pub use latency::{
+    measure_speedup, node_times, time_interleaved, BatchLatency, Model, Protocol, Timing,
+};
 pub use memory::{reset_peak, resident_mib};
 pub use oracle_bench::{compare_oracles, DfcOracleTiming, OracleComparison};
 pub use rank_correlation::average_ranks;

@@ -2,13 +2,18 @@
 
 pub mod console;
 mod curves;
+mod figure;
+mod prune;
+mod prune_figures;
 mod study;
 mod study_figures;
 mod tables;
+mod text;
 
 use std::path::PathBuf;
 
 pub use curves::training_curves;
+pub use prune::{headline_markdown, read_prune, write_prune};
 pub use study::{read_study, write_study};
 pub use tables::{
     write_csv, write_layer_times, write_parquet, write_train_metrics, write_train_timing,

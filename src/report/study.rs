@@ -7,6 +7,7 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::study_figures::{heatmap, per_dfc_bars, rank_scatter};
+use super::text::latex_escape;
 use super::{write_csv, write_parquet, ReportError};
 use crate::eval::{Estimate, Scoring, Study};
 
@@ -202,26 +203,8 @@ fn markdown(study: &Study, reference: &Scoring, title: &str) -> String {
 }
 
 fn latex(study: &Study, title: &str) -> String {
-    let escape = |s: &str| {
-        s.chars().fold(String::new(), |mut out, c| {
-            match c {
-                '\\' => out.push_str("\\textbackslash{}"),
-                '~' => out.push_str("\\textasciitilde{}"),
-                '^' => out.push_str("\\textasciicircum{}"),
-                '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
-                    out.push('\\');
-                    out.push(c);
-                }
-                'ρ' => out.push_str("$\\rho$"),
-                'τ' => out.push_str("$\\tau$"),
-                '±' => out.push_str("$\\pm$"),
-                c => out.push(c),
-            }
-            out
-        })
-    };
     let columns = study.rows.len() + 1;
-    let mut tex = format!("% {}\n", escape(title));
+    let mut tex = format!("% {}\n", latex_escape(title));
     let _ = writeln!(
         tex,
         "\\begin{{tabular}}{{l{}}}\n\\toprule",
@@ -230,7 +213,7 @@ fn latex(study: &Study, title: &str) -> String {
     let header: String = study
         .rows
         .iter()
-        .map(|r| format!(" & {}", escape(&r.criterion)))
+        .map(|r| format!(" & {}", latex_escape(&r.criterion)))
         .collect();
     let _ = writeln!(tex, "{header} \\\\");
     let labels = ["Per layer", "All layers", "(w/ $\\ell_2$-norm)"];
@@ -247,7 +230,7 @@ fn latex(study: &Study, title: &str) -> String {
             let cells: String = study
                 .rows
                 .iter()
-                .map(|r| format!(" & {}", escape(&value(row_values(r)[k]))))
+                .map(|r| format!(" & {}", latex_escape(&value(row_values(r)[k]))))
                 .collect();
             let _ = writeln!(tex, "{label}{cells} \\\\");
         }
@@ -256,10 +239,10 @@ fn latex(study: &Study, title: &str) -> String {
     let _ = writeln!(
         tex,
         "% reference {}; {}",
-        escape(&study.reference),
-        escape(&interval_note(study))
+        latex_escape(&study.reference),
+        latex_escape(&interval_note(study))
     );
-    let _ = writeln!(tex, "% {}", escape(&null_line(study)));
+    let _ = writeln!(tex, "% {}", latex_escape(&null_line(study)));
     tex
 }
 

@@ -1,0 +1,219 @@
+//! `[prune]`: which schedule removes channels, with which criteria, and what it measures.
+
+use serde::{Deserialize, Serialize};
+
+use super::saliency::CriterionName;
+use super::MAX_BATCH;
+
+/// `[prune]`: the pruning stage. Every schedule ranks channels by a criterion of `[saliency]`
+/// across all eligible DFCs, removes them physically, and evaluates the pruned graph in its
+/// fused inference form. Whatever it chooses, it chooses on the validation split
+/// (`[data] validation`); the test set is only reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneConfig {
+    /// `"sweep"` (remove chunk after chunk, evaluating each, down to `floor` or `max_drop`) or
+    /// `"one-shot"` (remove chunks until `[prune.target]` is met).
+    pub schedule: PruneSchedule,
+    /// The criteria to prune with, each also listed in `[saliency] criteria`.
+    /// Default: `["dfpc", "l1", "random", "taylor"]`.
+    #[serde(default = "default_criteria")]
+    pub criteria: Vec<CriterionName>,
+    /// Variants to run: `true` prunes every DFC, `false` only DFCs with one producer and one
+    /// consumer (coupled channels left alone, the DFPC paper's ablation). Default both.
+    #[serde(default = "default_coupled")]
+    pub coupled: Vec<bool>,
+    /// Fraction of the (eligible) channels still present removed per step. Default 0.01.
+    #[serde(default = "default_chunk")]
+    pub chunk: f64,
+    /// A sweep stops after the first step whose validation accuracy is below this.
+    /// Default: chance (1 / classes) + 0.005.
+    pub floor: Option<f64>,
+    /// A sweep also stops after the first step whose validation accuracy is more than this
+    /// below the unpruned network's. Default: no such limit.
+    pub max_drop: Option<f64>,
+    /// The headline points: per drop, the most pruned step whose validation accuracy is within
+    /// it of the unpruned network's. Default `[0.01, 0.025, 0.05]`.
+    #[serde(default = "default_drops")]
+    pub drops: Vec<f64>,
+    /// Besides the headline points, test, time and save every k-th step; 0 for none.
+    /// Default 0.
+    #[serde(default)]
+    pub report_every: usize,
+    /// Validation images evaluated after each step: a seeded subset (`eval_seed`) of this many.
+    /// Default: the whole validation split.
+    pub eval_images: Option<usize>,
+    /// Seed of the `eval_images` draw. Default 0.
+    #[serde(default)]
+    pub eval_seed: u64,
+    /// Images per evaluation batch. Default 256.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// `[prune.target]`: where a one-shot schedule stops (only with `schedule = "one-shot"`).
+    pub target: Option<Target>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PruneSchedule {
+    Sweep,
+    OneShot,
+}
+
+/// `[prune.target]`: exactly one key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Target {
+    /// This fraction of the eligible channels removed.
+    Channels(f64),
+    /// This fraction of the parameters removed.
+    Params(f64),
+    /// This fraction of the multiply-accumulates removed.
+    Macs(f64),
+    /// The most pruned step whose validation accuracy is within this of the unpruned one's.
+    Drop(f64),
+}
+
+impl Target {
+    pub fn value(self) -> f64 {
+        match self {
+            Target::Channels(v) | Target::Params(v) | Target::Macs(v) | Target::Drop(v) => v,
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Target::Channels(_) => "channels",
+            Target::Params(_) => "params",
+            Target::Macs(_) => "macs",
+            Target::Drop(_) => "drop",
+        }
+    }
+}
+
+fn default_criteria() -> Vec<CriterionName> {
+    use CriterionName::*;
+    vec![Dfpc, L1, Random, Taylor]
+}
+fn default_coupled() -> Vec<bool> {
+    vec![true, false]
+}
+fn default_chunk() -> f64 {
+    0.01
+}
+fn default_drops() -> Vec<f64> {
+    vec![0.01, 0.025, 0.05]
+}
+fn default_batch() -> usize {
+    256
+}
+
+/// The fraction `value` is in (0, 1).
+fn is_fraction(value: f64) -> bool {
+    value > 0.0 && value < 1.0
+}
+
+impl PruneConfig {
+    /// The rules serde cannot check. `scored` is `[saliency] criteria`; `validation` the
+    /// number of held-out images.
+    pub(super) fn problems(
+        &self,
+        scored: &[CriterionName],
+        validation: usize,
+        fail: &mut impl FnMut(&str, String),
+    ) {
+        if validation == 0 {
+            fail(
+                "prune",
+                "chooses its points on a validation split: hold training images out with [data] validation (e.g. 5000)".into(),
+            );
+        }
+        if self.criteria.is_empty() {
+            fail("prune.criteria", "must name at least one criterion".into());
+        }
+        for (i, c) in self.criteria.iter().enumerate() {
+            if self.criteria[..i].contains(c) {
+                fail("prune.criteria", format!("names {} twice", c.as_str()));
+            } else if !scored.contains(c) {
+                fail(
+                    "prune.criteria",
+                    format!(
+                        "{} is not scored: add it to [saliency] criteria",
+                        c.as_str()
+                    ),
+                );
+            }
+        }
+        if self.coupled.is_empty()
+            || (self.coupled.len() == 2 && self.coupled[0] == self.coupled[1])
+            || self.coupled.len() > 2
+        {
+            fail(
+                "prune.coupled",
+                "must be [true], [false] or [true, false]".into(),
+            );
+        }
+        if !is_fraction(self.chunk) {
+            fail(
+                "prune.chunk",
+                format!("must be a fraction in (0, 1) (got {})", self.chunk),
+            );
+        }
+        for (key, value) in [
+            ("prune.floor", self.floor),
+            ("prune.max_drop", self.max_drop),
+        ] {
+            if let Some(v) = value.filter(|v| !is_fraction(*v)) {
+                fail(key, format!("must be a fraction in (0, 1) (got {v})"));
+            }
+        }
+        if self.drops.is_empty() || self.drops.iter().any(|d| !is_fraction(*d)) {
+            fail(
+                "prune.drops",
+                format!("must list accuracy drops in (0, 1) (got {:?})", self.drops),
+            );
+        } else if self.drops.windows(2).any(|w| w[0] >= w[1]) {
+            fail(
+                "prune.drops",
+                format!("must be increasing (got {:?})", self.drops),
+            );
+        }
+        if self.eval_images == Some(0)
+            || self.eval_images.is_some_and(|n| n > validation) && validation > 0
+        {
+            fail(
+                "prune.eval_images",
+                format!(
+                    "must be in 1..={validation}, the validation images (got {})",
+                    self.eval_images.unwrap_or(0)
+                ),
+            );
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            fail(
+                "prune.batch",
+                format!("must be in 1..={MAX_BATCH} (got {})", self.batch),
+            );
+        }
+        match (self.schedule, self.target) {
+            (PruneSchedule::OneShot, None) => fail(
+                "prune.target",
+                "a one-shot schedule needs a target: one of channels, params, macs (fractions removed) or drop".into(),
+            ),
+            (PruneSchedule::Sweep, Some(_)) => fail(
+                "prune.target",
+                "only applies to schedule = \"one-shot\" (a sweep stops at floor or max_drop)".into(),
+            ),
+            (_, Some(t)) if !is_fraction(t.value()) => fail(
+                &format!("prune.target.{}", t.key()),
+                format!("must be a fraction in (0, 1) (got {})", t.value()),
+            ),
+            _ => {}
+        }
+    }
+
+    /// The accuracy below which a sweep stops, for `classes` classes.
+    pub fn floor_for(&self, classes: usize) -> f64 {
+        self.floor.unwrap_or(1.0 / classes as f64 + 0.005)
+    }
+}

@@ -1,0 +1,465 @@
+//! The prune stage: every `[prune]` criterion with coupled channels on and off, stepped by the
+//! schedule on the validation images, then the reported points (headline points, every k-th
+//! step, a one-shot choice) tested on the whole test set, timed against the unpruned network
+//! and exported.
+//!
+//! Each variant checkpoints its points after every step (`prune/<variant>/points.json`, with
+//! the digest of what it was made from), so a killed run resumes at the step it reached.
+//! The stage writes `prune/results.json` (read back by `prunelab report`) with its tables and
+//! figures ([`crate::report::write_prune`]); each reported point's model is under
+//! `prune/<variant>/models/step_NNNN/` (`model.json`, `model.safetensors`, `prune_log.json`,
+//! `point.json`), loadable without the experiment.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{PruneConfig, PruneSchedule};
+use crate::data::{Dataset, Normalizer, Split};
+use crate::eval::{evaluate, measure_speedup, Model, Protocol};
+use crate::fingerprint::Fingerprint;
+use crate::graph::{couplings, fuse_for_inference, macs, prune, save_model, Graph, Params};
+use crate::prune::{
+    headline, reported_steps, run_steps, Point, PruneLog, PruneResults, Remover, Score, StopRule,
+    Variant, SCHEMA,
+};
+use crate::saliency::read_scores;
+use crate::stage::{self, Stage, Status};
+use crate::{Error, Plan};
+
+/// What the prune stage is made from: `[prune]`, `[latency]`, the model, the scores and the
+/// data.
+pub fn prune_fingerprint(
+    plan: &Plan,
+    config: &PruneConfig,
+    model_digest: &str,
+    scores_digest: &str,
+    data: &Dataset,
+) -> Fingerprint {
+    Fingerprint::of_stage(
+        &serde_json::json!({ "prune": config, "latency": plan.experiment.latency }),
+        [("model", model_digest), ("scores", scores_digest)],
+    )
+    .with_data(data)
+}
+
+/// A variant's points so far, with what they were made from.
+#[derive(Serialize, Deserialize)]
+struct Partial {
+    schema: u32,
+    made_from: String,
+    points: Vec<Point>,
+}
+
+/// What the stage did, for the summary line.
+#[derive(Debug, Clone)]
+pub struct PruneOutcome {
+    pub results: PruneResults,
+    pub cached: bool,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for PruneOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.results;
+        write!(
+            f,
+            "prune: {} variants, {:?} schedule{}",
+            r.variants.len(),
+            r.schedule,
+            if self.cached {
+                " (finished earlier)".to_string()
+            } else {
+                format!(" in {:.0} s", self.seconds)
+            }
+        )?;
+        write!(f, "\n{}", crate::report::headline_markdown(r))
+    }
+}
+
+/// Everything a variant's steps read.
+struct Bench<'a> {
+    graph: &'a Graph,
+    params: &'a Params,
+    unpruned: (Graph, Params),
+    validation: Split,
+    test: &'a Split,
+    normalizer: Normalizer,
+    batch: usize,
+    device: Device,
+    pool: rayon::ThreadPool,
+    protocol: Protocol,
+    batch_sizes: Vec<usize>,
+}
+
+impl Bench<'_> {
+    fn score(&self, graph: &Graph, params: &Params, split: &Split) -> Result<Score, Error> {
+        let e = evaluate(
+            graph,
+            params,
+            split,
+            &self.normalizer,
+            self.batch,
+            &self.device,
+        )?;
+        Ok(e.into())
+    }
+
+    /// The network after `remover`'s steps.
+    fn measure(&self, remover: &Remover, chunk: usize, validate: bool) -> Result<Point, Error> {
+        let (graph, params) = prune(self.graph, self.params, &remover.plan())?;
+        let validation = match validate {
+            true => Some(self.score(&graph, &params, &self.validation)?),
+            false => None,
+        };
+        Ok(Point {
+            step: remover.steps(),
+            chunk,
+            channels: remover.left().iter().sum(),
+            parameters: graph.parameter_count(),
+            macs: macs(&graph)?,
+            validation,
+            test: None,
+            latency: Vec::new(),
+            model: None,
+        })
+    }
+}
+
+/// Runs (or resumes) every variant, unless the stage finished earlier from the same inputs.
+#[allow(clippy::too_many_arguments)]
+pub fn prune_stage(
+    plan: &Plan,
+    config: &PruneConfig,
+    params: &Params,
+    model_digest: &str,
+    made_from: &Fingerprint,
+    data: &Dataset,
+    threads: usize,
+) -> Result<PruneOutcome, Error> {
+    let run_dir = &plan.out_dir;
+    let dir = Stage::Prune.dir(run_dir);
+    if let Status::Done(_) = stage::status(run_dir, Stage::Prune, made_from) {
+        if let Ok(results) = crate::report::read_prune(&dir) {
+            return Ok(PruneOutcome {
+                results,
+                cached: true,
+                seconds: 0.0,
+            });
+        }
+    }
+    stage::invalidate(run_dir, Stage::Prune)?;
+    let started = Instant::now();
+    let e = &plan.experiment;
+    let graph = &plan.graph;
+    let device = params.device();
+    let validation = match config.eval_images {
+        Some(n) if n < data.validation.len() => {
+            data.validation
+                .hold_out(n, config.eval_seed, "the validation split")?
+                .1
+        }
+        _ => data.validation.clone(),
+    };
+    let bench = Bench {
+        graph,
+        params,
+        unpruned: fuse_for_inference(graph, params)?,
+        validation,
+        test: &data.test,
+        normalizer: e.data.normalizer(),
+        batch: config.batch,
+        device: device.clone(),
+        pool: rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|err| Error::Device(format!("cannot start {threads} threads: {err}")))?,
+        protocol: Protocol {
+            warmup: e.latency.warmup,
+            repeats: e.latency.repeats,
+        },
+        batch_sizes: e.latency.batch_sizes.clone(),
+    };
+    let found = couplings(graph)?;
+    let scores_dir = Stage::Scores.dir(run_dir);
+    let digest = made_from.digest();
+    let mut variants = Vec::new();
+    for &criterion in &config.criteria {
+        let scores =
+            read_scores(&scores_dir, criterion).map_err(|err| Error::Saliency(err.to_string()))?;
+        for &coupled in &config.coupled {
+            let eligible: Vec<bool> = found
+                .iter()
+                .map(|c| coupled || (c.producers.len() == 1 && c.consumers.len() == 1))
+                .collect();
+            let eligible_channels = found
+                .iter()
+                .zip(&eligible)
+                .filter(|(_, &e)| e)
+                .map(|(c, _)| c.channels)
+                .sum();
+            let mut variant = Variant {
+                criterion,
+                coupled,
+                eligible_channels,
+                stop: crate::prune::Stop::Exhausted,
+                points: Vec::new(),
+                headline: Vec::new(),
+                chosen: None,
+            };
+            let remover = Remover::new(&scores, &eligible, config.chunk);
+            run_variant(
+                plan,
+                config,
+                &bench,
+                remover,
+                &mut variant,
+                &dir,
+                &digest,
+                model_digest,
+            )?;
+            variants.push(variant);
+        }
+    }
+    let results = PruneResults {
+        schema: SCHEMA,
+        name: e.name().to_string(),
+        arch: e.model.arch.clone(),
+        dataset: e.data.dataset.label().to_string(),
+        schedule: config.schedule,
+        chunk: config.chunk,
+        validation_images: bench.validation.len(),
+        test_images: data.test.len(),
+        batch: config.batch,
+        device: format!("{device:?}").to_lowercase(),
+        threads,
+        variants,
+    };
+    crate::report::write_prune(&results, &dir)?;
+    stage::finish(
+        run_dir,
+        Stage::Prune,
+        made_from,
+        started.elapsed().as_secs_f64(),
+    )?;
+    Ok(PruneOutcome {
+        results,
+        cached: false,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Steps one variant (resuming its checkpoint), then tests, times and exports its reported
+/// points, filling in `variant`.
+#[allow(clippy::too_many_arguments)]
+fn run_variant(
+    plan: &Plan,
+    config: &PruneConfig,
+    bench: &Bench,
+    mut remover: Remover,
+    variant: &mut Variant,
+    dir: &Path,
+    made_from: &str,
+    model_digest: &str,
+) -> Result<(), Error> {
+    let label = Variant::label(variant.criterion, variant.coupled);
+    let eligible_channels = variant.eligible_channels;
+    let variant_dir = dir.join(&label);
+    let partial_path = variant_dir.join("points.json");
+    let mut points = read_partial(&partial_path, made_from).unwrap_or_default();
+    if points.is_empty() {
+        points.push(bench.measure(&remover, 0, true)?);
+    }
+    let resumed = points.len() - 1;
+    let rule = StopRule::of(config, plan.dataset.classes);
+    let progress = StepProgress::new(&label, eligible_channels, resumed);
+    let checkpoint = |points: &[Point]| -> Result<(), Error> {
+        progress.step(points);
+        write_partial(&partial_path, made_from, points)
+    };
+    let stop = run_steps(
+        &mut remover,
+        &mut points,
+        rule,
+        eligible_channels,
+        |r, chunk, validate| bench.measure(r, chunk, validate),
+        checkpoint,
+        |step| {
+            Error::Stale(format!(
+                "{}: step {step} does not follow from the scores; delete the file to start the variant over",
+                partial_path.display()
+            ))
+        },
+    )?;
+    let headline = match config.schedule {
+        PruneSchedule::Sweep => headline(&points, &config.drops),
+        PruneSchedule::OneShot => Vec::new(),
+    };
+    let chosen = match (config.schedule, config.target) {
+        (PruneSchedule::OneShot, Some(crate::config::Target::Drop(d))) => headline_step(&points, d),
+        (PruneSchedule::OneShot, _) => points.last().map(|p| p.step),
+        _ => None,
+    };
+    let last = points.last().map_or(0, |p| p.step);
+    for step in reported_steps(&headline, chosen, last, config.report_every) {
+        let index = points
+            .iter()
+            .position(|p| p.step == step)
+            .expect("reported steps are steps taken");
+        if points[index].test.is_some() && points[index].model.is_some() {
+            continue;
+        }
+        let at = remover.at_step(step);
+        let channel_plan = at.plan();
+        let (graph, params) = prune(bench.graph, bench.params, &channel_plan)?;
+        let mut point = points[index].clone();
+        if point.validation.is_none() {
+            point.validation = Some(bench.score(&graph, &params, &bench.validation)?);
+        }
+        point.test = Some(bench.score(&graph, &params, bench.test)?);
+        if step > 0 {
+            let (g, p) = fuse_for_inference(&graph, &params)?;
+            let (ug, up) = &bench.unpruned;
+            point.latency = measure_speedup(
+                &Model {
+                    graph: ug,
+                    params: up,
+                },
+                Some(&Model {
+                    graph: &g,
+                    params: &p,
+                }),
+                &bench.batch_sizes,
+                bench.protocol,
+                &bench.pool,
+                &bench.device,
+            )?;
+        }
+        let relative = format!("models/step_{step:04}");
+        let log = PruneLog::new(
+            &plan.experiment.model.arch,
+            model_digest,
+            vec![channel_plan],
+        );
+        export(
+            &variant_dir.join(&relative),
+            &graph,
+            &params,
+            &log,
+            &point,
+            bench.batch,
+        )?;
+        point.model = Some(relative);
+        points[index] = point;
+        write_partial(&partial_path, made_from, &points)?;
+    }
+    variant.stop = stop;
+    variant.points = points;
+    variant.headline = headline;
+    variant.chosen = chosen;
+    Ok(())
+}
+
+fn headline_step(points: &[Point], drop: f64) -> Option<usize> {
+    headline(points, &[drop])[0].step
+}
+
+/// What `point.json` beside an exported model records: the point, and the batch it was
+/// evaluated in (`prunelab eval` evaluates the same way).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportedPoint {
+    pub point: Point,
+    pub batch: usize,
+}
+
+/// Writes a pruned model's folder: `model.json` + `model.safetensors`, its prune log and its
+/// point.
+fn export(
+    dir: &Path,
+    graph: &Graph,
+    params: &Params,
+    log: &PruneLog,
+    point: &Point,
+    batch: usize,
+) -> Result<(), Error> {
+    save_model(graph, params, &dir.join("model"), Default::default())?;
+    write_json(&dir.join("prune_log.json"), log)?;
+    let exported = ExportedPoint {
+        point: point.clone(),
+        batch,
+    };
+    write_json(&dir.join("point.json"), &exported)
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Error> {
+    let json = serde_json::to_vec_pretty(value).expect("results serialise");
+    crate::atomic_file::write(path, &json).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_partial(path: &Path, made_from: &str) -> Option<Vec<Point>> {
+    let partial: Partial = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    (partial.schema == SCHEMA && partial.made_from == made_from && !partial.points.is_empty())
+        .then_some(partial.points)
+}
+
+fn write_partial(path: &PathBuf, made_from: &str, points: &[Point]) -> Result<(), Error> {
+    write_json(
+        path,
+        &Partial {
+            schema: SCHEMA,
+            made_from: made_from.to_string(),
+            points: points.to_vec(),
+        },
+    )
+}
+
+/// A line per step on standard error: where the variant is and how fast it goes.
+struct StepProgress {
+    label: String,
+    eligible: usize,
+    started: Instant,
+    resumed: usize,
+}
+
+impl StepProgress {
+    fn new(label: &str, eligible: usize, resumed: usize) -> Self {
+        if resumed > 0 {
+            eprintln!("prune {label}: resuming after step {resumed}");
+        }
+        Self {
+            label: label.to_string(),
+            eligible,
+            started: Instant::now(),
+            resumed,
+        }
+    }
+
+    fn step(&self, points: &[Point]) {
+        let (first, last) = (&points[0], &points[points.len() - 1]);
+        let removed = first.channels - last.channels;
+        let accuracy = match (first.validation, last.validation) {
+            (Some(base), Some(now)) => format!(
+                ", validation {:.2}% ({:+.2})",
+                100.0 * now.accuracy,
+                100.0 * (now.accuracy - base.accuracy)
+            ),
+            _ => String::new(),
+        };
+        let done = (last.step - self.resumed).max(1) as f64;
+        eprintln!(
+            "prune {}: step {} removed {} channels ({:.1}% of {} eligible), MACs {:.1}%{accuracy}; {:.1} s per step",
+            self.label,
+            last.step,
+            removed,
+            100.0 * removed as f64 / self.eligible.max(1) as f64,
+            self.eligible,
+            100.0 * last.macs as f64 / first.macs as f64,
+            self.started.elapsed().as_secs_f64() / done
+        );
+    }
+}
