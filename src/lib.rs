@@ -12,6 +12,7 @@ pub mod data;
 mod describe;
 pub mod eval;
 pub mod experiment;
+pub mod exported;
 mod fault;
 pub mod fingerprint;
 pub mod graph;
@@ -67,6 +68,9 @@ pub enum Error {
     Saliency(String),
     #[error("{0}")]
     Device(String),
+    /// A result computed again differs from the one recorded.
+    #[error("{0}")]
+    Differs(String),
     #[error("{}: {source}", path.display())]
     Io {
         path: std::path::PathBuf,

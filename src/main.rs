@@ -1,5 +1,5 @@
 //! `prunelab <experiment.toml>`, `prunelab inspect`, `prunelab scores`, `prunelab latency`,
-//! `prunelab bench` and `prunelab oracle-bench`: parse the command line, call the library, print, map errors to exit codes.
+//! `prunelab bench`, `prunelab oracle-bench`, `prunelab eval` and `prunelab report`: parse the command line, call the library, print, map errors to exit codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +68,27 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Evaluate a pruned model's folder (as the prune stage exports it) on the experiment's
+    /// test set, and compare with the accuracy recorded beside it.
+    Eval {
+        /// The folder: model.json, model.safetensors and, from the prune stage, point.json.
+        model: PathBuf,
+        /// The experiment whose data to evaluate on.
+        experiment: PathBuf,
+        /// Worker threads (overrides `threads` in the file).
+        #[arg(long, value_parser = threads)]
+        threads: Option<usize>,
+    },
+    /// Write every table and figure again from stored results, running nothing: each source is
+    /// a run folder (results/<name>) or a folder this command wrote.
+    Report {
+        /// Folders of stored results.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// Where `<source name>/` is written.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the network's couplings (DFCs), parameters and MACs; write them as JSON. Reads no data.
     Inspect {
         experiment: PathBuf,
@@ -250,6 +271,12 @@ fn main() -> ExitCode {
             threads,
             dfcs,
         }) => oracle_bench(&experiment, &results, threads, dfcs),
+        Some(Command::Eval {
+            model,
+            experiment,
+            threads,
+        }) => eval(&model, &experiment, threads),
+        Some(Command::Report { sources, out }) => report(&sources, &out),
         None => run(&cli.run),
     };
     match result {
@@ -278,6 +305,42 @@ fn run(args: &RunArgs) -> Result<(), prunelab::Error> {
     println!("{}", plan.describe(&prepared));
     if !args.dry_run {
         println!("{}", prunelab::run(&plan, prepared)?);
+    }
+    Ok(())
+}
+
+fn eval(
+    model: &std::path::Path,
+    experiment: &std::path::Path,
+    threads: Option<usize>,
+) -> Result<(), prunelab::Error> {
+    let e = Experiment::load(experiment)?;
+    if let Some(n) = threads.or(e.threads) {
+        experiment::set_threads(n);
+    }
+    let result = prunelab::exported::evaluate_exported(model, &e)?;
+    println!("{result}");
+    if result.reproduces() {
+        Ok(())
+    } else {
+        Err(prunelab::Error::Differs(
+            "the accuracy differs from the one recorded when the model was exported".into(),
+        ))
+    }
+}
+
+fn report(sources: &[PathBuf], out: &std::path::Path) -> Result<(), prunelab::Error> {
+    for r in prunelab::report::regenerate(sources, out)? {
+        let what: Vec<&str> = [(r.study, "correlation study"), (r.prune, "pruning")]
+            .into_iter()
+            .filter_map(|(done, what)| done.then_some(what))
+            .collect();
+        println!(
+            "{}: {} tables and figures written to {}",
+            r.source.display(),
+            what.join(" and "),
+            r.out.display()
+        );
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod curves;
 mod figure;
 mod prune;
 mod prune_figures;
+mod regenerate;
 mod study;
 mod study_figures;
 mod tables;
@@ -14,7 +15,8 @@ use std::path::PathBuf;
 
 pub use curves::training_curves;
 pub use prune::{headline_markdown, read_prune, write_prune};
-pub use study::{read_study, write_study};
+pub use regenerate::{regenerate, Regenerated};
+pub use study::{read_study, rewrite_study, write_study};
 pub use tables::{
     write_csv, write_layer_times, write_parquet, write_train_metrics, write_train_timing,
 };

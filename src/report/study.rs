@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use polars::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::study_figures::{heatmap, per_dfc_bars, rank_scatter};
 use super::text::latex_escape;
@@ -36,7 +37,8 @@ fn row_values(row: &crate::eval::CriterionRow) -> [(Estimate, f64); 3] {
 ///  - `per_dfc.csv`/`.parquet` (`dfc, coupled, channels, criterion, spearman, kendall`),
 ///    `matrix.csv`/`.parquet` (`criterion`, then one column per name), `null.csv`
 ///    (`seed, per_layer, all_layers`; no rows without a null distribution);
-///  - `study.json`: the study, read back by [`read_study`];
+///  - `study.json`: the study, read back by [`read_study`]; `scorings.json`: the title and the
+///    scorings, from which [`rewrite_study`] draws the figures again;
 ///  - `heatmap`, `per_dfc`, `scatter` as `.png` and `.svg`: the criterion × criterion matrix,
 ///    per-DFC ρ as grouped bars (coupled DFCs starred), and per criterion in `scorings` its rank
 ///    against the reference's rank over all channels.
@@ -68,6 +70,13 @@ pub fn write_study(
             .map_err(|e| fail(file, e.to_string()))
     };
     write("study.json", &(json + "\n"))?;
+    let inputs = StudyInputs {
+        title: title.to_string(),
+        reference: NamedScoring::of(reference),
+        scorings: scorings.iter().map(NamedScoring::of).collect(),
+    };
+    let json = serde_json::to_string(&inputs).map_err(|e| fail("scorings.json", e.to_string()))?;
+    write("scorings.json", &(json + "\n"))?;
     write("table.md", &markdown(study, reference, title))?;
     write("table.tex", &latex(study, title))?;
     let tables = [
@@ -85,6 +94,59 @@ pub fn write_study(
     heatmap(study, title, &dir.join("heatmap"))?;
     per_dfc_bars(study, title, &dir.join("per_dfc"))?;
     rank_scatter(study, scorings, reference, title, &dir.join("scatter"))
+}
+
+/// What the figures are drawn from besides the study (`scorings.json`): the title and the
+/// scorings compared.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StudyInputs {
+    pub title: String,
+    pub reference: NamedScoring,
+    pub scorings: Vec<NamedScoring>,
+}
+
+/// A scoring that owns its values.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NamedScoring {
+    pub name: String,
+    pub dfcs: Vec<Vec<f64>>,
+}
+
+impl NamedScoring {
+    fn of(s: &Scoring) -> Self {
+        Self {
+            name: s.name.to_string(),
+            dfcs: s.dfcs.to_vec(),
+        }
+    }
+
+    fn scoring(&self) -> Scoring<'_> {
+        Scoring {
+            name: &self.name,
+            dfcs: &self.dfcs,
+        }
+    }
+}
+
+/// Writes the study found in `from` (`study.json` and `scorings.json`, as [`write_study`]
+/// wrote them) again into `to`.
+pub fn rewrite_study(from: &Path, to: &Path) -> Result<(), ReportError> {
+    let study = read_study(from)?;
+    let path = from.join("scorings.json");
+    let fail = |message: String| ReportError {
+        path: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+    let inputs: StudyInputs = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let scorings: Vec<Scoring> = inputs.scorings.iter().map(NamedScoring::scoring).collect();
+    write_study(
+        &study,
+        &scorings,
+        &inputs.reference.scoring(),
+        &inputs.title,
+        to,
+    )
 }
 
 /// Reads back the `study.json` that [`write_study`] wrote into `dir`.

@@ -1,0 +1,67 @@
+//! `prunelab report`: every table and figure written again from stored results, running
+//! nothing. A source folder is a run folder (`results/<name>`, whose stages keep their results
+//! in `correlation/` and `prune/`) or a folder this command wrote (which holds them itself), so
+//! a report rebuilds from its own committed raw results.
+
+use std::path::{Path, PathBuf};
+
+use super::{read_prune, rewrite_study, write_prune, ReportError};
+
+/// What was written for one source folder.
+#[derive(Debug, Clone)]
+pub struct Regenerated {
+    pub source: PathBuf,
+    pub out: PathBuf,
+    pub study: bool,
+    pub prune: bool,
+}
+
+/// Writes the reports of every source into `out/<source folder name>/`.
+pub fn regenerate(sources: &[PathBuf], out: &Path) -> Result<Vec<Regenerated>, ReportError> {
+    sources.iter().map(|s| regenerate_one(s, out)).collect()
+}
+
+/// `dir/stage` when it holds `file`, else `dir` when it does, else None.
+fn locate(dir: &Path, stage: &str, file: &str) -> Option<PathBuf> {
+    [dir.join(stage), dir.to_path_buf()]
+        .into_iter()
+        .find(|d| d.join(file).is_file())
+}
+
+fn regenerate_one(source: &Path, out: &Path) -> Result<Regenerated, ReportError> {
+    let fail = |message: String| ReportError {
+        path: source.to_path_buf(),
+        message,
+    };
+    if !source.is_dir() {
+        return Err(fail("not a folder of results".into()));
+    }
+    let name = std::fs::canonicalize(source)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_os_string()))
+        .ok_or_else(|| fail("has no folder name".into()))?;
+    let to = out.join(name);
+    let study = locate(source, "correlation", "study.json");
+    let prune = locate(source, "prune", "results.json");
+    if study.is_none() && prune.is_none() {
+        return Err(fail(
+            "holds no stored results: neither correlation/study.json nor prune/results.json (nor study.json or results.json)".into(),
+        ));
+    }
+    std::fs::create_dir_all(&to).map_err(|e| ReportError {
+        path: to.clone(),
+        message: e.to_string(),
+    })?;
+    if let Some(dir) = &study {
+        rewrite_study(dir, &to)?;
+    }
+    if let Some(dir) = &prune {
+        write_prune(&read_prune(dir)?, &to)?;
+    }
+    Ok(Regenerated {
+        source: source.to_path_buf(),
+        out: to,
+        study: study.is_some(),
+        prune: prune.is_some(),
+    })
+}
