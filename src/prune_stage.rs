@@ -277,7 +277,9 @@ fn run_variant(
     let progress = StepProgress::new(&label, eligible_channels, resumed);
     let checkpoint = |points: &[Point]| -> Result<(), Error> {
         progress.step(points);
-        write_partial(&partial_path, made_from, points)
+        write_partial(&partial_path, made_from, points)?;
+        crate::fault::crash_point("prune-step", points.len() - 1);
+        Ok(())
     };
     let stop = run_steps(
         &mut remover,
@@ -354,6 +356,7 @@ fn run_variant(
         point.model = Some(relative);
         points[index] = point;
         write_partial(&partial_path, made_from, &points)?;
+        crate::fault::crash_point("prune-report", step);
     }
     variant.stop = stop;
     variant.points = points;

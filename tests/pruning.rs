@@ -1,0 +1,345 @@
+//! Pruning schedules: the removal order's guarantees on a real ResNet's couplings, a one-shot
+//! MAC target, and the prune stage end to end (export, `prunelab eval`, prune-log replay,
+//! `prunelab report`, a killed sweep resumed).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::Device;
+use prunelab::config::{CriterionName, Reduction, Target};
+use prunelab::graph::{couplings, load_model, macs, prune, Graph, Params};
+use prunelab::prune::{run_steps, Point, PruneLog, PruneResults, Remover, Stop, StopRule};
+use prunelab::saliency::{score, CriterionScores, Inputs};
+
+const BIN: &str = env!("CARGO_BIN_EXE_prunelab");
+
+fn resnet(arch: &str) -> (Graph, Params) {
+    let graph = prunelab::models::build(arch, 3, 16, 10).unwrap();
+    let params = Params::init(&graph, 1, &Device::Cpu).unwrap();
+    (graph, params)
+}
+
+fn scores(graph: &Graph, params: &Params, name: CriterionName) -> CriterionScores {
+    let shapes = graph.shapes().unwrap();
+    let inputs = Inputs {
+        graph,
+        params,
+        shapes: &shapes,
+        seed: 5,
+        observations: None,
+    };
+    score(&inputs, name, Reduction::Sum).unwrap().0
+}
+
+#[test]
+fn a_sweep_keeps_every_dfcs_last_channel_removes_the_chunks_it_claims_and_uncoupled_touches_single_pairs(
+) {
+    let (graph, params) = resnet("resnet20");
+    let found = couplings(&graph).unwrap();
+    let single: Vec<bool> = found
+        .iter()
+        .map(|c| c.producers.len() == 1 && c.consumers.len() == 1)
+        .collect();
+    assert!(single.iter().any(|s| !s), "ResNet-20 has coupled DFCs");
+    for name in [
+        CriterionName::Dfpc,
+        CriterionName::L1,
+        CriterionName::Random,
+    ] {
+        let s = scores(&graph, &params, name);
+        for coupled in [true, false] {
+            let eligible: Vec<bool> = single.iter().map(|&one| coupled || one).collect();
+            let mut present: usize = found
+                .iter()
+                .zip(&eligible)
+                .filter(|(_, &e)| e)
+                .map(|(c, _)| c.channels)
+                .sum();
+            let mut r = Remover::new(&s, &eligible, 0.07);
+            let mut removed_before = 0;
+            loop {
+                let claimed = r.next_chunk();
+                assert_eq!(claimed, (0.07 * present as f64).ceil() as usize);
+                let removed = r.step();
+                let plan = r.plan();
+                let total: usize = plan.remove.values().map(Vec::len).sum();
+                assert_eq!(total, removed_before + removed, "the plan is cumulative");
+                for (c, keep) in found.iter().zip(&eligible) {
+                    let gone = plan.remove.get(c.name(&graph)).map_or(0, Vec::len);
+                    assert!(
+                        gone < c.channels,
+                        "{}: last channel removed",
+                        c.name(&graph)
+                    );
+                    assert!(*keep || gone == 0, "{} is not eligible", c.name(&graph));
+                }
+                if removed == 0 {
+                    break;
+                }
+                // Exactly the claimed chunk, unless only last channels were left to take.
+                let left: usize = r
+                    .left()
+                    .iter()
+                    .zip(&eligible)
+                    .filter(|(_, &e)| e)
+                    .map(|(l, _)| l - 1)
+                    .sum();
+                assert!(removed == claimed || left == 0, "{removed} of {claimed}");
+                present -= removed;
+                removed_before += removed;
+                let (g, _) = prune(&graph, &params, &plan).unwrap();
+                let left_now: usize = couplings(&g).unwrap().iter().map(|c| c.channels).sum();
+                let all: usize = found.iter().map(|c| c.channels).sum();
+                assert_eq!(left_now, all - removed_before);
+            }
+            assert!(eligible.iter().zip(r.left()).all(|(&e, &l)| !e || l == 1));
+        }
+    }
+}
+
+#[test]
+fn a_one_shot_mac_target_lands_within_one_chunk() {
+    let (graph, params) = resnet("resnet20");
+    let s = scores(&graph, &params, CriterionName::L1);
+    let eligible = vec![true; s.dfcs.len()];
+    let measure = |r: &Remover, chunk: usize, _: bool| -> Result<Point, String> {
+        let (g, _) = prune(&graph, &params, &r.plan()).map_err(|e| e.to_string())?;
+        Ok(Point {
+            step: r.steps(),
+            chunk,
+            channels: r.left().iter().sum(),
+            parameters: g.parameter_count(),
+            macs: macs(&g).unwrap(),
+            validation: None,
+            test: None,
+            latency: Vec::new(),
+            model: None,
+        })
+    };
+    let mut remover = Remover::new(&s, &eligible, 0.03);
+    let mut points = vec![measure(&remover, 0, false).unwrap()];
+    let channels: usize = s.dfcs.iter().map(|d| d.scores.len()).sum();
+    let stop = run_steps(
+        &mut remover,
+        &mut points,
+        StopRule::Target(Target::Macs(0.4)),
+        channels,
+        measure,
+        |_| Ok(()),
+        |step| format!("step {step}"),
+    )
+    .unwrap();
+    assert_eq!(stop, Stop::Target);
+    let reduction = |p: &Point| 1.0 - p.macs as f64 / points[0].macs as f64;
+    let n = points.len();
+    assert!(reduction(&points[n - 1]) >= 0.4);
+    assert!(
+        reduction(&points[n - 2]) < 0.4,
+        "it stopped at the first step past the target"
+    );
+    assert_eq!(
+        points[n - 1].channels + points[n - 1].chunk,
+        points[n - 2].channels
+    );
+}
+
+const PRUNE: &str = "[saliency]\ncriteria = [\"dfpc\", \"l1\", \"random\"]\n\n[latency]\nbatch_sizes = [4]\nwarmup = 1\nrepeats = 3\n\n[prune]\nschedule = \"sweep\"\ncriteria = [\"dfpc\", \"l1\"]\nchunk = 0.05\nmax_drop = 0.25\nreport_every = 4\n";
+
+/// A three-epoch synthetic ResNet-8 (about 70% accurate) with 128 validation images and this
+/// tail.
+fn experiment(dir: &Path, name: &str, tail: &str) -> PathBuf {
+    let text = format!(
+        "name = {name:?}\nseed = 7\n\n[data]\ndataset = \"synthetic\"\nvalidation = 128\n\n[data.synthetic]\ntrain = 512\ntest = 96\nimage_size = 16\n\n[model]\narch = \"resnet8\"\n\n[train]\nepochs = 3\nbatch_size = 16\nlr = 0.02\n\n{tail}"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn prunelab(args: &[&std::ffi::OsStr], crash: Option<&str>) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    if let Some(point) = crash {
+        command.env("PRUNELAB_CRASH_AT", point);
+    }
+    command.output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run(config: &Path, results: &Path, crash: Option<&str>) -> Output {
+    prunelab(
+        &[
+            config.as_os_str(),
+            "--results".as_ref(),
+            results.as_os_str(),
+        ],
+        crash,
+    )
+}
+
+fn results_of(run_dir: &Path) -> PruneResults {
+    prunelab::report::read_prune(&run_dir.join("prune")).unwrap()
+}
+
+/// The results without what depends on the clock.
+fn untimed(mut r: PruneResults) -> PruneResults {
+    for v in &mut r.variants {
+        for p in &mut v.points {
+            p.latency.clear();
+        }
+    }
+    r
+}
+
+#[test]
+fn the_prune_stage_exports_models_that_eval_reproduces_and_replay_rebuilds_and_report_regenerates()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let config = experiment(dir.path(), "sweep", PRUNE);
+    let out = ok(run(&config, &results, None));
+    assert!(out.contains("| criterion | coupled |"), "{out}");
+    let run_dir = results.join("sweep");
+    let r = results_of(&run_dir);
+    assert_eq!(r.variants.len(), 4);
+    assert_eq!((r.validation_images, r.test_images), (128, 96));
+    let (original, original_params) =
+        load_model(&run_dir.join("model/model"), &Device::Cpu).unwrap();
+    let mut exported = 0;
+    for v in &r.variants {
+        let label = format!(
+            "{}-{}",
+            v.criterion.as_str(),
+            if v.coupled { "coupled" } else { "uncoupled" }
+        );
+        for p in v.points.iter().filter(|p| p.model.is_some()) {
+            let folder = run_dir
+                .join("prune")
+                .join(&label)
+                .join(p.model.as_ref().unwrap());
+            assert!(p.test.is_some() && (p.step == 0 || !p.latency.is_empty()));
+            let said = ok(prunelab(
+                &["eval".as_ref(), folder.as_os_str(), config.as_os_str()],
+                None,
+            ));
+            assert!(said.contains("reproduced exactly"), "{said}");
+            // The prune log, replayed from the trained model, gives the same tensors.
+            let log = PruneLog::from_json(&std::fs::read(folder.join("prune_log.json")).unwrap())
+                .unwrap();
+            let (g, params) = log.replay(&original, &original_params).unwrap();
+            let (saved_graph, saved) = load_model(&folder.join("model"), &Device::Cpu).unwrap();
+            assert_eq!(g, saved_graph);
+            for (name, t) in saved.tensors() {
+                let replayed = params.tensors()[&name]
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                assert_eq!(
+                    t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    replayed,
+                    "{name}"
+                );
+            }
+            exported += 1;
+        }
+        assert!(v.points.len() >= 2, "{label} took a step");
+        // Headline points are within their drop on the validation images.
+        let base = v.points[0].validation.unwrap().accuracy;
+        for h in &v.headline {
+            if let Some(step) = h.step {
+                let a = v.point(step).unwrap().validation.unwrap().accuracy;
+                assert!(base - a <= h.drop + 1e-9);
+            }
+        }
+    }
+    assert!(exported >= 6);
+    assert!(r.variants.iter().any(|v| v.points.len() > 5));
+
+    // The report from the run folder, then from the report itself: the same files.
+    let first = dir.path().join("figures");
+    let second = dir.path().join("again");
+    ok(prunelab(
+        &[
+            "report".as_ref(),
+            run_dir.as_os_str(),
+            "--out".as_ref(),
+            first.as_os_str(),
+        ],
+        None,
+    ));
+    ok(prunelab(
+        &[
+            "report".as_ref(),
+            first.join("sweep").as_os_str(),
+            "--out".as_ref(),
+            second.as_os_str(),
+        ],
+        None,
+    ));
+    let relative = |root: PathBuf| -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        common::snapshot(&root)
+            .into_iter()
+            .map(|(path, bytes)| (path.strip_prefix(&root).unwrap().to_path_buf(), bytes))
+            .collect()
+    };
+    let a = relative(first.join("sweep"));
+    assert_eq!(a, relative(second.join("sweep")));
+    for file in [
+        "headline.md",
+        "headline.tex",
+        "headline.csv",
+        "points.csv",
+        "accuracy_speedup.svg",
+        "accuracy_macs.png",
+    ] {
+        assert!(a.contains_key(Path::new(file)), "{file}");
+    }
+    assert_eq!(
+        std::fs::read(run_dir.join("prune/headline.md")).unwrap(),
+        a[Path::new("headline.md")]
+    );
+}
+
+#[test]
+fn a_killed_sweep_resumes_to_the_same_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = experiment(dir.path(), "killed", PRUNE);
+    let (killed, whole) = (dir.path().join("killed"), dir.path().join("whole"));
+    for crash in ["prune-step:3", "prune-report:0"] {
+        let out = run(&config, &killed, Some(crash));
+        assert!(!out.status.success(), "{crash} stops the run");
+        assert!(!killed.join("killed/prune/stage.json").exists());
+    }
+    let resumed = run(&config, &killed, None);
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("resuming after step"));
+    ok(resumed);
+    ok(run(&config, &whole, None));
+    assert_eq!(
+        untimed(results_of(&killed.join("killed"))),
+        untimed(results_of(&whole.join("killed")))
+    );
+}
+
+#[test]
+fn pruning_needs_a_validation_split_and_scored_criteria() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "name = \"x\"\n[data]\ndataset = \"synthetic\"\n[model]\narch = \"resnet8\"\n[saliency]\ncriteria = [\"l1\"]\n[prune]\nschedule = \"sweep\"\ncriteria = [\"l1\", \"taylor\"]\n";
+    let path = dir.path().join("x.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = prunelab(&[path.as_os_str(), "--dry-run".as_ref()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[data] validation"), "{err}");
+    assert!(err.contains("taylor is not scored"), "{err}");
+}
