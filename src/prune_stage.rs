@@ -238,6 +238,10 @@ pub fn prune_stage(
         variants,
     };
     crate::report::write_prune(&results, &dir)?;
+    // With the correlation study: accuracy at equal budgets against each criterion's ρ.
+    if let Ok(study) = crate::report::read_study(&Stage::Correlation.dir(run_dir)) {
+        crate::report::write_budgets(&study, &results, &dir)?;
+    }
     stage::finish(
         run_dir,
         Stage::Prune,

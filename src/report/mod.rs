@@ -1,5 +1,6 @@
 //! Result tables (polars) and figures (plotters).
 
+mod budgets;
 pub mod console;
 mod curves;
 mod figure;
@@ -13,6 +14,7 @@ mod text;
 
 use std::path::PathBuf;
 
+pub use budgets::write_budgets;
 pub use curves::training_curves;
 pub use prune::{headline_markdown, read_prune, write_prune};
 pub use regenerate::{regenerate, Regenerated};

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{read_prune, rewrite_study, write_prune, ReportError};
+use super::{read_prune, read_study, rewrite_study, write_budgets, write_prune, ReportError};
 
 /// What was written for one source folder.
 #[derive(Debug, Clone)]
@@ -56,7 +56,11 @@ fn regenerate_one(source: &Path, out: &Path) -> Result<Regenerated, ReportError>
         rewrite_study(dir, &to)?;
     }
     if let Some(dir) = &prune {
-        write_prune(&read_prune(dir)?, &to)?;
+        let results = read_prune(dir)?;
+        write_prune(&results, &to)?;
+        if let Some(study) = &study {
+            write_budgets(&read_study(study)?, &results, &to)?;
+        }
     }
     Ok(Regenerated {
         source: source.to_path_buf(),
