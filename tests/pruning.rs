@@ -343,3 +343,60 @@ fn pruning_needs_a_validation_split_and_scored_criteria() {
     assert!(err.contains("[data] validation"), "{err}");
     assert!(err.contains("taylor is not scored"), "{err}");
 }
+
+const ITERATIVE: &str = "[saliency]\ncriteria = [\"l1\", \"taylor\"]\n\n[saliency.images]\ncount = 64\n\n[latency]\nbatch_sizes = [4]\nwarmup = 1\nrepeats = 2\n\n[prune]\nschedule = \"iterative\"\ncriteria = [\"taylor\"]\ncoupled = [true]\nchunk = 0.1\n\n[prune.target]\nchannels = 0.25\n\n[prune.fine_tune]\nstep_lrs = [1e-3, 1e-4]\nfinal_epochs = 2\n";
+
+#[test]
+fn a_killed_iterative_schedule_resumes_to_the_same_final_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = experiment(dir.path(), "iterative", ITERATIVE);
+    let (killed, whole) = (dir.path().join("killed"), dir.path().join("whole"));
+    // Killed after the second step, then in the final fine-tune's second epoch.
+    for crash in ["prune-step:2", "after-checkpoint:2"] {
+        let out = run(&config, &killed, Some(crash));
+        assert!(!out.status.success(), "{crash} stops the run");
+    }
+    ok(run(&config, &killed, None));
+    ok(run(&config, &whole, None));
+    let (a, b) = (
+        untimed(results_of(&killed.join("iterative"))),
+        untimed(results_of(&whole.join("iterative"))),
+    );
+    let v = &a.variants[0].clone();
+    let f = v.fine_tuned.as_ref().expect("a final fine-tune");
+    assert_eq!((v.chosen, f.epochs.len()), (Some(v.points.len() - 1), 2));
+    assert!(v.points.len() >= 3);
+    let strip = |mut r: PruneResults| {
+        for v in &mut r.variants {
+            if let Some(f) = &mut v.fine_tuned {
+                f.last.latency.clear();
+                f.best.latency.clear();
+            }
+        }
+        r
+    };
+    assert_eq!(strip(a), strip(b));
+    for model in [
+        "models/last_step",
+        "models/fine_tuned_last",
+        "models/fine_tuned_best",
+    ] {
+        let file = |root: &Path| {
+            std::fs::read(
+                root.join("iterative/prune/taylor-coupled")
+                    .join(model)
+                    .join("model.safetensors"),
+            )
+            .unwrap()
+        };
+        assert_eq!(file(&killed), file(&whole), "{model}");
+    }
+    // The log of an iterative schedule replays, step plan by step plan, to the exported model.
+    let folder = killed.join("iterative/prune/taylor-coupled/models/last_step");
+    let log = PruneLog::from_json(&std::fs::read(folder.join("prune_log.json")).unwrap()).unwrap();
+    assert_eq!(log.plans.len(), v.points.len() - 1);
+    let (g, p) = load_model(&killed.join("iterative/model/model"), &Device::Cpu).unwrap();
+    let (replayed, _) = log.replay(&g, &p).unwrap();
+    let (saved, _) = load_model(&folder.join("model"), &Device::Cpu).unwrap();
+    assert_eq!(replayed, saved);
+}

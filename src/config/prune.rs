@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::saliency::CriterionName;
+use super::train::ScheduleKind;
 use super::MAX_BATCH;
 
 /// `[prune]`: the pruning stage. Every schedule ranks channels by a criterion of `[saliency]`
@@ -12,8 +13,10 @@ use super::MAX_BATCH;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PruneConfig {
-    /// `"sweep"` (remove chunk after chunk, evaluating each, down to `floor` or `max_drop`) or
-    /// `"one-shot"` (remove chunks until `[prune.target]` is met).
+    /// `"sweep"` (remove chunk after chunk of one ranking, evaluating each, down to `floor` or
+    /// `max_drop`), `"one-shot"` (remove chunks until `[prune.target]` is met) or
+    /// `"iterative"` (score the current network, remove a chunk, fine-tune, repeat until the
+    /// target, or the floor or `max_drop`, is reached; then a final fine-tune).
     pub schedule: PruneSchedule,
     /// The criteria to prune with, each also listed in `[saliency] criteria`.
     /// Default: `["dfpc", "l1", "random", "taylor"]`.
@@ -49,8 +52,48 @@ pub struct PruneConfig {
     /// Images per evaluation batch. Default 256.
     #[serde(default = "default_batch")]
     pub batch: usize,
-    /// `[prune.target]`: where a one-shot schedule stops (only with `schedule = "one-shot"`).
+    /// `[prune.target]`: where a one-shot schedule stops (required), or an iterative one
+    /// (optional).
     pub target: Option<Target>,
+    /// `[prune.fine_tune]`: the iterative schedule's fine-tuning.
+    pub fine_tune: Option<FineTune>,
+}
+
+/// `[prune.fine_tune]`: after every step one epoch at each of `step_lrs`, then `final_epochs`
+/// at `final_lr` on the `final_schedule`. Momentum, Nesterov, weight decay, batch size and
+/// augmentation are `[train]`'s. Momentum buffers start afresh for every epoch of a step (the
+/// shapes change at every removal) and carry through the final fine-tune.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FineTune {
+    /// Default `[1e-3, 1e-4, 1e-5]`.
+    #[serde(default = "default_step_lrs")]
+    pub step_lrs: Vec<f64>,
+    /// Default 10.
+    #[serde(default = "default_final_epochs")]
+    pub final_epochs: usize,
+    /// Default 1e-3.
+    #[serde(default = "default_final_lr")]
+    pub final_lr: f64,
+    /// `"cosine"` (default), `"step"` (×0.1 at half the epochs) or `"constant"`.
+    #[serde(default)]
+    pub final_schedule: ScheduleKind,
+}
+
+impl Default for FineTune {
+    fn default() -> Self {
+        toml::from_str("").expect("every [prune.fine_tune] key has a default")
+    }
+}
+
+fn default_step_lrs() -> Vec<f64> {
+    vec![1e-3, 1e-4, 1e-5]
+}
+fn default_final_epochs() -> usize {
+    10
+}
+fn default_final_lr() -> f64 {
+    1e-3
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +101,7 @@ pub struct PruneConfig {
 pub enum PruneSchedule {
     Sweep,
     OneShot,
+    Iterative,
 }
 
 /// `[prune.target]`: exactly one key.
@@ -202,7 +246,7 @@ impl PruneConfig {
             ),
             (PruneSchedule::Sweep, Some(_)) => fail(
                 "prune.target",
-                "only applies to schedule = \"one-shot\" (a sweep stops at floor or max_drop)".into(),
+                "does not apply to schedule = \"sweep\" (a sweep stops at floor or max_drop)".into(),
             ),
             (_, Some(t)) if !is_fraction(t.value()) => fail(
                 &format!("prune.target.{}", t.key()),
@@ -210,6 +254,45 @@ impl PruneConfig {
             ),
             _ => {}
         }
+        self.fine_tune_problems(fail);
+    }
+
+    /// The rules of `[prune.fine_tune]`.
+    fn fine_tune_problems(&self, fail: &mut impl FnMut(&str, String)) {
+        let Some(f) = &self.fine_tune else { return };
+        if self.schedule != PruneSchedule::Iterative {
+            fail(
+                "prune.fine_tune",
+                "only applies to schedule = \"iterative\"".into(),
+            );
+        }
+        let rate = |lr: f64| lr.is_finite() && lr > 0.0 && lr <= 10.0;
+        if f.step_lrs.len() > 100 || !f.step_lrs.iter().all(|&lr| rate(lr)) {
+            fail(
+                "prune.fine_tune.step_lrs",
+                format!(
+                    "must be at most 100 rates in (0, 10] (got {:?})",
+                    f.step_lrs
+                ),
+            );
+        }
+        if !rate(f.final_lr) {
+            fail(
+                "prune.fine_tune.final_lr",
+                format!("must be in (0, 10] (got {})", f.final_lr),
+            );
+        }
+        if f.final_epochs > 100_000 {
+            fail(
+                "prune.fine_tune.final_epochs",
+                format!("must be at most 100000 (got {})", f.final_epochs),
+            );
+        }
+    }
+
+    /// The fine-tuning of an iterative schedule (its defaults when the section is absent).
+    pub fn fine_tuning(&self) -> FineTune {
+        self.fine_tune.clone().unwrap_or_default()
     }
 
     /// The accuracy below which a sweep stops, for `classes` classes.

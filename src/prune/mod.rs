@@ -13,6 +13,7 @@ mod schedule;
 pub use log::PruneLog;
 pub use order::Remover;
 pub use results::{
-    headline, reported_steps, Headline, Point, PruneResults, Score, Stop, Variant, SCHEMA,
+    headline, reported_steps, FineTuned, Headline, Point, PruneResults, Score, Stop, Variant,
+    SCHEMA,
 };
 pub use schedule::{run_steps, StopRule};

@@ -79,8 +79,22 @@ pub struct Variant {
     pub stop: Stop,
     pub points: Vec<Point>,
     pub headline: Vec<Headline>,
-    /// The step a one-shot schedule reports; None for a sweep.
+    /// The step a one-shot or iterative schedule reports; None for a sweep.
     pub chosen: Option<usize>,
+    /// The iterative schedule's final fine-tune of the chosen step's network.
+    #[serde(default)]
+    pub fine_tuned: Option<FineTuned>,
+}
+
+/// The final fine-tune: its epochs on the validation images, and the network after the last
+/// epoch and after the best one (chosen on the validation images).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuned {
+    pub epochs: Vec<Score>,
+    /// 1-based.
+    pub best_epoch: usize,
+    pub last: Point,
+    pub best: Point,
 }
 
 impl Variant {

@@ -18,7 +18,9 @@ pub enum StopRule {
 impl StopRule {
     pub fn of(config: &PruneConfig, classes: usize) -> Self {
         match (config.schedule, config.target) {
-            (PruneSchedule::OneShot, Some(target)) => StopRule::Target(target),
+            (PruneSchedule::OneShot | PruneSchedule::Iterative, Some(target)) => {
+                StopRule::Target(target)
+            }
             _ => StopRule::Sweep {
                 floor: config.floor_for(classes),
                 max_drop: config.max_drop,

@@ -83,11 +83,29 @@ fn headline_rows(results: &PruneResults) -> Vec<Row<'_>> {
             });
         }
         if let Some(step) = v.chosen {
+            let before = match v.fine_tuned {
+                Some(_) => "last step",
+                None => "target",
+            };
             rows.push(Row {
                 variant: v,
-                within: "target".into(),
+                within: before.into(),
                 drop: None,
                 point: v.point(step),
+            });
+        }
+        if let Some(f) = &v.fine_tuned {
+            rows.push(Row {
+                variant: v,
+                within: "fine-tuned, last epoch".into(),
+                drop: None,
+                point: Some(&f.last),
+            });
+            rows.push(Row {
+                variant: v,
+                within: format!("fine-tuned, best epoch ({})", f.best_epoch),
+                drop: None,
+                point: Some(&f.best),
             });
         }
     }
@@ -160,7 +178,7 @@ fn header(results: &PruneResults) -> Vec<String> {
     let mut h: Vec<String> = [
         "criterion",
         "coupled",
-        "val. drop",
+        "point",
         "step",
         "channels ×",
         "params ×",
@@ -189,6 +207,7 @@ fn note(results: &PruneResults) -> String {
         match results.schedule {
             crate::config::PruneSchedule::Sweep => "sweep",
             crate::config::PruneSchedule::OneShot => "one-shot",
+            crate::config::PruneSchedule::Iterative => "iterative (fine-tuned after every step)",
         },
         percent(results.chunk),
         results.validation_images,

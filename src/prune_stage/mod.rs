@@ -18,16 +18,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{PruneConfig, PruneSchedule};
 use crate::data::{Dataset, Normalizer, Split};
-use crate::eval::{evaluate, measure_speedup, Model, Protocol};
+use crate::eval::{evaluate, measure_speedup, BatchLatency, Model, Protocol};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{couplings, fuse_for_inference, macs, prune, save_model, Graph, Params};
 use crate::prune::{
     headline, reported_steps, run_steps, Point, PruneLog, PruneResults, Remover, Score, StopRule,
     Variant, SCHEMA,
 };
-use crate::saliency::read_scores;
+use crate::saliency::{self, read_scores};
 use crate::stage::{self, Stage, Status};
 use crate::{Error, Plan};
+
+mod iterative;
+
+use iterative::Iterative;
 
 /// What the prune stage is made from: `[prune]`, `[latency]`, the model, the scores and the
 /// data.
@@ -107,6 +111,26 @@ impl Bench<'_> {
         Ok(e.into())
     }
 
+    /// `graph` timed against the unpruned network, both in their fused inference form.
+    fn speedup(&self, graph: &Graph, params: &Params) -> Result<Vec<BatchLatency>, Error> {
+        let (g, p) = fuse_for_inference(graph, params)?;
+        let (ug, up) = &self.unpruned;
+        Ok(measure_speedup(
+            &Model {
+                graph: ug,
+                params: up,
+            },
+            Some(&Model {
+                graph: &g,
+                params: &p,
+            }),
+            &self.batch_sizes,
+            self.protocol,
+            &self.pool,
+            &self.device,
+        )?)
+    }
+
     /// The network after `remover`'s steps.
     fn measure(&self, remover: &Remover, chunk: usize, validate: bool) -> Result<Point, Error> {
         let (graph, params) = prune(self.graph, self.params, &remover.plan())?;
@@ -182,6 +206,18 @@ pub fn prune_stage(
         },
         batch_sizes: e.latency.batch_sizes.clone(),
     };
+    // The iterative schedule scores every step's network: a data-driven criterion reads
+    // `[saliency.images]` each time.
+    let images = match config.schedule {
+        PruneSchedule::Iterative if saliency::needs_of(&config.criteria).activations => data
+            .image_set(
+                e.saliency.image_request(),
+                e.saliency.batch,
+                &bench.normalizer,
+                &device,
+            )?,
+        _ => Vec::new(),
+    };
     let found = couplings(graph)?;
     let scores_dir = Stage::Scores.dir(run_dir);
     let digest = made_from.digest();
@@ -208,18 +244,35 @@ pub fn prune_stage(
                 points: Vec::new(),
                 headline: Vec::new(),
                 chosen: None,
+                fine_tuned: None,
             };
-            let remover = Remover::new(&scores, &eligible, config.chunk);
-            run_variant(
-                plan,
-                config,
-                &bench,
-                remover,
-                &mut variant,
-                &dir,
-                &digest,
-                model_digest,
-            )?;
+            match config.schedule {
+                PruneSchedule::Iterative => {
+                    let iterative = Iterative {
+                        plan,
+                        config,
+                        data,
+                        images: &images,
+                        made_from: &digest,
+                        model_digest,
+                    };
+                    let label = Variant::label(criterion, coupled);
+                    iterative.run(&bench, &mut variant, &dir.join(label))?;
+                }
+                _ => {
+                    let remover = Remover::new(&scores, &eligible, config.chunk);
+                    run_variant(
+                        plan,
+                        config,
+                        &bench,
+                        remover,
+                        &mut variant,
+                        &dir,
+                        &digest,
+                        model_digest,
+                    )?;
+                }
+            }
             variants.push(variant);
         }
     }
@@ -301,7 +354,7 @@ fn run_variant(
     )?;
     let headline = match config.schedule {
         PruneSchedule::Sweep => headline(&points, &config.drops),
-        PruneSchedule::OneShot => Vec::new(),
+        _ => Vec::new(),
     };
     let chosen = match (config.schedule, config.target) {
         (PruneSchedule::OneShot, Some(crate::config::Target::Drop(d))) => headline_step(&points, d),
@@ -326,22 +379,7 @@ fn run_variant(
         }
         point.test = Some(bench.score(&graph, &params, bench.test)?);
         if step > 0 {
-            let (g, p) = fuse_for_inference(&graph, &params)?;
-            let (ug, up) = &bench.unpruned;
-            point.latency = measure_speedup(
-                &Model {
-                    graph: ug,
-                    params: up,
-                },
-                Some(&Model {
-                    graph: &g,
-                    params: &p,
-                }),
-                &bench.batch_sizes,
-                bench.protocol,
-                &bench.pool,
-                &bench.device,
-            )?;
+            point.latency = bench.speedup(&graph, &params)?;
         }
         let relative = format!("models/step_{step:04}");
         let log = PruneLog::new(
