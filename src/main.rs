@@ -88,6 +88,9 @@ enum Command {
         /// Where `<source name>/` is written.
         #[arg(long)]
         out: PathBuf,
+        /// A line to start every Markdown and LaTeX table with (what produced it).
+        #[arg(long)]
+        stamp: Option<String>,
     },
     /// Print the network's couplings (DFCs), parameters and MACs; write them as JSON. Reads no data.
     Inspect {
@@ -276,7 +279,11 @@ fn main() -> ExitCode {
             experiment,
             threads,
         }) => eval(&model, &experiment, threads),
-        Some(Command::Report { sources, out }) => report(&sources, &out),
+        Some(Command::Report {
+            sources,
+            out,
+            stamp,
+        }) => report(&sources, &out, stamp.as_deref()),
         None => run(&cli.run),
     };
     match result {
@@ -329,8 +336,12 @@ fn eval(
     }
 }
 
-fn report(sources: &[PathBuf], out: &std::path::Path) -> Result<(), prunelab::Error> {
-    for r in prunelab::report::regenerate(sources, out)? {
+fn report(
+    sources: &[PathBuf],
+    out: &std::path::Path,
+    stamp: Option<&str>,
+) -> Result<(), prunelab::Error> {
+    for r in prunelab::report::regenerate(sources, out, stamp)? {
         let what: Vec<&str> = [(r.study, "correlation study"), (r.prune, "pruning")]
             .into_iter()
             .filter_map(|(done, what)| done.then_some(what))

@@ -16,9 +16,47 @@ pub struct Regenerated {
     pub prune: bool,
 }
 
-/// Writes the reports of every source into `out/<source folder name>/`.
-pub fn regenerate(sources: &[PathBuf], out: &Path) -> Result<Vec<Regenerated>, ReportError> {
-    sources.iter().map(|s| regenerate_one(s, out)).collect()
+/// Writes the reports of every source into `out/<source folder name>/`; with a `stamp`, the
+/// Markdown and LaTeX tables start with it (a line saying what made them).
+pub fn regenerate(
+    sources: &[PathBuf],
+    out: &Path,
+    stamp: Option<&str>,
+) -> Result<Vec<Regenerated>, ReportError> {
+    sources
+        .iter()
+        .map(|s| {
+            let done = regenerate_one(s, out)?;
+            if let Some(stamp) = stamp {
+                stamp_tables(&done, stamp)?;
+            }
+            Ok(done)
+        })
+        .collect()
+}
+
+/// The text tables a report writes.
+const TABLES: [&str; 3] = ["table", "headline", "budgets"];
+
+fn stamp_tables(done: &Regenerated, stamp: &str) -> Result<(), ReportError> {
+    for stem in TABLES {
+        for (extension, line) in [
+            ("md", format!("{stamp}\n\n")),
+            ("tex", format!("% {stamp}\n")),
+        ] {
+            let path = done.out.join(format!("{stem}.{extension}"));
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            crate::atomic_file::write(&path, (line + &text).as_bytes()).map_err(|e| {
+                ReportError {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// `dir/stage` when it holds `file`, else `dir` when it does, else None.
