@@ -22,7 +22,7 @@ pub use data::{DataConfig, DatasetKind, Normalization, SubsetMode, SyntheticConf
 pub use latency::LatencyConfig;
 pub use locate::{ConfigError, ConfigErrors};
 pub use model::ModelConfig;
-pub use prune::{PruneConfig, PruneSchedule, Target};
+pub use prune::{FineTune, PruneConfig, PruneSchedule, Target, TargetConfig};
 pub use saliency::{CriterionName, Reduction, SaliencyConfig};
 pub use study::{CorrelationConfig, ImageRequest, ImageSet, OracleConfig, SplitChoice};
 pub use train::{ScheduleKind, TrainConfig};
@@ -174,6 +174,18 @@ impl Experiment {
         self.saliency.problems(&mut fail);
         if let Some(oracle) = &self.oracle {
             oracle.problems(&mut fail);
+        }
+        let images = [
+            Some(("saliency.images.split", self.saliency.images)),
+            self.oracle.map(|o| ("oracle.images.split", o.images)),
+        ];
+        for (key, set) in images.into_iter().flatten() {
+            if set.split == SplitChoice::Validation && self.data.validation == 0 {
+                fail(
+                    key,
+                    "the validation split is empty: hold training images out with [data] validation".into(),
+                );
+            }
         }
         if let Some(prune) = &self.prune {
             let validation = self.data.info(self.synthetic()).validation;

@@ -54,7 +54,7 @@ pub struct PruneConfig {
     pub batch: usize,
     /// `[prune.target]`: where a one-shot schedule stops (required), or an iterative one
     /// (optional).
-    pub target: Option<Target>,
+    pub target: Option<TargetConfig>,
     /// `[prune.fine_tune]`: the iterative schedule's fine-tuning.
     pub fine_tune: Option<FineTune>,
 }
@@ -104,17 +104,41 @@ pub enum PruneSchedule {
     Iterative,
 }
 
-/// `[prune.target]`: exactly one key.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum Target {
+/// `[prune.target]`: exactly one key, a fraction in (0, 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
     /// This fraction of the eligible channels removed.
-    Channels(f64),
+    pub channels: Option<f64>,
     /// This fraction of the parameters removed.
-    Params(f64),
+    pub params: Option<f64>,
     /// This fraction of the multiply-accumulates removed.
-    Macs(f64),
+    pub macs: Option<f64>,
     /// The most pruned step whose validation accuracy is within this of the unpruned one's.
+    pub drop: Option<f64>,
+}
+
+impl TargetConfig {
+    /// The keys given.
+    fn given(&self) -> Vec<Target> {
+        [
+            self.channels.map(Target::Channels),
+            self.params.map(Target::Params),
+            self.macs.map(Target::Macs),
+            self.drop.map(Target::Drop),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// Where a schedule stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    Channels(f64),
+    Params(f64),
+    Macs(f64),
     Drop(f64),
 }
 
@@ -239,7 +263,8 @@ impl PruneConfig {
                 format!("must be in 1..={MAX_BATCH} (got {})", self.batch),
             );
         }
-        match (self.schedule, self.target) {
+        let given = self.target.map(|t| t.given());
+        match (self.schedule, given.as_deref()) {
             (PruneSchedule::OneShot, None) => fail(
                 "prune.target",
                 "a one-shot schedule needs a target: one of channels, params, macs (fractions removed) or drop".into(),
@@ -248,7 +273,14 @@ impl PruneConfig {
                 "prune.target",
                 "does not apply to schedule = \"sweep\" (a sweep stops at floor or max_drop)".into(),
             ),
-            (_, Some(t)) if !is_fraction(t.value()) => fail(
+            (_, Some(keys)) if keys.len() != 1 => fail(
+                "prune.target",
+                format!(
+                    "must have exactly one of channels, params, macs or drop (got {})",
+                    keys.iter().map(|t| t.key()).collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            (_, Some([t])) if !is_fraction(t.value()) => fail(
                 &format!("prune.target.{}", t.key()),
                 format!("must be a fraction in (0, 1) (got {})", t.value()),
             ),
@@ -293,6 +325,14 @@ impl PruneConfig {
     /// The fine-tuning of an iterative schedule (its defaults when the section is absent).
     pub fn fine_tuning(&self) -> FineTune {
         self.fine_tune.clone().unwrap_or_default()
+    }
+
+    /// The target, when `[prune.target]` names exactly one.
+    pub fn target(&self) -> Option<Target> {
+        match self.target.map(|t| t.given()).as_deref() {
+            Some(&[t]) => Some(t),
+            _ => None,
+        }
     }
 
     /// The accuracy below which a sweep stops, for `classes` classes.

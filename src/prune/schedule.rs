@@ -17,7 +17,7 @@ pub enum StopRule {
 
 impl StopRule {
     pub fn of(config: &PruneConfig, classes: usize) -> Self {
-        match (config.schedule, config.target) {
+        match (config.schedule, config.target()) {
             (PruneSchedule::OneShot | PruneSchedule::Iterative, Some(target)) => {
                 StopRule::Target(target)
             }

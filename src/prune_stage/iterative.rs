@@ -225,7 +225,7 @@ impl Iterative<'_> {
             );
         };
         // The network reported: the last step within a drop target, else the last step.
-        let chosen = match self.config.target {
+        let chosen = match self.config.target() {
             Some(crate::config::Target::Drop(_)) if stop == Stop::Target => points.len() - 2,
             _ => points.len() - 1,
         };

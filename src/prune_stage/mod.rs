@@ -356,7 +356,7 @@ fn run_variant(
         PruneSchedule::Sweep => headline(&points, &config.drops),
         _ => Vec::new(),
     };
-    let chosen = match (config.schedule, config.target) {
+    let chosen = match (config.schedule, config.target()) {
         (PruneSchedule::OneShot, Some(crate::config::Target::Drop(d))) => headline_step(&points, d),
         (PruneSchedule::OneShot, _) => points.last().map(|p| p.step),
         _ => None,
