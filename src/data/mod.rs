@@ -353,3 +353,31 @@ fn read_file(path: &Path, dataset: &'static str, hint: &'static str) -> Result<V
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_out_split_is_seeded_disjoint_and_keeps_file_order() {
+        let config = SyntheticConfig {
+            train: 200,
+            test: 10,
+            classes: 4,
+            image_size: 8,
+        };
+        let data = synthetic::generate(config, 1);
+        let (rest, drawn) = data.train.hold_out(50, 3, "here").unwrap();
+        assert_eq!((rest.len(), drawn.len()), (150, 50));
+        // Every training image lands in exactly one part, each part in file order.
+        let position = |image: &[u8]| (0..200).find(|&i| data.train.image(i) == image).unwrap();
+        let rest_at: Vec<usize> = (0..150).map(|i| position(rest.image(i))).collect();
+        let drawn_at: Vec<usize> = (0..50).map(|i| position(drawn.image(i))).collect();
+        assert!(rest_at.windows(2).all(|w| w[0] < w[1]));
+        assert!(drawn_at.windows(2).all(|w| w[0] < w[1]));
+        assert!(rest_at.iter().all(|i| !drawn_at.contains(i)));
+        assert_eq!(data.train.hold_out(50, 3, "here").unwrap().1, drawn);
+        assert_ne!(data.train.hold_out(50, 4, "here").unwrap().1, drawn);
+        assert!(data.train.hold_out(200, 3, "here").is_err());
+    }
+}
