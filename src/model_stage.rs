@@ -84,7 +84,7 @@ pub fn model_stage(
             crop_padding: e.data.crop_padding,
             flip: e.data.flip,
         },
-        device: device,
+        device,
         config: &e.train,
         seed: e.seed,
         checkpoint: checkpoint_path(&dir),

@@ -60,6 +60,7 @@ impl Iterative<'_> {
 
     /// Trains `params` with `config`, evaluating on the validation images, checkpointing to
     /// `checkpoint` (resumed when it holds this graph). Returns the validation score per epoch.
+    #[allow(clippy::too_many_arguments)]
     fn fine_tune(
         &self,
         bench: &Bench,

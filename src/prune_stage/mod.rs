@@ -10,7 +10,7 @@
 //! `prune/<variant>/models/step_NNNN/` (`model.json`, `model.safetensors`, `prune_log.json`,
 //! `point.json`), loadable without the experiment.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Device;
@@ -452,7 +452,7 @@ fn read_partial(path: &Path, made_from: &str) -> Option<Vec<Point>> {
         .then_some(partial.points)
 }
 
-fn write_partial(path: &PathBuf, made_from: &str, points: &[Point]) -> Result<(), Error> {
+fn write_partial(path: &Path, made_from: &str, points: &[Point]) -> Result<(), Error> {
     write_json(
         path,
         &Partial {

@@ -83,9 +83,17 @@ struct AccuracyFigure<'a> {
     point: Place<'a>,
 }
 
+/// One variant's line.
+struct Line {
+    label: String,
+    colour: RGBColor,
+    coupled: bool,
+    points: Vec<(f64, f64)>,
+}
+
 impl AccuracyFigure<'_> {
-    /// Per variant: its label, colour, whether coupled, and its placed points by step.
-    fn lines(&self) -> Vec<(String, RGBColor, bool, Vec<(f64, f64)>)> {
+    /// Per variant, its placed points by step.
+    fn lines(&self) -> Vec<Line> {
         let mut criteria: Vec<_> = self.results.variants.iter().map(|v| v.criterion).collect();
         criteria.dedup();
         self.results
@@ -98,16 +106,16 @@ impl AccuracyFigure<'_> {
                     .iter()
                     .filter_map(|p| (self.point)(&v.points[0], p))
                     .collect();
-                (
-                    format!(
+                Line {
+                    label: format!(
                         "{} (coupled {})",
                         v.criterion.as_str(),
                         if v.coupled { "on" } else { "off" }
                     ),
-                    COLOURS[colour % COLOURS.len()],
-                    v.coupled,
+                    colour: COLOURS[colour % COLOURS.len()],
+                    coupled: v.coupled,
                     points,
-                )
+                }
             })
             .collect()
     }
@@ -122,7 +130,7 @@ impl Figure for AccuracyFigure<'_> {
         let e = |err: DrawingAreaErrorKind<B::ErrorType>| err.to_string();
         area.fill(&WHITE).map_err(e)?;
         let lines = self.lines();
-        let all = || lines.iter().flat_map(|l| l.3.iter().copied());
+        let all = || lines.iter().flat_map(|l| l.points.iter().copied());
         let x_max = all().map(|p| p.0).fold(1.0f64, f64::max);
         let (y_min, y_max) =
             all().fold((100.0f64, 0.0f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
@@ -145,7 +153,13 @@ impl Figure for AccuracyFigure<'_> {
             .x_label_formatter(&|x| format!("{x:.2}×"))
             .draw()
             .map_err(e)?;
-        for (label, colour, coupled, points) in &lines {
+        for Line {
+            label,
+            colour,
+            coupled,
+            points,
+        } in &lines
+        {
             let style = colour.stroke_width(2);
             let (colour, coupled) = (*colour, *coupled);
             let legend = move |(x, y): (i32, i32)| {
