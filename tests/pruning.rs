@@ -206,7 +206,8 @@ fn the_prune_stage_exports_models_that_eval_reproduces_and_replay_rebuilds_and_r
 {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    let config = experiment(dir.path(), "sweep", PRUNE);
+    let study = "\n[oracle]\nbatch = 32\ntile = 4\n\n[oracle.images]\ncount = 64\n\n[correlation]\nbootstrap = 20\nnull_seeds = 2\n";
+    let config = experiment(dir.path(), "sweep", &format!("{PRUNE}{study}"));
     let out = ok(run(&config, &results, None));
     assert!(out.contains("| criterion | coupled |"), "{out}");
     let run_dir = results.join("sweep");
