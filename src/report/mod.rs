@@ -24,7 +24,7 @@ pub use tables::{
 };
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {}: {message}", path.display())]
+#[error("{}: {message}", path.display())]
 pub struct ReportError {
     pub path: PathBuf,
     pub message: String,

@@ -51,7 +51,7 @@ pub fn read_prune(dir: &Path) -> Result<PruneResults, ReportError> {
         path: path.clone(),
         message,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read it: {e}")))?;
     let results: PruneResults = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
     if results.schema != SCHEMA {
         return Err(fail(format!(

@@ -137,7 +137,7 @@ pub fn rewrite_study(from: &Path, to: &Path) -> Result<(), ReportError> {
         path: path.clone(),
         message,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read it: {e}")))?;
     let inputs: StudyInputs = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
     let scorings: Vec<Scoring> = inputs.scorings.iter().map(NamedScoring::scoring).collect();
     write_study(
@@ -156,7 +156,7 @@ pub fn read_study(dir: &Path) -> Result<Study, ReportError> {
         path: path.clone(),
         message,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read it: {e}")))?;
     serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
 }
 
