@@ -1,6 +1,7 @@
 //! The pruning figures, as PNG and SVG: test accuracy against measured speedup at the reported
-//! points, and validation accuracy against MAC reduction at every step; one colour per
-//! criterion, solid with coupled channels pruned, dashed without.
+//! points, and validation accuracy against MAC reduction at every step (each line up to its
+//! first point at its lowest accuracy); one colour per criterion, solid with coupled channels
+//! pruned, dashed without.
 
 use std::path::Path;
 
@@ -12,6 +13,8 @@ use super::ReportError;
 use crate::prune::{Point, PruneResults};
 
 const SIZE: (u32, u32) = (900, 600);
+/// Points within this many accuracy points of a line's lowest are at its floor.
+const FLOOR_BAND: f64 = 2.0;
 const COLOURS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
@@ -101,11 +104,19 @@ impl AccuracyFigure<'_> {
             .iter()
             .map(|v| {
                 let colour = criteria.iter().position(|&c| c == v.criterion).unwrap_or(0);
-                let points = v
+                let points: Vec<(f64, f64)> = v
                     .points
                     .iter()
                     .filter_map(|p| (self.point)(&v.points[0], p))
                     .collect();
+                // A sweep can go on at the floor for many steps (a network that predicts one
+                // class); the line ends at its first point there, the tables keep the rest.
+                let bottom = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+                let end = points
+                    .iter()
+                    .position(|p| p.1 <= bottom + FLOOR_BAND)
+                    .map_or(points.len(), |i| i + 1);
+                let points = points[..end].to_vec();
                 Line {
                     label: format!(
                         "{} (coupled {})",
