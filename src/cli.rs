@@ -1,0 +1,232 @@
+//! The command line: every subcommand, flag and value parser (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use prunelab::config::{CriterionName, MAX_THREADS};
+use prunelab::graph::ConvBackend;
+
+/// Train, evaluate and analyse the network an experiment file describes.
+#[derive(Parser)]
+#[command(
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The experiment file, e.g. experiments/quick.toml.
+    #[arg(required = true)]
+    pub experiment: Option<PathBuf>,
+    /// Start from scratch even if a checkpoint of this experiment exists (it is overwritten).
+    #[arg(long)]
+    pub fresh: bool,
+    /// Check the experiment and every input it names (device, data, weights, checkpoint) and
+    /// print the plan; write nothing, train nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Worker threads for tensor kernels (overrides `threads` in the file).
+    #[arg(long, value_parser = threads)]
+    pub threads: Option<usize>,
+    /// Folder under which `<name>/` receives the outputs.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Convolution implementation (candle's is the slow reference, for checking numerics).
+    #[arg(long, value_enum, default_value_t = Conv::Ours)]
+    pub conv: Conv,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print the network's couplings (DFCs), parameters and MACs; write them as JSON. Reads no data.
+    Inspect {
+        experiment: PathBuf,
+        /// Folder under which `<name>/inspect.json` is written.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
+    /// Score every channel of the experiment's trained model with the `[saliency]` criteria
+    /// (the pipeline's scores stage alone); write them under `<name>/scores/`. Reads data only
+    /// for the data-driven criteria.
+    Scores {
+        experiment: PathBuf,
+        /// Folder under which `<name>/` holds the trained model and receives the scores.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Worker threads (overrides `threads` in the file).
+        #[arg(long, value_parser = threads)]
+        threads: Option<usize>,
+    },
+    /// Time the network's inference against a pruned copy, interleaved, with the `[latency]`
+    /// settings; break the time down per layer. Reads no data.
+    Latency(LatencyArgs),
+    /// Measure training and inference images/s and peak memory on random inputs.
+    Bench(BenchArgs),
+    /// Time the oracle (suffix runs, tiles of channels) against a full forward pass per
+    /// channel, DFC by DFC, on the experiment's trained model and `[oracle]` images; report
+    /// how far they differ.
+    OracleBench {
+        experiment: PathBuf,
+        /// Folder under which `<name>/` holds the trained model.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Worker threads (overrides `threads` in the file).
+        #[arg(long, value_parser = threads)]
+        threads: Option<usize>,
+        /// Only the first N DFCs.
+        #[arg(long)]
+        dfcs: Option<usize>,
+    },
+    /// Evaluate a pruned model's folder (as the prune stage exports it) on the experiment's
+    /// test set, and compare with the accuracy recorded beside it.
+    Eval {
+        /// The folder: model.json, model.safetensors and, from the prune stage, point.json.
+        model: PathBuf,
+        /// The experiment whose data to evaluate on.
+        experiment: PathBuf,
+        /// Worker threads (overrides `threads` in the file).
+        #[arg(long, value_parser = threads)]
+        threads: Option<usize>,
+    },
+    /// Write every table and figure again from stored results, running nothing: each source is
+    /// a run folder (results/<name>) or a folder this command wrote.
+    Report {
+        /// Folders of stored results.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// Where `<source name>/` is written.
+        #[arg(long)]
+        out: PathBuf,
+        /// A line to start every Markdown and LaTeX table with (what produced it).
+        #[arg(long)]
+        stamp: Option<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct LatencyArgs {
+    pub experiment: PathBuf,
+    /// Compare with a copy that has this fraction of every DFC's channels removed at random.
+    #[arg(long, conflicts_with = "plan", value_parser = fraction)]
+    pub prune_random: Option<f64>,
+    /// Seed of the random channel choice.
+    #[arg(long, default_value_t = 0, requires = "prune_random")]
+    pub seed: u64,
+    /// Compare with the network pruned by this channel plan (JSON: {"remove": {"<first producer of a DFC>": [channels]}}).
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Worker threads (overrides `[latency] threads` and `threads` in the file).
+    #[arg(long, value_parser = threads)]
+    pub threads: Option<usize>,
+    /// Folder under which `<name>/` receives the outputs.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+}
+
+fn threads(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a thread count in 1..={MAX_THREADS}"
+        )),
+    }
+}
+
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{text:?} is not a fraction in [0, 1)")),
+    }
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Architectures to measure, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "resnet20,resnet56,resnet50",
+        value_parser = clap::builder::PossibleValuesParser::new(prunelab::models::ARCHITECTURES)
+    )]
+    pub models: Vec<String>,
+    /// Training and large-batch inference batch size.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub batch: u64,
+    /// Side of the square RGB inputs.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub size: u64,
+    /// Convolution implementation.
+    #[arg(long, value_enum, default_value_t = Conv::Ours)]
+    pub conv: Conv,
+    /// Worker threads (default: every core).
+    #[arg(long, value_parser = threads)]
+    pub threads: Option<usize>,
+    /// Least time spent on each measurement, in seconds.
+    #[arg(long, default_value_t = 5.0, value_parser = seconds)]
+    pub seconds: f64,
+    /// Untimed runs before each measurement.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub warmup: u64,
+    /// Least number of timed runs of each measurement (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub min_runs: u64,
+    /// Also write the rows as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Instead of training and inference, time these saliency criteria (comma-separated) on
+    /// each model's seeded initialisation, `--min-runs` times; naming `dfpc` and
+    /// `dfpc-name-order` also compares their rankings.
+    #[arg(long, value_delimiter = ',', value_parser = criterion)]
+    pub criteria: Vec<CriterionName>,
+}
+
+/// A data-free criterion: the benchmark scores initialisations, without images.
+fn criterion(text: &str) -> Result<CriterionName, String> {
+    let data_free = |c: &CriterionName| !prunelab::saliency::needs_of(&[*c]).activations;
+    let known: Vec<&str> = CriterionName::ALL
+        .iter()
+        .filter(|c| data_free(c))
+        .map(|c| c.as_str())
+        .collect();
+    match CriterionName::ALL.into_iter().find(|c| c.as_str() == text) {
+        Some(c) if data_free(&c) => Ok(c),
+        Some(_) => Err(format!(
+            "{text} reads images; the benchmark times the data-free criteria ({}); `prunelab scores` runs the others",
+            known.join(", ")
+        )),
+        None => Err(format!(
+            "unknown criterion {text:?} (data-free: {})",
+            known.join(", ")
+        )),
+    }
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.0..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!("{text:?} is not a number of seconds in [0, 3600]")),
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Conv {
+    Ours,
+    Candle,
+}
+
+impl From<Conv> for ConvBackend {
+    fn from(conv: Conv) -> Self {
+        match conv {
+            Conv::Ours => ConvBackend::Fast,
+            Conv::Candle => ConvBackend::Candle,
+        }
+    }
+}
