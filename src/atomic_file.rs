@@ -15,6 +15,15 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
+/// Writes `value` as pretty JSON with [`write`]; an error names the file.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), crate::Error> {
+    let json = serde_json::to_vec_pretty(value).expect("our records serialise");
+    write(path, &json).map_err(|source| crate::Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Lets `produce` write a temporary file beside `path` (with the same extension, for writers
 /// that choose a format by it), then renames it over `path`. A failed `produce` leaves no
 /// temporary behind.

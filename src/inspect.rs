@@ -82,10 +82,6 @@ pub fn inspect(plan: &Plan) -> Result<Inspection, Error> {
         layers,
         json: plan.out_dir.join("inspect.json"),
     };
-    let text = serde_json::to_vec_pretty(&inspection).expect("inspections serialise");
-    crate::atomic_file::write(&inspection.json, &text).map_err(|source| Error::Io {
-        path: inspection.json.clone(),
-        source,
-    })?;
+    crate::atomic_file::write_json(&inspection.json, &inspection)?;
     Ok(inspection)
 }

@@ -96,10 +96,6 @@ pub fn latency(
 ) -> Result<LatencyReport, Error> {
     let e = &plan.experiment;
     let device = device(e.device)?;
-    let io = |path: &PathBuf| {
-        let path = path.clone();
-        move |source| Error::Io { path, source }
-    };
     let (graph, params, source) = model_of(plan, &device)?;
     let weights = source.to_string();
 
@@ -149,8 +145,7 @@ pub fn latency(
     let _lock = RunLock::acquire(&plan.out_dir)?;
     if let Some((g, p, channel_plan)) = pruned {
         let plan_path = plan.out_dir.join("pruning_plan.json");
-        let json = serde_json::to_vec_pretty(&channel_plan).expect("plans serialise");
-        crate::atomic_file::write(&plan_path, &json).map_err(io(&plan_path))?;
+        crate::atomic_file::write_json(&plan_path, &channel_plan)?;
         save_model(&g, &p, &plan.out_dir.join("pruned_model"), HashMap::new())?;
         sides.push(("pruned", g, p));
     }
@@ -216,8 +211,7 @@ pub fn latency(
         out_dir: plan.out_dir.clone(),
     };
     let json_path = plan.out_dir.join("latency.json");
-    let json = serde_json::to_vec_pretty(&report).expect("reports serialise");
-    crate::atomic_file::write(&json_path, &json).map_err(io(&json_path))?;
+    crate::atomic_file::write_json(&json_path, &report)?;
     crate::report::write_layer_times(&report.layers, &plan.out_dir.join("latency_layers.csv"))?;
     Ok(report)
 }

@@ -134,11 +134,7 @@ pub fn model_stage(
         resumed_after_epoch,
         cached: false,
     };
-    let json = serde_json::to_vec_pretty(&record).expect("records serialise");
-    crate::atomic_file::write(&summary_path, &json).map_err(|source| Error::Io {
-        path: summary_path.clone(),
-        source,
-    })?;
+    crate::atomic_file::write_json(&summary_path, &record)?;
     stage::finish(
         &plan.out_dir,
         Stage::Model,

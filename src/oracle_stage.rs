@@ -214,7 +214,7 @@ pub fn oracle_stage(
             coupled: dfc.is_coupled(),
             signed,
         };
-        write_json(
+        crate::atomic_file::write_json(
             &path,
             &Partial {
                 schema: SCHEMA,
@@ -233,7 +233,7 @@ pub fn oracle_stage(
         clean_loss: clean.iter().sum::<f64>() / images as f64,
         dfcs,
     };
-    write_json(&dir.join("oracle.json"), &result)?;
+    crate::atomic_file::write_json(&dir.join("oracle.json"), &result)?;
     write_table(&result, &dir)?;
     stage::finish(
         run_dir,
@@ -260,14 +260,6 @@ fn read_partial(path: &Path, made_from: &str, dfc: &Coupling, graph: &Graph) -> 
         && partial.result.dfc == dfc.name(graph)
         && partial.result.signed.len() == dfc.channels)
         .then_some(partial.result)
-}
-
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Error> {
-    let json = serde_json::to_vec_pretty(value).expect("oracle results serialise");
-    crate::atomic_file::write(path, &json).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 fn write_table(result: &OracleResult, dir: &Path) -> Result<(), Error> {

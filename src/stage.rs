@@ -105,8 +105,7 @@ pub fn finish(
         seconds,
     };
     let path = manifest_path(run_dir, stage);
-    let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
-    crate::atomic_file::write(&path, &json).map_err(|source| Error::Io { path, source })
+    crate::atomic_file::write_json(&path, &manifest)
 }
 
 /// Forgets a stage (before it is rerun), so that a run killed halfway leaves it unfinished.

@@ -47,6 +47,11 @@ impl Coupling {
     pub fn is_coupled(&self) -> bool {
         self.producers.len() > 1 || self.consumers.len() > 1
     }
+
+    /// Exactly one producer and one consumer: what pruning with coupled channels off may touch.
+    pub fn is_single_pair(&self) -> bool {
+        self.producers.len() == 1 && self.consumers.len() == 1
+    }
 }
 
 /// The role of `op`; an op whose channel behaviour is not known is an error, never guessed.

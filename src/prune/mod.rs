@@ -11,7 +11,7 @@ mod results;
 mod schedule;
 
 pub use log::PruneLog;
-pub use order::Remover;
+pub use order::{eligible, Remover};
 pub use results::{
     headline, reported_steps, FineTuned, Headline, Point, PruneResults, Score, Stop, Variant,
     SCHEMA,

@@ -6,8 +6,17 @@
 //! is its DFC's last. The plan after any step is cumulative, in the original network's channel
 //! indices.
 
-use crate::graph::ChannelPlan;
+use crate::graph::{ChannelPlan, Coupling};
 use crate::saliency::CriterionScores;
+
+/// Which DFCs a schedule may prune: all of them with coupled channels on, else only those
+/// with one producer and one consumer.
+pub fn eligible(found: &[Coupling], coupled: bool) -> Vec<bool> {
+    found
+        .iter()
+        .map(|c| coupled || c.is_single_pair())
+        .collect()
+}
 
 /// Removes channels chunk by chunk in the order of one criterion's scores.
 #[derive(Debug, Clone)]

@@ -13,11 +13,13 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{export, write_json, Bench};
+use super::{export, Bench};
 use crate::config::{CriterionName, PruneConfig, ScheduleKind, TrainConfig};
 use crate::data::{Augment, Batch, Dataset};
 use crate::graph::{couplings, load_model, macs, prune, save_model, ChannelPlan, Graph, Params};
-use crate::prune::{FineTuned, Point, PruneLog, Remover, Score, Stop, StopRule, Variant, SCHEMA};
+use crate::prune::{
+    eligible, FineTuned, Point, PruneLog, Remover, Score, Stop, StopRule, Variant, SCHEMA,
+};
 use crate::saliency::{needs_of, observe, score, Inputs};
 use crate::train::{Checkpoint, TrainState, Trainer};
 use crate::{Error, Plan};
@@ -36,7 +38,9 @@ struct State {
 pub(super) struct Iterative<'a> {
     pub plan: &'a Plan,
     pub config: &'a PruneConfig,
-    pub data: &'a Dataset,
+    /// What fine-tuning reads: the training images, and the validation images in the place of
+    /// the test split (the trainer evaluates on its "test" split after every epoch).
+    pub tuning: &'a Dataset,
     /// `[saliency.images]`, for a data-driven criterion.
     pub images: &'a [Batch],
     pub made_from: &'a str,
@@ -71,12 +75,6 @@ impl Iterative<'_> {
         checkpoint: &Path,
         after_epoch: &mut dyn FnMut(&[crate::train::EpochMetrics]) -> Result<(), Error>,
     ) -> Result<Vec<Score>, Error> {
-        // The trainer reports its evaluation split as "test": here it is the validation images.
-        let data = Dataset {
-            train: self.data.train.clone(),
-            validation: self.data.train.empty_like(),
-            test: bench.validation.clone(),
-        };
         let e = &self.plan.experiment;
         let state = match Checkpoint::load(checkpoint, &bench.device) {
             Ok(saved) if saved.graph == *graph && saved.seed == seed => {
@@ -88,7 +86,7 @@ impl Iterative<'_> {
         let settings = crate::fingerprint::Fingerprint::from_pairs([("made_from", self.made_from)]);
         let trainer = Trainer {
             graph,
-            data: &data,
+            data: self.tuning,
             normalizer: &bench.normalizer,
             augment: Augment {
                 crop_padding: e.data.crop_padding,
@@ -178,10 +176,7 @@ impl Iterative<'_> {
                 break stop;
             }
             let scores = self.scores(&graph, &params, variant.criterion)?;
-            let eligible: Vec<bool> = couplings(&graph)?
-                .iter()
-                .map(|c| variant.coupled || (c.producers.len() == 1 && c.consumers.len() == 1))
-                .collect();
+            let eligible = eligible(&couplings(&graph)?, variant.coupled);
             let mut remover = Remover::new(&scores, &eligible, self.config.chunk);
             let chunk = remover.step();
             if chunk == 0 {
@@ -208,7 +203,7 @@ impl Iterative<'_> {
             points.push(measure(bench, &graph, &params, step, chunk)?);
             plans.push(channel_plan);
             save_model(&graph, &params, &step_stem(step), Default::default())?;
-            write_json(
+            crate::atomic_file::write_json(
                 &state_path,
                 &State {
                     schema: SCHEMA,

@@ -21,7 +21,7 @@ use crate::data::{Dataset, Normalizer, Split};
 use crate::eval::{evaluate, measure_speedup, BatchLatency, Model, Protocol};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{couplings, fuse_for_inference, macs, prune, save_model, Graph, Params};
-use crate::prune::{Point, PruneLog, PruneResults, Remover, Score, Variant, SCHEMA};
+use crate::prune::{eligible, Point, PruneLog, PruneResults, Remover, Score, Variant, SCHEMA};
 use crate::saliency::{self, read_scores};
 use crate::stage::{self, Stage, Status};
 use crate::{Error, Plan};
@@ -197,30 +197,41 @@ pub fn prune_stage(
         },
         batch_sizes: e.latency.batch_sizes.clone(),
     };
-    // The iterative schedule scores every step's network: a data-driven criterion reads
-    // `[saliency.images]` each time.
-    let images = match config.schedule {
-        PruneSchedule::Iterative if saliency::needs_of(&config.criteria).activations => data
-            .image_set(
-                e.saliency.image_request(),
-                e.saliency.batch,
-                &bench.normalizer,
-                &device,
-            )?,
-        _ => Vec::new(),
+    // The iterative schedule scores every step's network (a data-driven criterion reads
+    // `[saliency.images]` each time) and fine-tunes it, evaluating on the validation images.
+    let iterative = config.schedule == PruneSchedule::Iterative;
+    let images = match iterative && saliency::needs_of(&config.criteria).activations {
+        true => data.image_set(
+            e.saliency.image_request(),
+            e.saliency.batch,
+            &bench.normalizer,
+            &device,
+        )?,
+        false => Vec::new(),
+    };
+    let tuning = match iterative {
+        true => Dataset {
+            train: data.train.clone(),
+            validation: data.train.empty_like(),
+            test: bench.validation.clone(),
+        },
+        false => Dataset::new(data.train.empty_like(), data.test.empty_like()),
     };
     let found = couplings(graph)?;
     let scores_dir = Stage::Scores.dir(run_dir);
     let digest = made_from.digest();
     let mut variants = Vec::new();
     for &criterion in &config.criteria {
-        let scores =
-            read_scores(&scores_dir, criterion).map_err(|err| Error::Saliency(err.to_string()))?;
+        // The sweep and one-shot schedules rank by the scores stage's scores.
+        let scores = match iterative {
+            true => None,
+            false => Some(
+                read_scores(&scores_dir, criterion)
+                    .map_err(|err| Error::Saliency(err.to_string()))?,
+            ),
+        };
         for &coupled in &config.coupled {
-            let eligible: Vec<bool> = found
-                .iter()
-                .map(|c| coupled || (c.producers.len() == 1 && c.consumers.len() == 1))
-                .collect();
+            let eligible = eligible(&found, coupled);
             let eligible_channels = found
                 .iter()
                 .zip(&eligible)
@@ -237,12 +248,12 @@ pub fn prune_stage(
                 chosen: None,
                 fine_tuned: None,
             };
-            match config.schedule {
-                PruneSchedule::Iterative => {
+            match &scores {
+                None => {
                     let iterative = Iterative {
                         plan,
                         config,
-                        data,
+                        tuning: &tuning,
                         images: &images,
                         made_from: &digest,
                         model_digest,
@@ -250,8 +261,8 @@ pub fn prune_stage(
                     let label = Variant::label(criterion, coupled);
                     iterative.run(&bench, &mut variant, &dir.join(label))?;
                 }
-                _ => {
-                    let remover = Remover::new(&scores, &eligible, config.chunk);
+                Some(scores) => {
+                    let remover = Remover::new(scores, &eligible, config.chunk);
                     run_variant(
                         plan,
                         config,
@@ -318,18 +329,10 @@ fn export(
     batch: usize,
 ) -> Result<(), Error> {
     save_model(graph, params, &dir.join("model"), Default::default())?;
-    write_json(&dir.join("prune_log.json"), log)?;
+    crate::atomic_file::write_json(&dir.join("prune_log.json"), log)?;
     let exported = ExportedPoint {
         point: point.clone(),
         batch,
     };
-    write_json(&dir.join("point.json"), &exported)
-}
-
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Error> {
-    let json = serde_json::to_vec_pretty(value).expect("results serialise");
-    crate::atomic_file::write(path, &json).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::atomic_file::write_json(&dir.join("point.json"), &exported)
 }

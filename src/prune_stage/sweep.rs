@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{export, write_json, Bench};
+use super::{export, Bench};
 use crate::config::{PruneConfig, PruneSchedule};
 use crate::graph::prune;
 use crate::prune::{
@@ -133,7 +133,7 @@ fn read_partial(path: &Path, made_from: &str) -> Option<Vec<Point>> {
 }
 
 fn write_partial(path: &Path, made_from: &str, points: &[Point]) -> Result<(), Error> {
-    write_json(
+    crate::atomic_file::write_json(
         path,
         &Partial {
             schema: SCHEMA,
