@@ -6,6 +6,8 @@
 Accepts what CIFAR training scripts save: a bare state dict, a dict holding it under `net`,
 `state_dict` or `model` (or the key given with --key), or a whole pickled `nn.Module` (then the
 module's class must be importable). The `module.` prefix that DataParallel adds is stripped;
+the torchvision-style names of the DFPC authors' and chenyaofo's ResNets become prunelab's
+(`downsample.` → `shortcut.`, a leading `fc.` → `linear.`; no prunelab model uses the former);
 floating-point tensors are stored as float32. prunelab ignores `num_batches_tracked` and
 reports any other name or shape that does not fit the model it builds.
 
@@ -32,6 +34,13 @@ def find_state_dict(obj, key, torch):
     sys.exit(f"cannot find the state dict; keys: {sorted(obj)} (choose one with --key)")
 
 
+def prunelab_name(name):
+    """The name prunelab gives the tensor `name` of a CIFAR ResNet state dict."""
+    name = name[len("module."):] if name.startswith("module.") else name
+    name = name.replace(".downsample.", ".shortcut.")
+    return "linear." + name[len("fc."):] if name.startswith("fc.") else name
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a .pth/.pt/.t7 file written by torch.save")
@@ -46,11 +55,16 @@ def main():
 
     obj = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     state = find_state_dict(obj, args.key, torch)
+    if isinstance(obj, dict):
+        # What training scripts store beside the weights (pytorch-cifar: acc, epoch).
+        for name, value in sorted(obj.items()):
+            if isinstance(value, (int, float, str)) or (torch.is_tensor(value) and value.numel() == 1):
+                print(f"the checkpoint records {name} = {value.item() if torch.is_tensor(value) else value}")
     tensors = {}
     for name, value in state.items():
         if not torch.is_tensor(value):
             continue
-        name = name[len("module."):] if name.startswith("module.") else name
+        name = prunelab_name(name)
         value = value.detach().float() if value.is_floating_point() else value.detach()
         tensors[name] = value.contiguous()
     save_file(tensors, args.output, metadata={"source": os.path.basename(args.checkpoint)})

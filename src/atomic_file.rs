@@ -42,6 +42,63 @@ pub fn write_with(
     result
 }
 
+/// Lets `produce` fill a temporary folder beside `path`, then renames it to `path`: a killed
+/// writer leaves only a hidden temporary, never a half-filled `path`. Temporaries of `path`
+/// left by processes that no longer run are removed first; a failed `produce` leaves none.
+/// If another writer got there first, its folder is kept and this one dropped.
+pub fn write_dir_with(
+    path: &Path,
+    produce: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent)?;
+    remove_abandoned_temporaries_of(path)?;
+    let temporary = temporary_beside(path);
+    let result = fs::create_dir(&temporary)
+        .and_then(|()| produce(&temporary))
+        .and_then(|()| fs::File::open(&temporary)?.sync_all())
+        .and_then(|()| match fs::rename(&temporary, path) {
+            Err(_) if path.is_dir() => fs::remove_dir_all(&temporary),
+            renamed => renamed,
+        });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&temporary);
+    }
+    result
+}
+
+/// Removes the temporaries of `path` whose writing process is gone.
+fn remove_abandoned_temporaries_of(path: &Path) -> std::io::Result<()> {
+    let Some(parent) = path.parent().filter(|p| p.is_dir()) else {
+        return Ok(());
+    };
+    let prefix = format!(
+        ".{}.",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    for entry in fs::read_dir(parent)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        let running = Path::new("/proc").join(pid).exists();
+        if is_temporary(&name) && !running {
+            let entry = entry.path();
+            if entry.is_dir() {
+                fs::remove_dir_all(entry)?;
+            } else {
+                fs::remove_file(entry)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes the temporaries that killed writers left in `dir` and its subfolders (a run's
 /// stage folders). Only for a folder the caller holds the lock of (see `RunLock`): no other
 /// writer can be using them.

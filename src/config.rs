@@ -18,7 +18,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use data::{DataConfig, DatasetKind, Normalization, SubsetMode, SyntheticConfig};
+pub use data::{
+    DataConfig, DatasetKind, Normalization, NormalizationPreset, PerChannel, SubsetMode,
+    SyntheticConfig,
+};
 pub use latency::LatencyConfig;
 pub use locate::{ConfigError, ConfigErrors};
 pub use model::ModelConfig;

@@ -56,7 +56,7 @@ impl Plan {
         );
         let _ = writeln!(
             s,
-            "augment     crop padding {}, flip {}; normalisation {:?}",
+            "augment     crop padding {}, flip {}; normalisation {}",
             e.data.crop_padding, e.data.flip, e.data.normalization
         );
         let _ = writeln!(

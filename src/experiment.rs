@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub fresh: bool,
     /// `--threads`: overrides the file's thread counts.
     pub threads: Option<usize>,
+    /// `--dry-run`: read what is there, fetch nothing (a missing CIFAR folder is not downloaded).
+    pub dry_run: bool,
 }
 
 /// What a finished run reports.
@@ -169,7 +171,8 @@ pub(crate) fn device(choice: DeviceChoice) -> Result<Device, Error> {
     }
 }
 
-/// Checks everything the run will read, writing nothing: the device, the data, the weights
+/// Checks everything the run will read, writing nothing but a dataset it downloads (never on a
+/// dry run): the device, the data, the weights
 /// file, and an existing checkpoint (which must have been made from the same settings, unless
 /// `fresh`).
 pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
@@ -182,7 +185,11 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
         )));
     }
     let device = device(e.device)?;
-    let data = e.data.load(e.synthetic(), e.seed)?;
+    let data = if options.dry_run {
+        e.data.read(e.synthetic(), e.seed)?
+    } else {
+        e.data.load(e.synthetic(), e.seed)?
+    };
     if saliency::needs_of(&e.saliency.criteria).activations {
         data.image_count(e.saliency.image_request())?;
     }

@@ -85,6 +85,7 @@ fn run(args: &RunArgs) -> Result<(), prunelab::Error> {
         &RunOptions {
             fresh: args.fresh,
             threads: args.threads,
+            dry_run: args.dry_run,
         },
     )?;
     println!("{}", plan.describe(&prepared));

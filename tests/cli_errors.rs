@@ -155,9 +155,10 @@ fn usage_errors_exit_with_2() {
 
 #[test]
 fn every_shipped_experiment_is_valid() {
-    // `--dry-run` checks the data too: where a dataset is not installed (CIFAR cannot be
-    // downloaded here), the only complaint allowed is the missing data folder; where an
-    // experiment prunes the model another one trains, the missing weights file.
+    // `--dry-run` checks the data too, and downloads nothing: where a dataset is not
+    // installed, the only complaint allowed is the missing data folder; where an
+    // experiment prunes the model another one trains, or a public checkpoint (under
+    // weights/), the missing weights file.
     let results = tempfile::tempdir().unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -167,7 +168,8 @@ fn every_shipped_experiment_is_valid() {
         let plan = String::from_utf8_lossy(&out.stdout);
         let data_absent =
             stderr.starts_with("error: data.dir: ") && stderr.contains(" not found: ");
-        let weights_absent = stderr.starts_with("error: model.weights: results/")
+        let weights_absent = (stderr.starts_with("error: model.weights: results/")
+            || stderr.starts_with("error: model.weights: weights/"))
             && stderr.contains(" does not exist");
         assert!(
             out.status.success()

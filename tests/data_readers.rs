@@ -100,11 +100,13 @@ fn a_truncated_cifar_file_is_named_in_the_error() {
 
 #[test]
 fn a_missing_cifar_folder_says_where_it_looked_and_how_to_get_the_data() {
-    let err = load("dataset = \"cifar10\"\ndir = \"/nonexistent/cifar\"")
+    let err = load("dataset = \"cifar10\"\ndir = \"/nonexistent/cifar\"\ndownload = false")
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("/nonexistent/cifar") && err.contains("scripts/get_data.sh"),
+        err.starts_with("data.download: is false")
+            && err.contains("/nonexistent/cifar")
+            && err.contains("scripts/get_data.sh"),
         "{err}"
     );
     let dir = tempfile::tempdir().unwrap();

@@ -41,6 +41,11 @@ pub struct DataConfig {
     /// Seed of the validation draw. Default 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub validation_seed: u64,
+    /// CIFAR-10/100 only: when `dir` does not exist, download the dataset from the Hugging Face
+    /// hub and convert it into the binary layout there. Default true. How the files were got
+    /// does not change them, so it is not part of any fingerprint.
+    #[serde(default, skip_serializing)]
+    pub download: Option<bool>,
     /// `[data.synthetic]`: sizes of the generated dataset; only with `dataset = "synthetic"`.
     pub synthetic: Option<SyntheticConfig>,
 }
@@ -54,13 +59,86 @@ pub enum DatasetKind {
     Synthetic,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// `[data] normalization`: a preset name, or the per-channel constants themselves as
+/// `{ mean = [...], std = [...] }` (in [0, 1] pixel units, one value per channel).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
 pub enum Normalization {
-    #[default]
+    Preset(NormalizationPreset),
+    PerChannel(PerChannel),
+}
+
+impl Default for Normalization {
+    fn default() -> Self {
+        Normalization::Preset(NormalizationPreset::Dataset)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormalizationPreset {
+    /// The dataset's own training-set mean and population standard deviation.
     Dataset,
+    /// The CIFAR-10 constants pytorch-cifar (kuangliu) trained with; its std values are not
+    /// the population std.
+    Kuangliu,
+    /// The ImageNet constants, which the public DFPC CIFAR checkpoints expect.
     Imagenet,
     None,
+}
+
+impl NormalizationPreset {
+    /// The name an experiment file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            NormalizationPreset::Dataset => "dataset",
+            NormalizationPreset::Kuangliu => "kuangliu",
+            NormalizationPreset::Imagenet => "imagenet",
+            NormalizationPreset::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerChannel {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+// A string is a preset and a table the constants; serde's untagged enums would answer a typo
+// with "did not match any variant", so the two cases are told apart here.
+impl<'de> Deserialize<'de> for Normalization {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{value::MapAccessDeserializer, IntoDeserializer, MapAccess, Visitor};
+        struct Either;
+        impl<'de> Visitor<'de> for Either {
+            type Value = Normalization;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "\"dataset\", \"kuangliu\", \"imagenet\", \"none\" or { mean = [...], std = [...] }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Normalization, E> {
+                NormalizationPreset::deserialize(name.into_deserializer())
+                    .map(Normalization::Preset)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Normalization, A::Error> {
+                PerChannel::deserialize(MapAccessDeserializer::new(map))
+                    .map(Normalization::PerChannel)
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
+}
+
+impl std::fmt::Display for Normalization {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Normalization::Preset(preset) => f.write_str(preset.name()),
+            Normalization::PerChannel(c) => write!(f, "mean {:?}, std {:?}", c.mean, c.std),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +178,13 @@ impl Default for SyntheticConfig {
     }
 }
 
+fn channel_count(channels: usize) -> String {
+    match channels {
+        1 => "1 channel".into(),
+        n => format!("{n} channels"),
+    }
+}
+
 fn default_true() -> bool {
     true
 }
@@ -132,6 +217,13 @@ impl DataConfig {
             fail(
                 "data.synthetic",
                 "only applies to dataset = \"synthetic\"".into(),
+            );
+        }
+        let cifar = matches!(self.dataset, DatasetKind::Cifar10 | DatasetKind::Cifar100);
+        if let (false, Some(_)) = (cifar, self.download) {
+            fail(
+                "data.download",
+                "only applies to dataset = \"cifar10\" or \"cifar100\"".into(),
             );
         }
         if synthetic && self.dir.is_some() {
@@ -216,13 +308,53 @@ impl DataConfig {
                 ),
             );
         }
-        if self.normalization == Normalization::Imagenet
-            && self.dataset == DatasetKind::FashionMnist
-        {
-            fail(
+        self.normalization_problems(info.channels, fail);
+    }
+
+    fn normalization_problems(&self, channels: usize, fail: &mut impl FnMut(&str, String)) {
+        match &self.normalization {
+            Normalization::Preset(
+                preset @ (NormalizationPreset::Imagenet | NormalizationPreset::Kuangliu),
+            ) if channels != 3 => fail(
                 "data.normalization",
-                "\"imagenet\" needs RGB images; fashion-mnist has one channel".into(),
-            );
+                format!(
+                    "\"{}\" needs RGB images; {} has {}",
+                    preset.name(),
+                    self.dataset.label(),
+                    channel_count(channels)
+                ),
+            ),
+            Normalization::PerChannel(PerChannel { mean, std }) => {
+                for (key, values) in [
+                    ("data.normalization.mean", mean),
+                    ("data.normalization.std", std),
+                ] {
+                    if values.len() != channels {
+                        fail(
+                            key,
+                            format!(
+                                "has {} values, but {} has {}: one value per channel",
+                                values.len(),
+                                self.dataset.label(),
+                                channel_count(channels)
+                            ),
+                        );
+                    }
+                }
+                if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
+                    fail(
+                        "data.normalization.mean",
+                        format!("must be finite (got {m})"),
+                    );
+                }
+                if let Some(s) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                    fail(
+                        "data.normalization.std",
+                        format!("every value must be finite and > 0 (got {s})"),
+                    );
+                }
+            }
+            Normalization::Preset(_) => {}
         }
     }
 }

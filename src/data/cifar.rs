@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{read_file, DataError, Dataset, Split};
 
-const PIXELS: usize = 3 * 32 * 32;
+pub(super) const PIXELS: usize = 3 * 32 * 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
@@ -15,7 +15,7 @@ pub enum Variant {
 }
 
 impl Variant {
-    fn files(self) -> (&'static [&'static str], &'static str) {
+    pub(super) fn files(self) -> (&'static [&'static str], &'static str) {
         match self {
             Variant::Cifar10 => (
                 &[
@@ -32,21 +32,21 @@ impl Variant {
     }
 
     /// CIFAR-100 records carry the coarse label then the fine one; we use the fine label.
-    fn label_bytes(self) -> usize {
+    pub(super) fn label_bytes(self) -> usize {
         match self {
             Variant::Cifar10 => 1,
             Variant::Cifar100 => 2,
         }
     }
 
-    fn classes(self) -> usize {
+    pub(super) fn classes(self) -> usize {
         match self {
             Variant::Cifar10 => 10,
             Variant::Cifar100 => 100,
         }
     }
 
-    fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Variant::Cifar10 => "CIFAR-10",
             Variant::Cifar100 => "CIFAR-100",

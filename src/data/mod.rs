@@ -2,6 +2,10 @@
 
 mod batch;
 mod cifar;
+#[cfg(feature = "download")]
+pub mod download;
+#[cfg(feature = "download")]
+mod hub_cifar;
 mod idx;
 mod image_set;
 mod synthetic;
@@ -12,8 +16,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 pub use batch::{epoch_rng, shuffled, Augment, Batch, Batcher, Normalizer};
+pub use cifar::Variant as CifarVariant;
 
-use crate::config::{DataConfig, DatasetKind, Normalization, SubsetMode, SyntheticConfig};
+use crate::config::{
+    DataConfig, DatasetKind, Normalization, NormalizationPreset, PerChannel, SubsetMode,
+    SyntheticConfig,
+};
 
 /// One split of a dataset: `images` is `[N, C, H, W]` row-major `u8`, `labels` is `[N]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +63,17 @@ pub enum DataError {
         path: PathBuf,
         hint: &'static str,
     },
+    #[error("data.dir: {dataset} not found: {} does not exist, and downloading it failed: {reason}\n  {}\n  ([data] download = false skips the download.)", path.display(), CIFAR_HINT)]
+    DownloadFailed {
+        dataset: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("data.download: is false, and {dataset} is not in {}: the folder does not exist.\n  {}\n  (Or set [data] download = true to download it there.)", path.display(), CIFAR_HINT)]
+    DownloadOff {
+        dataset: &'static str,
+        path: PathBuf,
+    },
     #[error("data.dir: {} is a file, not a folder; set it to the folder holding the {dataset} files", path.display())]
     NotAFolder {
         dataset: &'static str,
@@ -75,6 +94,11 @@ pub enum DataError {
 const CIFAR_HINT: &str =
     "Download it with `scripts/get_data.sh cifar10` (or cifar100) on a machine with internet, \
      or set [data] dir to the folder holding the binary files.";
+/// A folder is only missing after `load` on a dry run, which downloads nothing.
+const CIFAR_DRY_RUN_HINT: &str =
+    "A run without --dry-run downloads it there ([data] download = true, the default); or \
+     download it with `scripts/get_data.sh cifar10` (or cifar100), or set [data] dir to the \
+     folder holding the binary files.";
 const FASHION_HINT: &str = "Install it with `scripts/get_data.sh fashion-mnist` (on Debian: \
      `apt-get install dataset-fashion-mnist`), or set [data] dir to the folder of the idx files.";
 
@@ -110,6 +134,9 @@ impl DatasetKind {
 }
 
 const IMAGENET: (&[f32], &[f32]) = (&[0.485, 0.456, 0.406], &[0.229, 0.224, 0.225]);
+/// The CIFAR-10 constants of pytorch-cifar's training script (kuangliu): the mean is the
+/// dataset's, the std values are not its population std (0.2470, 0.2435, 0.2616).
+const KUANGLIU: (&[f32], &[f32]) = (&[0.4914, 0.4822, 0.4465], &[0.2023, 0.1994, 0.2010]);
 
 impl DataConfig {
     /// The folder the files are read from.
@@ -148,18 +175,32 @@ impl DataConfig {
 
     /// The normaliser for this dataset and setting.
     pub fn normalizer(&self) -> Normalizer {
-        let (mean, std) = match self.normalization {
-            Normalization::Dataset => self.dataset.statistics(),
-            Normalization::Imagenet => IMAGENET,
-            Normalization::None => {
+        let (mean, std) = match &self.normalization {
+            Normalization::Preset(NormalizationPreset::Dataset) => self.dataset.statistics(),
+            Normalization::Preset(NormalizationPreset::Kuangliu) => KUANGLIU,
+            Normalization::Preset(NormalizationPreset::Imagenet) => IMAGENET,
+            Normalization::Preset(NormalizationPreset::None) => {
                 return Normalizer::identity(self.info(SyntheticConfig::default()).channels)
             }
+            Normalization::PerChannel(PerChannel { mean, std }) => (&mean[..], &std[..]),
         };
         Normalizer::new(mean, std)
     }
 
-    /// Reads (or generates) both splits and applies the subsets.
+    /// Reads (or generates) both splits and applies the subsets, after downloading a missing
+    /// CIFAR folder as `[data] download` allows.
     pub fn load(&self, synthetic: SyntheticConfig, seed: u64) -> Result<Dataset, DataError> {
+        if let Some(variant) = self.cifar_variant() {
+            let dir = self.resolved_dir();
+            if !dir.exists() && self.download != Some(false) {
+                self.fetch_cifar(variant, &dir)?;
+            }
+        }
+        self.read(synthetic, seed)
+    }
+
+    /// [`load`](Self::load) without downloading anything.
+    pub fn read(&self, synthetic: SyntheticConfig, seed: u64) -> Result<Dataset, DataError> {
         let dir = self.resolved_dir();
         let check_dir = |hint| {
             if dir.is_dir() {
@@ -178,13 +219,16 @@ impl DataConfig {
             }
         };
         let mut data = match self.dataset {
-            DatasetKind::Cifar10 => {
-                check_dir(CIFAR_HINT)?;
-                cifar::load(&dir, cifar::Variant::Cifar10, CIFAR_HINT)?
-            }
-            DatasetKind::Cifar100 => {
-                check_dir(CIFAR_HINT)?;
-                cifar::load(&dir, cifar::Variant::Cifar100, CIFAR_HINT)?
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
+                let variant = self.cifar_variant().expect("a CIFAR dataset");
+                if self.download == Some(false) && !dir.exists() {
+                    return Err(DataError::DownloadOff {
+                        dataset: variant.label(),
+                        path: dir,
+                    });
+                }
+                check_dir(CIFAR_DRY_RUN_HINT)?;
+                cifar::load(&dir, variant, CIFAR_HINT)?
             }
             DatasetKind::FashionMnist => {
                 check_dir(FASHION_HINT)?;
@@ -214,6 +258,33 @@ impl DataConfig {
             data.validation = validation;
         }
         Ok(data)
+    }
+}
+
+impl DataConfig {
+    fn cifar_variant(&self) -> Option<cifar::Variant> {
+        match self.dataset {
+            DatasetKind::Cifar10 => Some(cifar::Variant::Cifar10),
+            DatasetKind::Cifar100 => Some(cifar::Variant::Cifar100),
+            _ => None,
+        }
+    }
+
+    /// Downloads CIFAR into `dir`, which does not exist.
+    fn fetch_cifar(&self, variant: cifar::Variant, dir: &Path) -> Result<(), DataError> {
+        let dataset = self.dataset.label();
+        #[cfg(feature = "download")]
+        let fetched = download::download(variant, dir);
+        #[cfg(not(feature = "download"))]
+        let fetched = Err::<(), _>(format!(
+            "this build cannot download {} (built without the `download` feature)",
+            variant.label()
+        ));
+        fetched.map_err(|reason| DataError::DownloadFailed {
+            dataset,
+            path: dir.to_path_buf(),
+            reason,
+        })
     }
 }
 
@@ -357,6 +428,36 @@ fn read_file(path: &Path, dataset: &'static str, hint: &'static str) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Experiment;
+
+    fn normalizer_of(data: &str) -> Normalizer {
+        let text = format!("[data]\n{data}\n[model]\narch = \"resnet20\"\n");
+        Experiment::parse(Path::new("x.toml"), &text)
+            .unwrap()
+            .data
+            .normalizer()
+    }
+
+    #[test]
+    fn the_kuangliu_preset_is_pytorch_cifars_constants() {
+        let kuangliu = normalizer_of("dataset = \"cifar10\"\nnormalization = \"kuangliu\"");
+        let expected = Normalizer::new(&[0.4914, 0.4822, 0.4465], &[0.2023, 0.1994, 0.2010]);
+        assert_eq!(kuangliu, expected);
+        // Its std is not the population std that "dataset" uses.
+        assert_ne!(normalizer_of("dataset = \"cifar10\""), expected);
+    }
+
+    #[test]
+    fn explicit_constants_are_used_as_given() {
+        let given = normalizer_of(
+            "dataset = \"cifar100\"\nnormalization = { mean = [0.5, 0.25, 0.0], std = [0.5, 1.0, 2.0] }",
+        );
+        assert_eq!(given, Normalizer::new(&[0.5, 0.25, 0.0], &[0.5, 1.0, 2.0]));
+        let table = normalizer_of(
+            "dataset = \"fashion-mnist\"\n[data.normalization]\nmean = [0.25]\nstd = [0.5]",
+        );
+        assert_eq!(table, Normalizer::new(&[0.25], &[0.5]));
+    }
 
     #[test]
     fn a_held_out_split_is_seeded_disjoint_and_keeps_file_order() {
