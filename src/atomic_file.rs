@@ -46,6 +46,7 @@ pub fn write_with(
 /// writer leaves only a hidden temporary, never a half-filled `path`. Temporaries of `path`
 /// left by processes that no longer run are removed first; a failed `produce` leaves none.
 /// If another writer got there first, its folder is kept and this one dropped.
+#[cfg(feature = "download")]
 pub fn write_dir_with(
     path: &Path,
     produce: impl FnOnce(&Path) -> std::io::Result<()>,
@@ -71,6 +72,7 @@ pub fn write_dir_with(
 }
 
 /// Removes the temporaries of `path` whose writing process is gone.
+#[cfg(feature = "download")]
 fn remove_abandoned_temporaries_of(path: &Path) -> std::io::Result<()> {
     let Some(parent) = path.parent().filter(|p| p.is_dir()) else {
         return Ok(());
