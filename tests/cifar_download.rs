@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::SerializedFileReader;
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::parser::parse_message_type;
 use prunelab::data::download::install;
-use prunelab::data::{CifarVariant, Dataset};
+use prunelab::data::{CifarVariant, DataError, Dataset};
 use prunelab::Experiment;
 
 /// A picture whose rows, columns and colours all differ: red follows the row, green the
@@ -83,30 +83,29 @@ fn write_parquet(path: &Path, rows: &[Row]) {
         .iter()
         .map(|r| ByteArray::from(r.png.clone()))
         .collect();
-    let mut column = group.next_column().unwrap().unwrap();
-    column
-        .typed::<ByteArrayType>()
-        .write_batch(&bytes, Some(&vec![2; n]), None)
-        .unwrap();
-    column.close().unwrap();
-    // `path` is null: its struct is present (level 1), the value is not.
-    let mut column = group.next_column().unwrap().unwrap();
-    column
-        .typed::<ByteArrayType>()
-        .write_batch(&[], Some(&vec![1; n]), None)
-        .unwrap();
-    column.close().unwrap();
-    for (k, _) in label_names.iter().enumerate() {
+    // Definition levels: 2 for a present `img.bytes`; `path` is null (level 1: its struct is
+    // present, the value is not); 1 for a present label.
+    write_column::<ByteArrayType>(&mut group, &bytes, &vec![2; n]);
+    write_column::<ByteArrayType>(&mut group, &[], &vec![1; n]);
+    for k in 0..label_names.len() {
         let values: Vec<i64> = rows.iter().map(|r| r.labels[k].1).collect();
-        let mut column = group.next_column().unwrap().unwrap();
-        column
-            .typed::<Int64Type>()
-            .write_batch(&values, Some(&vec![1; n]), None)
-            .unwrap();
-        column.close().unwrap();
+        write_column::<Int64Type>(&mut group, &values, &vec![1; n]);
     }
     group.close().unwrap();
     writer.close().unwrap();
+}
+
+fn write_column<T: DataType>(
+    group: &mut SerializedRowGroupWriter<'_, File>,
+    values: &[T::T],
+    definitions: &[i16],
+) {
+    let mut column = group.next_column().unwrap().unwrap();
+    column
+        .typed::<T>()
+        .write_batch(values, Some(definitions), None)
+        .unwrap();
+    column.close().unwrap();
 }
 
 fn reader(path: &Path) -> SerializedFileReader<File> {
@@ -150,12 +149,24 @@ fn hub_files(dir: &Path, variant: CifarVariant, corrupt: impl Fn(&mut Vec<Row>))
     files.into_iter().map(|(path, _)| path).collect()
 }
 
-fn load(dataset: &str, dir: &Path) -> Dataset {
+/// Writes the hub's files of `variant` (after `corrupt`) and installs them as `dir`.
+fn install_hub_files(
+    work: &Path,
+    variant: CifarVariant,
+    dir: &Path,
+    corrupt: impl Fn(&mut Vec<Row>),
+) -> Result<(), String> {
+    let files = hub_files(work, variant, corrupt);
+    let readers: Vec<_> = files.iter().map(|p| reader(p)).collect();
+    install(variant, &readers, dir)
+}
+
+fn load(dataset: &str, dir: &Path) -> Result<Dataset, DataError> {
     let text = format!(
         "[data]\ndataset = {dataset:?}\ndir = {dir:?}\ndownload = false\n[model]\narch = \"resnet8\"\n"
     );
     let e = Experiment::parse(Path::new("test.toml"), &text).unwrap();
-    e.data.load(e.synthetic(), e.seed).unwrap()
+    e.data.load(e.synthetic(), e.seed)
 }
 
 fn entries(dir: &Path) -> Vec<String> {
@@ -170,14 +181,8 @@ fn entries(dir: &Path) -> Vec<String> {
 #[test]
 fn cifar10_from_the_hub_lands_in_the_binary_layout_rows_columns_and_planes_in_place() {
     let work = tempfile::tempdir().unwrap();
-    let files = hub_files(work.path(), CifarVariant::Cifar10, |_| {});
     let dir = work.path().join("data/cifar-10-batches-bin");
-    install(
-        CifarVariant::Cifar10,
-        &files.iter().map(|p| reader(p)).collect::<Vec<_>>(),
-        &dir,
-    )
-    .unwrap();
+    install_hub_files(work.path(), CifarVariant::Cifar10, &dir, |_| {}).unwrap();
     assert_eq!(
         entries(&dir),
         [
@@ -194,7 +199,7 @@ fn cifar10_from_the_hub_lands_in_the_binary_layout_rows_columns_and_planes_in_pl
     assert_eq!(first.len(), 10_000 * 3073);
     assert_eq!(first[0], 0);
     assert_eq!(&first[1..3073], &planes(&asymmetric(1))[..]);
-    let data = load("cifar10", &dir);
+    let data = load("cifar10", &dir).unwrap();
     assert_eq!((data.train.len(), data.test.len()), (50_000, 10_000));
     assert_eq!(data.train.image(0), &planes(&asymmetric(1))[..]);
     assert_eq!(data.train.image(49_999), &planes(&asymmetric(2))[..]);
@@ -211,20 +216,14 @@ fn cifar10_from_the_hub_lands_in_the_binary_layout_rows_columns_and_planes_in_pl
 #[test]
 fn cifar100_keeps_the_fine_label_and_writes_the_coarse_one_before_it() {
     let work = tempfile::tempdir().unwrap();
-    let files = hub_files(work.path(), CifarVariant::Cifar100, |_| {});
     let dir = work.path().join("cifar-100-binary");
-    install(
-        CifarVariant::Cifar100,
-        &files.iter().map(|p| reader(p)).collect::<Vec<_>>(),
-        &dir,
-    )
-    .unwrap();
+    install_hub_files(work.path(), CifarVariant::Cifar100, &dir, |_| {}).unwrap();
     assert_eq!(entries(&dir), ["test.bin", "train.bin"]);
     let train = std::fs::read(dir.join("train.bin")).unwrap();
     let record = 2 + 3072;
     // Record 123: coarse 123 % 20 = 3, fine 23.
     assert_eq!(&train[123 * record..123 * record + 2], &[3, 23]);
-    let data = load("cifar100", &dir);
+    let data = load("cifar100", &dir).unwrap();
     let fine: Vec<u8> = (0..50_000).map(|i| (i % 100) as u8).collect();
     assert_eq!(data.train.labels, fine);
     assert_eq!(data.train.classes, 100);
@@ -258,29 +257,15 @@ fn a_conversion_that_fails_half_way_leaves_nothing_behind() {
         ),
     ];
     for (message, corrupt) in cases {
-        let files = hub_files(work.path(), CifarVariant::Cifar10, corrupt);
-        let readers: Vec<_> = files.iter().map(|p| reader(p)).collect();
-        let err = install(CifarVariant::Cifar10, &readers, &dir).unwrap_err();
+        let err = install_hub_files(work.path(), CifarVariant::Cifar10, &dir, corrupt).unwrap_err();
         assert!(err.contains(message), "{err}");
         assert!(!dir.exists());
         // The abandoned temporary is not a dataset a run would read.
-        let text = "[data]\ndataset = \"cifar10\"\ndownload = false\n[model]\narch = \"resnet8\"\n";
-        let e = Experiment::parse(
-            Path::new("t.toml"),
-            &text.replace("[model]", &format!("dir = {dir:?}\n[model]")),
-        )
-        .unwrap();
-        assert!(e.data.load(e.synthetic(), e.seed).is_err());
+        assert!(load("cifar10", &dir).is_err());
     }
     // A conversion that fails leaves only what it found; a good one clears the abandoned one.
     assert_eq!(entries(&parent), [".cifar-10-batches-bin.999999999-0.tmp"]);
-    let files = hub_files(work.path(), CifarVariant::Cifar10, |_| {});
-    install(
-        CifarVariant::Cifar10,
-        &files.iter().map(|p| reader(p)).collect::<Vec<_>>(),
-        &dir,
-    )
-    .unwrap();
+    install_hub_files(work.path(), CifarVariant::Cifar10, &dir, |_| {}).unwrap();
     assert_eq!(entries(&parent), ["cifar-10-batches-bin"]);
 }
 
