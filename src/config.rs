@@ -191,8 +191,8 @@ impl Experiment {
             }
         }
         if let Some(prune) = &self.prune {
-            let validation = self.data.info(self.synthetic()).validation;
-            prune.problems(&self.saliency.criteria, validation, &mut fail);
+            let info = self.data.info(self.synthetic());
+            prune.problems(&self.saliency.criteria, &info, &mut fail);
         }
         if let Some(correlation) = &self.correlation {
             correlation.problems(&mut fail);

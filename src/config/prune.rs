@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::saliency::CriterionName;
 use super::train::ScheduleKind;
 use super::MAX_BATCH;
+use crate::data::DatasetInfo;
 
 /// `[prune]`: the pruning stage. Every schedule ranks channels by a criterion of `[saliency]`
 /// across all eligible DFCs, removes them physically, and evaluates the pruned graph in its
@@ -78,6 +79,10 @@ pub struct FineTune {
     /// `"cosine"` (default), `"step"` (×0.1 at half the epochs) or `"constant"`.
     #[serde(default)]
     pub final_schedule: ScheduleKind,
+    /// Training images every fine-tuning epoch reads: a draw of this many seeded by the
+    /// experiment's `seed`, the same draw for every step and the final fine-tune. Default: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<usize>,
 }
 
 impl Default for FineTune {
@@ -182,14 +187,15 @@ fn is_fraction(value: f64) -> bool {
 }
 
 impl PruneConfig {
-    /// The rules serde cannot check. `scored` is `[saliency] criteria`; `validation` the
-    /// number of held-out images.
+    /// The rules serde cannot check. `scored` is `[saliency] criteria`; `data` the dataset's
+    /// split sizes.
     pub(super) fn problems(
         &self,
         scored: &[CriterionName],
-        validation: usize,
+        data: &DatasetInfo,
         fail: &mut impl FnMut(&str, String),
     ) {
+        let validation = data.validation;
         if validation == 0 {
             fail(
                 "prune",
@@ -286,11 +292,11 @@ impl PruneConfig {
             ),
             _ => {}
         }
-        self.fine_tune_problems(fail);
+        self.fine_tune_problems(data.train, fail);
     }
 
     /// The rules of `[prune.fine_tune]`.
-    fn fine_tune_problems(&self, fail: &mut impl FnMut(&str, String)) {
+    fn fine_tune_problems(&self, train: usize, fail: &mut impl FnMut(&str, String)) {
         let Some(f) = &self.fine_tune else { return };
         if self.schedule != PruneSchedule::Iterative {
             fail(
@@ -312,6 +318,12 @@ impl PruneConfig {
             fail(
                 "prune.fine_tune.final_lr",
                 format!("must be in (0, 10] (got {})", f.final_lr),
+            );
+        }
+        if let Some(n) = f.images.filter(|&n| n == 0 || n > train) {
+            fail(
+                "prune.fine_tune.images",
+                format!("must be in 1..={train}, the training images (got {n})"),
             );
         }
         if f.final_epochs > 100_000 {

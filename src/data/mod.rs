@@ -374,15 +374,39 @@ impl Split {
                 ),
             });
         }
+        let is_drawn = self.drawn(n, seed);
+        let (drawn, rest): (Vec<usize>, Vec<usize>) = (0..self.len()).partition(|&i| is_drawn[i]);
+        Ok((self.take(&rest), self.take(&drawn)))
+    }
+
+    /// `n` images drawn at random from `seed`, in file order: the images `hold_out` would hold
+    /// out, and all of them when `n` is the split's size. `key` names the setting that asks.
+    pub fn draw(
+        &self,
+        n: usize,
+        seed: u64,
+        key: &'static str,
+        source: &str,
+    ) -> Result<Split, DataError> {
+        if n > self.len() {
+            return Err(DataError::Subset {
+                key,
+                message: format!("draws {n} images, but {source} holds {}", self.len()),
+            });
+        }
+        let is_drawn = self.drawn(n, seed);
+        let drawn: Vec<usize> = (0..self.len()).filter(|&i| is_drawn[i]).collect();
+        Ok(self.take(&drawn))
+    }
+
+    /// Which images a seeded draw of `n` (at most the split's size) takes.
+    fn drawn(&self, n: usize, seed: u64) -> Vec<bool> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut drawn = rand::seq::index::sample(&mut rng, self.len(), n).into_vec();
-        drawn.sort_unstable();
         let mut is_drawn = vec![false; self.len()];
-        for &i in &drawn {
+        for i in rand::seq::index::sample(&mut rng, self.len(), n) {
             is_drawn[i] = true;
         }
-        let rest: Vec<usize> = (0..self.len()).filter(|&i| !is_drawn[i]).collect();
-        Ok((self.take(&rest), self.take(&drawn)))
+        is_drawn
     }
 
     /// The images at `indices`, in that order.
@@ -480,5 +504,10 @@ mod tests {
         assert_eq!(data.train.hold_out(50, 3, "here").unwrap().1, drawn);
         assert_ne!(data.train.hold_out(50, 4, "here").unwrap().1, drawn);
         assert!(data.train.hold_out(200, 3, "here").is_err());
+        let train = &data.train;
+        assert_eq!(train.draw(50, 3, "key", "here").unwrap(), drawn);
+        assert_eq!(train.draw(train.len(), 3, "key", "here").unwrap(), *train);
+        let too_many = train.draw(train.len() + 1, 3, "key", "here").unwrap_err();
+        assert!(too_many.to_string().contains("key"), "{too_many}");
     }
 }

@@ -171,12 +171,13 @@ pub fn prune_stage(
     let graph = &plan.graph;
     let device = params.device();
     let validation = match config.eval_images {
-        Some(n) if n < data.validation.len() => {
-            data.validation
-                .hold_out(n, config.eval_seed, "the validation split")?
-                .1
-        }
-        _ => data.validation.clone(),
+        Some(n) => data.validation.draw(
+            n,
+            config.eval_seed,
+            "prune.eval_images",
+            "the validation split",
+        )?,
+        None => data.validation.clone(),
     };
     let bench = Bench {
         graph,
@@ -211,7 +212,13 @@ pub fn prune_stage(
     };
     let tuning = match iterative {
         true => Dataset {
-            train: data.train.clone(),
+            train: match config.fine_tuning().images {
+                Some(n) => {
+                    data.train
+                        .draw(n, e.seed, "prune.fine_tune.images", "the training split")?
+                }
+                None => data.train.clone(),
+            },
             validation: data.train.empty_like(),
             test: bench.validation.clone(),
         },

@@ -1,7 +1,8 @@
 //! Does a criterion that ranks channels closer to the oracle also prune better? At equal
-//! budgets — a sweep's step k removes the same number of channels whatever the criterion — the
-//! accuracy each criterion's network reached, beside Spearman's ρ across the criteria between
-//! their ρ with the oracle (all layers) and that accuracy.
+//! budgets — step k of a schedule removes the same number of channels whatever the criterion —
+//! the accuracy each criterion's network reached, beside Spearman's ρ across the criteria between
+//! their ρ with the oracle (all layers) and that accuracy. For a sweep, right after pruning; for
+//! the iterative schedule, after each step's fine-tune and after the final fine-tune.
 
 use std::path::Path;
 
@@ -9,19 +10,22 @@ use polars::prelude::*;
 
 use super::text::{latex_escape, latex_table, markdown_table};
 use super::{write_csv, ReportError};
+use crate::config::PruneSchedule;
 use crate::eval::{spearman, Study};
-use crate::prune::{PruneResults, Variant};
+use crate::prune::{Point, PruneResults, Variant};
 
-/// Most budgets shown per coupled setting.
+/// Most steps shown per coupled setting.
 const ROWS: usize = 12;
 
-/// One budget: a step, for one coupled setting.
+/// One budget: a step, for one coupled setting, and what the accuracy was measured after.
+#[derive(Debug, PartialEq)]
 struct Budget {
     coupled: bool,
     step: usize,
     /// Channels removed, as a fraction of all channels.
     removed: f64,
-    /// Per criterion (in `criteria` order), the validation accuracy reached.
+    after: &'static str,
+    /// Per criterion (in `criteria` order), the accuracy reached.
     accuracy: Vec<f64>,
     /// Spearman ρ across the criteria between oracle ρ and accuracy.
     rho: f64,
@@ -42,8 +46,14 @@ fn criteria(study: &Study, results: &PruneResults) -> Vec<(String, f64)> {
     out
 }
 
-fn budgets(study: &Study, results: &PruneResults) -> (Vec<(String, f64)>, Vec<Budget>) {
-    let criteria = criteria(study, results);
+/// The budgets every criterion of `criteria` (name, oracle ρ) reached, per coupled setting:
+/// up to [`ROWS`] steps, then the final fine-tune's last and best epoch where there was one.
+fn budgets(criteria: &[(String, f64)], results: &PruneResults) -> Vec<Budget> {
+    let oracle: Vec<f64> = criteria.iter().map(|(_, rho)| *rho).collect();
+    let step_after = match results.schedule {
+        PruneSchedule::Iterative => "step fine-tune (validation)",
+        PruneSchedule::Sweep | PruneSchedule::OneShot => "pruning (validation)",
+    };
     let mut rows = Vec::new();
     for coupled in [true, false] {
         let variants: Vec<&Variant> = criteria
@@ -58,6 +68,26 @@ fn budgets(study: &Study, results: &PruneResults) -> (Vec<(String, f64)>, Vec<Bu
         if variants.len() != criteria.len() || variants.len() < 2 {
             continue;
         }
+        let all = variants[0].points[0].channels as f64;
+        // A row only where every criterion's network has the same channels left.
+        let mut row =
+            |step: usize, after: &'static str, points: &[&Point], score: fn(&Point) -> f64| {
+                if points.len() == variants.len()
+                    && points.iter().all(|p| p.channels == points[0].channels)
+                {
+                    let accuracy: Vec<f64> = points.iter().map(|p| score(p)).collect();
+                    rows.push(Budget {
+                        coupled,
+                        step,
+                        removed: 1.0 - points[0].channels as f64 / all,
+                        after,
+                        rho: spearman(&oracle, &accuracy),
+                        accuracy,
+                    });
+                }
+            };
+        let validation = |p: &Point| p.validation.map_or(f64::NAN, |s| s.accuracy);
+        let test = |p: &Point| p.test.map_or(f64::NAN, |s| s.accuracy);
         // Steps every variant took, with a validation accuracy.
         let last = variants
             .iter()
@@ -66,36 +96,38 @@ fn budgets(study: &Study, results: &PruneResults) -> (Vec<(String, f64)>, Vec<Bu
             .unwrap_or(0);
         let every = last.div_ceil(ROWS).max(1);
         for step in (every..last).step_by(every) {
-            let points: Vec<_> = variants.iter().filter_map(|v| v.point(step)).collect();
-            if points.len() != variants.len() {
-                continue;
-            }
-            let all = variants[0].points[0].channels as f64;
-            let accuracy: Vec<f64> = points
-                .iter()
-                .map(|p| p.validation.map_or(f64::NAN, |s| s.accuracy))
-                .collect();
-            let oracle: Vec<f64> = criteria.iter().map(|(_, rho)| *rho).collect();
-            rows.push(Budget {
-                coupled,
-                step,
-                removed: 1.0 - points[0].channels as f64 / all,
-                rho: spearman(&oracle, &accuracy),
-                accuracy,
-            });
+            let points: Vec<&Point> = variants.iter().filter_map(|v| v.point(step)).collect();
+            row(step, step_after, &points, validation);
+        }
+        let tuned: Vec<_> = variants
+            .iter()
+            .filter_map(|v| v.fine_tuned.as_ref())
+            .collect();
+        let chosen: Vec<usize> = variants.iter().filter_map(|v| v.chosen).collect();
+        if tuned.len() == variants.len() && chosen.iter().all(|&c| c == chosen[0]) {
+            let last: Vec<&Point> = tuned.iter().map(|t| &t.last).collect();
+            row(chosen[0], "final fine-tune, last epoch (test)", &last, test);
+            let best: Vec<&Point> = tuned.iter().map(|t| &t.best).collect();
+            row(chosen[0], "final fine-tune, best epoch (test)", &best, test);
         }
     }
-    (criteria, rows)
+    rows
 }
 
 /// Writes `budgets.md`, `budgets.tex` and `budgets.csv` into `dir`, when the results hold a
-/// sweep with at least two criteria the study compared.
+/// schedule of at least two criteria the study compared.
 pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Result<(), ReportError> {
-    let (criteria, rows) = budgets(study, results);
+    let criteria = criteria(study, results);
+    let rows = budgets(&criteria, results);
     if rows.is_empty() {
         return Ok(());
     }
-    let mut header = vec!["coupled".to_string(), "step".into(), "removed %".into()];
+    let mut header = vec![
+        "coupled".to_string(),
+        "step".into(),
+        "removed %".into(),
+        "accuracy after".into(),
+    ];
     header.extend(criteria.iter().map(|(n, rho)| format!("{n} (ρ {rho:.2})")));
     header.push("ρ(oracle ρ, acc.)".into());
     let cells: Vec<Vec<String>> = rows
@@ -105,6 +137,7 @@ pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Resul
                 if b.coupled { "on" } else { "off" }.to_string(),
                 b.step.to_string(),
                 format!("{:.1}", 100.0 * b.removed),
+                b.after.to_string(),
             ];
             row.extend(b.accuracy.iter().map(|a| format!("{:.2}", 100.0 * a)));
             row.push(if b.rho.is_nan() {
@@ -115,11 +148,20 @@ pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Resul
             row
         })
         .collect();
+    let tuning = match results.schedule {
+        PruneSchedule::Iterative => {
+            "after each step's fine-tune, on the validation images, and after the final \
+             fine-tune, on the test set"
+        }
+        PruneSchedule::Sweep | PruneSchedule::OneShot => {
+            "right after pruning, without fine-tuning, on the validation images"
+        }
+    };
     let note = format!(
-        "{}: validation accuracy (%) after pruning to equal budgets (a sweep's step removes the \
-         same number of channels for every criterion), without fine-tuning. In brackets each \
-         criterion's Spearman ρ with the oracle over all layers; last column: Spearman ρ across \
-         the {} criteria between that ρ and the accuracy reached.",
+        "{}: accuracy (%) after pruning to equal budgets (a step removes the same number of \
+         channels for every criterion), {tuning}. In brackets each criterion's Spearman ρ with \
+         the oracle over all layers; last column: Spearman ρ across the {} criteria between that \
+         ρ and the accuracy reached.",
         results.name,
         criteria.len()
     );
@@ -158,6 +200,10 @@ pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Resul
             "removed".into(),
             rows.iter().map(|b| b.removed).collect::<Vec<_>>(),
         ),
+        Column::new(
+            "after".into(),
+            rows.iter().map(|b| b.after).collect::<Vec<_>>(),
+        ),
     ];
     for (i, (name, _)) in criteria.iter().enumerate() {
         columns.push(Column::new(
@@ -174,4 +220,176 @@ pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Resul
         message: e.to_string(),
     })?;
     write_csv(&mut table, &dir.join("budgets.csv"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CriterionName;
+    use crate::prune::{FineTuned, Score, Stop};
+
+    fn point(step: usize, channels: usize, validation: f64, test: Option<f64>) -> Point {
+        let score = |accuracy| Score {
+            accuracy,
+            loss: 1.0 - accuracy,
+        };
+        Point {
+            step,
+            chunk: 100 - channels,
+            channels,
+            parameters: 10 * channels,
+            macs: 100 * channels as u64,
+            validation: Some(score(validation)),
+            test: test.map(score),
+            latency: Vec::new(),
+            model: None,
+        }
+    }
+
+    /// A variant stepping through `channels` with `accuracy`, fine-tuned to `tuned` (last, best
+    /// test accuracy) after its last step when given.
+    fn variant(
+        criterion: CriterionName,
+        channels: &[usize],
+        accuracy: &[f64],
+        tuned: Option<(f64, f64)>,
+    ) -> Variant {
+        let points: Vec<Point> = channels
+            .iter()
+            .zip(accuracy)
+            .enumerate()
+            .map(|(step, (&c, &a))| point(step, c, a, None))
+            .collect();
+        let chosen = points.len() - 1;
+        let at_chosen = |test| point(chosen, channels[chosen], accuracy[chosen], Some(test));
+        Variant {
+            criterion,
+            coupled: true,
+            eligible_channels: channels[0],
+            stop: Stop::Target,
+            headline: Vec::new(),
+            chosen: tuned.map(|_| chosen),
+            fine_tuned: tuned.map(|(last, best)| FineTuned {
+                epochs: Vec::new(),
+                best_epoch: 1,
+                last: at_chosen(last),
+                best: at_chosen(best),
+            }),
+            points,
+        }
+    }
+
+    fn results(schedule: PruneSchedule, variants: Vec<Variant>) -> PruneResults {
+        PruneResults {
+            schema: crate::prune::SCHEMA,
+            name: "hand".into(),
+            arch: "resnet20".into(),
+            dataset: "fashion-mnist".into(),
+            schedule,
+            chunk: 0.1,
+            validation_images: 10,
+            test_images: 10,
+            batch: 4,
+            device: "cpu".into(),
+            threads: 1,
+            variants,
+        }
+    }
+
+    fn oracle() -> Vec<(String, f64)> {
+        vec![
+            ("taylor".into(), 0.7),
+            ("l1".into(), 0.3),
+            ("random".into(), 0.0),
+        ]
+    }
+
+    #[test]
+    fn a_sweep_correlates_oracle_rho_with_the_accuracy_right_after_pruning() {
+        let channels = [100, 90, 81, 73];
+        let r = results(
+            PruneSchedule::Sweep,
+            vec![
+                variant(
+                    CriterionName::Taylor,
+                    &channels,
+                    &[0.9, 0.9, 0.8, 0.7],
+                    None,
+                ),
+                variant(CriterionName::L1, &channels, &[0.9, 0.8, 0.5, 0.6], None),
+                variant(
+                    CriterionName::Random,
+                    &channels,
+                    &[0.9, 0.7, 0.6, 0.1],
+                    None,
+                ),
+            ],
+        );
+        let rows = budgets(&oracle(), &r);
+        // Every step but the unpruned one; step 2 by hand (taylor > l1 < random): ρ between
+        // [3, 2, 1] and [3, 1, 2] is 1 − 6·2 / (3·8) = 0.5.
+        assert_eq!(rows.iter().map(|b| b.step).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!((rows[0].step, rows[0].after), (1, "pruning (validation)"));
+        assert!((rows[0].removed - 0.1).abs() < 1e-12);
+        assert_eq!(rows[0].accuracy, vec![0.9, 0.8, 0.7]);
+        assert!((rows[0].rho - 1.0).abs() < 1e-12);
+        assert!((rows[1].rho - 0.5).abs() < 1e-12, "{}", rows[1].rho);
+        assert!((rows[2].removed - 0.27).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_iterative_schedule_adds_the_final_fine_tune_on_the_test_set() {
+        let channels = [100, 95, 90];
+        let r = results(
+            PruneSchedule::Iterative,
+            vec![
+                variant(
+                    CriterionName::Taylor,
+                    &channels,
+                    &[0.9, 0.9, 0.9],
+                    Some((0.8, 0.85)),
+                ),
+                variant(
+                    CriterionName::L1,
+                    &channels,
+                    &[0.9, 0.85, 0.8],
+                    Some((0.82, 0.84)),
+                ),
+                variant(
+                    CriterionName::Random,
+                    &channels,
+                    &[0.9, 0.8, 0.7],
+                    Some((0.7, 0.75)),
+                ),
+            ],
+        );
+        let rows = budgets(&oracle(), &r);
+        let after: Vec<_> = rows.iter().map(|b| (b.step, b.after)).collect();
+        assert_eq!(
+            after,
+            vec![
+                (1, "step fine-tune (validation)"),
+                (2, "step fine-tune (validation)"),
+                (2, "final fine-tune, last epoch (test)"),
+                (2, "final fine-tune, best epoch (test)"),
+            ]
+        );
+        assert_eq!(rows[2].accuracy, vec![0.8, 0.82, 0.7]);
+        assert!((rows[2].rho - 0.5).abs() < 1e-12);
+        assert_eq!(rows[3].accuracy, vec![0.85, 0.84, 0.75]);
+        assert!((rows[3].rho - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn steps_with_unequal_budgets_are_left_out() {
+        let r = results(
+            PruneSchedule::Sweep,
+            vec![
+                variant(CriterionName::Taylor, &[100, 90, 80, 70], &[0.9; 4], None),
+                variant(CriterionName::L1, &[100, 90, 81, 70], &[0.9; 4], None),
+            ],
+        );
+        let steps: Vec<_> = budgets(&oracle()[..2], &r).iter().map(|b| b.step).collect();
+        assert_eq!(steps, vec![1, 3]);
+    }
 }
