@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::experiment::{Plan, Prepared, Start};
+use crate::config::{PruneConfig, PruneSchedule, Target};
+use crate::experiment::{Plan, Prepared, PruneCost, Start};
 use crate::saliency::{self, Needs};
 use crate::stage::Status;
 
@@ -133,29 +134,61 @@ impl Plan {
             );
             let _ = writeln!(s, "stage correlation {}", stage_line(status, what));
         }
-        if let (Some(p), Some((status, step))) = (&e.prune, &prepared.prune) {
-            let variants = p.criteria.len() * p.coupled.len();
-            let names: Vec<&str> = p.criteria.iter().map(|c| c.as_str()).collect();
-            let coupled: Vec<&str> = p
-                .coupled
-                .iter()
-                .map(|&c| if c { "on" } else { "off" })
-                .collect();
-            // Steps of a chunk c remove the fraction 1 - (1 - c)^k in k steps.
-            let half = (0.5f64.ln() / (1.0 - p.chunk).ln()).ceil();
-            let what = format!(
-                "{:?} schedule with {} (coupled {}): {variants} variants in steps of {}% of the channels left, each step a validation pass of about {step:.1} s here; a variant that removes half the channels takes {half:.0} steps, about {:.0} s, plus testing and timing its reported points",
-                p.schedule,
-                names.join(", "),
-                coupled.join(" and "),
-                100.0 * p.chunk,
-                half * step
+        if let (Some(p), Some((status, cost))) = (&e.prune, &prepared.prune) {
+            let _ = writeln!(
+                s,
+                "stage prune  {}",
+                stage_line(status, prune_line(p, cost))
             );
-            let _ = writeln!(s, "stage prune  {}", stage_line(status, what));
         }
         let _ = write!(s, "outputs     {}", self.out_dir.display());
         s
     }
+}
+
+/// What the prune stage does and about how long its steps take.
+fn prune_line(p: &PruneConfig, cost: &PruneCost) -> String {
+    let variants = p.criteria.len() * p.coupled.len();
+    let names: Vec<&str> = p.criteria.iter().map(|c| c.as_str()).collect();
+    let coupled: Vec<&str> = p
+        .coupled
+        .iter()
+        .map(|&c| if c { "on" } else { "off" })
+        .collect();
+    // Steps of a chunk c remove the fraction 1 - (1 - c)^k in k steps.
+    let steps_to = |fraction: f64| (1.0 - fraction).ln() / (1.0 - p.chunk).ln();
+    let (goal, steps) = match p.target() {
+        Some(Target::Channels(f)) if p.schedule == PruneSchedule::Iterative => (
+            format!("{:.0}% of the channels", 100.0 * f),
+            steps_to(f).ceil(),
+        ),
+        _ => ("half the channels".to_string(), steps_to(0.5).ceil()),
+    };
+    let mut step = format!("a validation pass of about {:.1} s", cost.validation_pass);
+    let mut per_step = cost.validation_pass;
+    let mut after = "plus testing and timing its reported points".to_string();
+    if let Some(epoch) = cost.fine_tune_epoch {
+        let f = p.fine_tuning();
+        per_step += f.step_lrs.len() as f64 * (epoch + cost.validation_pass);
+        let _ = write!(
+            step,
+            " and {} fine-tuning epochs of about {epoch:.0} s each",
+            f.step_lrs.len()
+        );
+        after = format!(
+            "then a final fine-tune of {} epochs, about {:.0} s, and testing and timing",
+            f.final_epochs,
+            f.final_epochs as f64 * (epoch + cost.validation_pass)
+        );
+    }
+    format!(
+        "{:?} schedule with {} (coupled {}): {variants} variants in steps of {}% of the channels left, each step {step}; a variant that removes {goal} takes {steps:.0} steps, about {:.0} s, {after}",
+        p.schedule,
+        names.join(", "),
+        coupled.join(" and "),
+        100.0 * p.chunk,
+        steps * per_step
+    )
 }
 
 /// A stage's line in the plan: skipped, rerun (naming what changed) or run as `what` says.

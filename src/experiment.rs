@@ -16,9 +16,9 @@ use std::time::Instant;
 
 use candle_core::Device;
 
-use crate::config::{DeviceChoice, Experiment};
+use crate::config::{DeviceChoice, Experiment, PruneSchedule};
 use crate::correlation_stage::{correlation_fingerprint, correlation_stage, CorrelationOutcome};
-use crate::data::{Dataset, DatasetInfo};
+use crate::data::{Batch, Dataset, DatasetInfo};
 use crate::fingerprint::Fingerprint;
 use crate::graph::{Graph, Params};
 use crate::model_source::{check_is_file, initial_params, model_stem};
@@ -29,7 +29,7 @@ use crate::run_lock::RunLock;
 use crate::saliency;
 use crate::scoring::{self, ScoresOutcome};
 use crate::stage::{self, Stage, Status};
-use crate::train::{checkpoint_path, Checkpoint};
+use crate::train::{checkpoint_path, train_step, Checkpoint, Sgd, SgdConfig};
 use crate::Error;
 
 /// A validated experiment resolved into what will run.
@@ -79,8 +79,8 @@ pub struct Prepared {
     pub oracle: Option<(Status, OracleCost)>,
     /// Where the correlation stage stands, when `[oracle]` is present.
     pub correlation: Option<Status>,
-    /// Where the prune stage stands, and the time of one validation pass, with `[prune]`.
-    pub prune: Option<(Status, f64)>,
+    /// Where the prune stage stands, and what its steps cost, with `[prune]`.
+    pub prune: Option<(Status, PruneCost)>,
     /// Threads that time latency (`--threads`, else `[latency] threads`, else `threads`, else
     /// every core).
     pub latency_threads: usize,
@@ -90,6 +90,14 @@ pub struct Prepared {
 pub struct OracleCost {
     pub estimate: OracleEstimate,
     pub seconds: f64,
+}
+
+/// What one step of the prune stage costs at the speed measured on this machine.
+pub struct PruneCost {
+    /// A validation pass.
+    pub validation_pass: f64,
+    /// An iterative schedule's fine-tuning epoch.
+    pub fine_tune_epoch: Option<f64>,
 }
 
 /// Where training starts.
@@ -267,8 +275,20 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
                 .eval_images
                 .unwrap_or(data.validation.len())
                 .min(data.validation.len());
-            let step = images as f64 * seconds_per_image(plan, config.batch, &device)?;
-            Some((stage::status(&plan.out_dir, Stage::Prune, &made_from), step))
+            let validation_pass = images as f64 * seconds_per_image(plan, config.batch, &device)?;
+            let fine_tune_epoch = match config.schedule {
+                PruneSchedule::Iterative => {
+                    let images = config.fine_tuning().images.unwrap_or(data.train.len());
+                    let rows = e.train.batch_size.min(images);
+                    Some(images as f64 * seconds_per_training_image(plan, rows, &device)?)
+                }
+                PruneSchedule::Sweep | PruneSchedule::OneShot => None,
+            };
+            let cost = PruneCost {
+                validation_pass,
+                fine_tune_epoch,
+            };
+            Some((stage::status(&plan.out_dir, Stage::Prune, &made_from), cost))
         }
         None => None,
     };
@@ -303,6 +323,32 @@ fn seconds_per_image(plan: &Plan, rows: usize, device: &Device) -> Result<f64, E
     .map_err(crate::graph::GraphError::from)?;
     let started = Instant::now();
     crate::graph::forward(&plan.graph, &params, &x, crate::graph::Mode::EVAL)?;
+    Ok(started.elapsed().as_secs_f64() / rows as f64)
+}
+
+/// Seconds per image of a training step (forward, backward, update) on `rows` blank images.
+fn seconds_per_training_image(plan: &Plan, rows: usize, device: &Device) -> Result<f64, Error> {
+    let d = &plan.dataset;
+    let mut params = Params::init(&plan.graph, 0, device)?;
+    let tensor =
+        |t: candle_core::Result<candle_core::Tensor>| t.map_err(crate::graph::GraphError::from);
+    let batch = Batch {
+        images: tensor(candle_core::Tensor::zeros(
+            (rows, d.channels, d.size, d.size),
+            candle_core::DType::F32,
+            device,
+        ))?,
+        labels: tensor(candle_core::Tensor::zeros(
+            rows,
+            candle_core::DType::U32,
+            device,
+        ))?,
+    };
+    let mut sgd = Sgd::new(SgdConfig::of(&plan.experiment.train));
+    // The first step also allocates what later steps reuse.
+    train_step(&plan.graph, &mut params, &mut sgd, &batch, 0.0)?;
+    let started = Instant::now();
+    train_step(&plan.graph, &mut params, &mut sgd, &batch, 0.0)?;
     Ok(started.elapsed().as_secs_f64() / rows as f64)
 }
 

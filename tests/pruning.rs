@@ -345,12 +345,21 @@ fn pruning_needs_a_validation_split_and_scored_criteria() {
     assert!(err.contains("taylor is not scored"), "{err}");
 }
 
-const ITERATIVE: &str = "[saliency]\ncriteria = [\"l1\", \"taylor\"]\n\n[saliency.images]\ncount = 64\n\n[latency]\nbatch_sizes = [4]\nwarmup = 1\nrepeats = 2\n\n[prune]\nschedule = \"iterative\"\ncriteria = [\"taylor\"]\ncoupled = [true]\nchunk = 0.1\n\n[prune.target]\nchannels = 0.25\n\n[prune.fine_tune]\nstep_lrs = [1e-3, 1e-4]\nfinal_epochs = 2\n";
+const ITERATIVE: &str = "[saliency]\ncriteria = [\"l1\", \"taylor\"]\n\n[saliency.images]\ncount = 64\n\n[latency]\nbatch_sizes = [4]\nwarmup = 1\nrepeats = 2\n\n[prune]\nschedule = \"iterative\"\ncriteria = [\"taylor\"]\ncoupled = [true]\nchunk = 0.1\n\n[prune.target]\nchannels = 0.25\n\n[prune.fine_tune]\nstep_lrs = [1e-3, 1e-4]\nfinal_epochs = 2\nimages = 200\n";
 
 #[test]
 fn a_killed_iterative_schedule_resumes_to_the_same_final_model() {
     let dir = tempfile::tempdir().unwrap();
     let config = experiment(dir.path(), "iterative", ITERATIVE);
+    // The plan counts the fine-tuning in: 0.9³ < 0.75 < 0.9², two epochs per step, then two.
+    let plan = ok(prunelab(&[config.as_os_str(), "--dry-run".as_ref()], None));
+    for expected in [
+        "2 fine-tuning epochs of about",
+        "removes 25% of the channels takes 3 steps",
+        "a final fine-tune of 2 epochs",
+    ] {
+        assert!(plan.contains(expected), "{expected:?} not in {plan}");
+    }
     let (killed, whole) = (dir.path().join("killed"), dir.path().join("whole"));
     // Killed after the second step, then in the final fine-tune's second epoch.
     for crash in ["prune-step:2", "after-checkpoint:2"] {

@@ -39,23 +39,15 @@ impl TrainState {
     pub fn fresh(config: &TrainConfig) -> Self {
         Self {
             history: Vec::new(),
-            sgd: Sgd::new(sgd_config(config)),
+            sgd: Sgd::new(SgdConfig::of(config)),
         }
     }
 
     pub fn resumed(config: &TrainConfig, checkpoint: Checkpoint) -> Self {
         Self {
             history: checkpoint.history,
-            sgd: Sgd::with_state(sgd_config(config), checkpoint.momentum),
+            sgd: Sgd::with_state(SgdConfig::of(config), checkpoint.momentum),
         }
-    }
-}
-
-fn sgd_config(t: &TrainConfig) -> SgdConfig {
-    SgdConfig {
-        momentum: t.momentum,
-        nesterov: t.nesterov,
-        weight_decay: t.weight_decay,
     }
 }
 

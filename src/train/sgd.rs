@@ -22,6 +22,17 @@ pub struct SgdConfig {
     pub weight_decay: f64,
 }
 
+impl SgdConfig {
+    /// `[train]`'s optimizer settings.
+    pub fn of(t: &crate::config::TrainConfig) -> Self {
+        Self {
+            momentum: t.momentum,
+            nesterov: t.nesterov,
+            weight_decay: t.weight_decay,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Sgd {
     config: SgdConfig,
