@@ -79,6 +79,7 @@ pub fn model_stage(
     let trainer = Trainer {
         graph: &plan.graph,
         data,
+        evaluated_on: "test",
         normalizer: &normalizer,
         augment: Augment {
             crop_padding: e.data.crop_padding,

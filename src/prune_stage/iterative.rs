@@ -87,6 +87,7 @@ impl Iterative<'_> {
         let trainer = Trainer {
             graph,
             data: self.tuning,
+            evaluated_on: "validation",
             normalizer: &bench.normalizer,
             augment: Augment {
                 crop_padding: e.data.crop_padding,

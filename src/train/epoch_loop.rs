@@ -18,6 +18,9 @@ use crate::graph::{non_finite, Graph, Params};
 pub struct Trainer<'a> {
     pub graph: &'a Graph,
     pub data: &'a Dataset,
+    /// What `data.test` is called in the log: `"test"`, or `"validation"` where held-out
+    /// training images stand in for it.
+    pub evaluated_on: &'static str,
     pub normalizer: &'a Normalizer,
     pub augment: Augment,
     pub device: &'a Device,
@@ -64,13 +67,16 @@ impl Trainer<'_> {
         after_epoch: &mut AfterEpoch<'_>,
     ) -> Result<Vec<EpochMetrics>, TrainError> {
         let schedule = Schedule::new(self.config);
-        let mut progress = Progress::new(self.config.epochs);
+        let mut progress = Progress::new(self.config.epochs, self.evaluated_on);
         for epoch in state.history.len()..self.config.epochs {
             let lr = schedule.lr(epoch);
             let metrics = self.epoch(epoch, lr, params, &mut state.sgd, &mut progress)?;
             // Nothing non-finite reaches a checkpoint: the last one written stays the last good one.
             if !(metrics.test_loss.is_finite() && metrics.train_loss.is_finite()) {
-                let what = format!("the test loss became {}", metrics.test_loss);
+                let what = format!(
+                    "the {} loss became {}",
+                    self.evaluated_on, metrics.test_loss
+                );
                 return Err(self.diverged(epoch, what, lr));
             }
             let tensors = params.tensors();

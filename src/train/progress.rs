@@ -10,13 +10,15 @@ use super::EpochMetrics;
 pub struct Progress {
     bar: Option<ProgressBar>,
     epochs: usize,
+    /// The evaluated split's name.
+    evaluated_on: &'static str,
     epoch: usize,
     steps: usize,
 }
 
 impl Progress {
     /// A bar when stdout is a terminal, log lines on stderr otherwise.
-    pub fn new(epochs: usize) -> Self {
+    pub fn new(epochs: usize, evaluated_on: &'static str) -> Self {
         let bar = std::io::stdout().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             let style =
@@ -30,6 +32,7 @@ impl Progress {
         Self {
             bar,
             epochs,
+            evaluated_on,
             epoch: 0,
             steps: 0,
         }
@@ -73,11 +76,12 @@ impl Progress {
 
     pub fn finish_epoch(&self, m: &EpochMetrics) {
         let line = format!(
-            "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | lr {:.5} | {:.0} img/s | {:.1}s",
+            "epoch {}/{}: train loss {:.4} acc {:.2}% | {} loss {:.4} acc {:.2}% | lr {:.5} | {:.0} img/s | {:.1}s",
             m.epoch,
             self.epochs,
             m.train_loss,
             100.0 * m.train_accuracy,
+            self.evaluated_on,
             m.test_loss,
             100.0 * m.test_accuracy,
             m.lr,
