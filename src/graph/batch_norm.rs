@@ -9,15 +9,16 @@
 //! ∂L/∂β = Σ dy,  ∂L/∂γ = Σ dy·x̂,  ∂L/∂x = γ·s·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)
 //! ```
 //!
-//! with sums over the M = N·H·W values of a channel. Sums run in f64, channel by channel in a
-//! fixed order, so results do not depend on thread scheduling.
+//! with sums over the M = N·H·W values of a channel. Sums run in f64 over eight interleaved
+//! running sums (so that they vectorise), channel by channel in a fixed order, so results do not
+//! depend on thread scheduling.
 
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
 };
 use rayon::prelude::*;
 
-use super::channelwise::{contiguous, dims, per_channel_sums};
+use super::channelwise::{contiguous, dims, lane_sum, lane_sum_pairs, per_channel_sums};
 
 /// Per-channel batch statistics of `[N, C, H, W]`.
 #[derive(Debug, Clone)]
@@ -95,15 +96,10 @@ impl CustomOp1 for StatsOp {
         let x = contiguous(storage, layout)?;
         let shape @ (n, c, hw) = dims(layout)?;
         let count = (n * hw) as f64;
-        let sums = per_channel_sums(shape, |_, at| {
-            [x[at..at + hw].iter().map(|&v| v as f64).sum()]
-        });
+        let sums = per_channel_sums(shape, |_, at| [lane_sum(&x[at..at + hw], f64::from)]);
         let mean: Vec<f64> = sums.iter().map(|s| s[0] / count).collect();
         let squares = per_channel_sums(shape, |ch, at| {
-            [x[at..at + hw]
-                .iter()
-                .map(|&v| (v as f64 - mean[ch]).powi(2))
-                .sum()]
+            [lane_sum(&x[at..at + hw], |v| (v as f64 - mean[ch]).powi(2))]
         });
         let mut out: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
         out.extend(squares.iter().map(|s| (s[0] / count) as f32));
@@ -206,12 +202,8 @@ impl CustomOp2 for GradSumsOp<'_> {
         let sums = per_channel_sums(shape, |ch, at| {
             let (mean, s) = (op.mean[ch], op.inv_std[ch]);
             let (xr, dr) = (&x[at..at + hw], &dy[at..at + hw]);
-            let sum_dy: f64 = dr.iter().map(|&d| d as f64).sum();
-            let sum_dy_xhat: f64 = xr
-                .iter()
-                .zip(dr)
-                .map(|(&v, &d)| (d * (v - mean) * s) as f64)
-                .sum();
+            let sum_dy = lane_sum(dr, f64::from);
+            let sum_dy_xhat = lane_sum_pairs(xr, dr, |v, d| (d * (v - mean) * s) as f64);
             [sum_dy, sum_dy_xhat]
         });
         let mut out: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();

@@ -36,6 +36,31 @@ pub(super) fn per_channel_sums<const K: usize>(
         .collect()
 }
 
+/// Running sums [`lane_sum_pairs`] keeps: enough independent adds to fill the vector units.
+const LANES: usize = 8;
+
+/// Σ f(a[i], b[i]) in f64 over [`LANES`] interleaved running sums, added together in a fixed
+/// order at the end: deterministic like one running sum, but the adds vectorise.
+pub(super) fn lane_sum_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let (a_lanes, b_lanes) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = (a_lanes.remainder().iter().zip(b_lanes.remainder()))
+        .map(|(&x, &y)| f(x, y))
+        .sum();
+    let mut lanes = [0.0f64; LANES];
+    for (x, y) in a_lanes.zip(b_lanes) {
+        for l in 0..LANES {
+            lanes[l] += f(x[l], y[l]);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// Σ f(a[i]) as [`lane_sum_pairs`] adds it.
+pub(super) fn lane_sum(a: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    lane_sum_pairs(a, a, |x, _| f(x))
+}
+
 /// `x + b` with `b` (`[C]`) added to every position of channel c; differentiable in both.
 pub fn add_channel_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !x.device().is_cpu() || x.dtype() != DType::F32 || x.rank() != 4 {
@@ -93,9 +118,7 @@ impl candle_core::CustomOp1 for ChannelSum {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous(storage, layout)?;
         let shape @ (_, c, hw) = dims(layout)?;
-        let sums = per_channel_sums(shape, |_, at| {
-            [x[at..at + hw].iter().map(|&v| v as f64).sum()]
-        });
+        let sums = per_channel_sums(shape, |_, at| [lane_sum(&x[at..at + hw], f64::from)]);
         Ok((
             CpuStorage::F32(sums.iter().map(|s| s[0] as f32).collect()),
             Shape::from(c),
@@ -159,5 +182,35 @@ impl CustomOp2 for ReluGrad {
                     .for_each(|(o, (&d, &y))| *o = if y > 0.0 { d } else { 0.0 });
             });
         Ok((CpuStorage::F32(dx), dl.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_sums_equal_one_running_sum_at_every_length() {
+        // Values whose products are exact in f64: every order of adding gives the same sum.
+        for len in [0, 1, 7, 8, 9, 63, 1000] {
+            let a: Vec<f32> = (0..len).map(|i| (i % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..len).map(|i| (i % 5) as f32 * 0.5).collect();
+            let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            assert_eq!(lane_sum_pairs(&a, &b, |x, y| x as f64 * y as f64), exact);
+            assert_eq!(
+                lane_sum(&a, f64::from),
+                a.iter().map(|&x| x as f64).sum::<f64>()
+            );
+        }
+        // Arbitrary values: within f64 rounding of one running sum.
+        let a: Vec<f32> = (0..4099)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 + 0.1)
+            .collect();
+        let running: f64 = a.iter().map(|&x| (x as f64).powi(2)).sum();
+        let lanes = lane_sum(&a, |x| (x as f64).powi(2));
+        assert!(
+            (lanes - running).abs() <= 1e-12 * running,
+            "{lanes} vs {running}"
+        );
     }
 }

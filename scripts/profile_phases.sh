@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Where a training step's time goes: records `prunelab bench` on one model with call graphs
+# (perf, DWARF unwinding) and prints the share of samples per phase (scripts/profile_phases.py).
+#   scripts/profile_phases.sh [model=resnet20] [threads=2] [seconds=6]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:-resnet20}; threads=${2:-2}; seconds=${3:-6}
+command -v perf > /dev/null || { echo "perf is not installed (Debian: linux-perf)" >&2; exit 1; }
+cargo build --release -q
+data=$(mktemp)
+trap 'rm -f "$data"' EXIT
+perf record -q -F 499 --call-graph dwarf,16384 -o "$data" \
+    ./target/release/prunelab bench --models "$model" --threads "$threads" --seconds "$seconds" --warmup 1 --min-runs 3 > /dev/null
+perf script -i "$data" -F tid,time,ip,sym 2> /dev/null | python3 scripts/profile_phases.py
