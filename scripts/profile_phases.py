@@ -3,7 +3,9 @@
 `prunelab bench` recorded with call graphs (see scripts/profile_phases.sh).
 
 Only the training part of the run is counted: from the first to the last sample whose stack
-holds `train_step` (the bench trains before it times inference), on every thread. A sample
+holds `train_step` (the bench trains before it times inference), on every thread, less its
+first seconds (argument 1, default 2.5), in which the first steps touch fresh memory: page
+faults that steady training does not have. A sample
 belongs to the phase of the first frame, from the leaf up, that names one (so time spent
 allocating, or waiting, inside a phase counts as allocating or waiting), except that tensor ops
 run by BatchNorm or by the SGD update count as theirs.
@@ -88,7 +90,10 @@ def main():
     training = [t for _, t, f in all_samples if any("train_step" in s for s in f)]
     if not training:
         sys.exit("no sample holds train_step: record `prunelab bench` with call graphs")
-    first, last = min(training), max(training)
+    skip = float(sys.argv[1]) if len(sys.argv) > 1 else 2.5
+    first, last = min(training) + skip, max(training)
+    if first >= last:
+        sys.exit(f"training lasted less than the {skip} s skipped: record a longer run")
     counts = collections.Counter()
     conv = collections.Counter()
     for _, time, frames in all_samples:
@@ -99,7 +104,7 @@ def main():
         if phase.startswith("conv "):
             conv[part_of(frames)] += 1
     total = sum(counts.values())
-    print(f"{total} samples over {last - first:.1f} s of training\n")
+    print(f"{total} samples over {last - first:.1f} s of training, after the first {skip} s\n")
     print("| phase | share of samples |")
     print("|---|---|")
     for name in dict.fromkeys([n for n, _ in PHASES] + ["other"]):

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Where a training step's time goes: records `prunelab bench` on one model with call graphs
 # (perf, DWARF unwinding) and prints the share of samples per phase (scripts/profile_phases.py).
-#   scripts/profile_phases.sh [model=resnet20] [threads=2] [seconds=6]
+#   scripts/profile_phases.sh [model=resnet20] [threads=2] [seconds=8]
+# (seconds: the bench's least time per measurement; the first 2.5 s of training, its warm-up,
+# are not counted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=${1:-resnet20}; threads=${2:-2}; seconds=${3:-6}
+model=${1:-resnet20}; threads=${2:-2}; seconds=${3:-8}
 command -v perf > /dev/null || { echo "perf is not installed (Debian: linux-perf)" >&2; exit 1; }
 cargo build --release -q
 data=$(mktemp)
