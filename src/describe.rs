@@ -159,7 +159,7 @@ fn prune_line(p: &PruneConfig, cost: &PruneCost) -> String {
     let steps_to = |fraction: f64| (1.0 - fraction).ln() / (1.0 - p.chunk).ln();
     let (goal, steps) = match p.target() {
         Some(Target::Channels(f)) if p.schedule == PruneSchedule::Iterative => (
-            format!("{:.0}% of the channels", 100.0 * f),
+            format!("{:.0}% of the eligible channels", 100.0 * f),
             steps_to(f).ceil(),
         ),
         _ => ("half the channels".to_string(), steps_to(0.5).ceil()),

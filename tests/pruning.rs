@@ -355,7 +355,7 @@ fn a_killed_iterative_schedule_resumes_to_the_same_final_model() {
     let plan = ok(prunelab(&[config.as_os_str(), "--dry-run".as_ref()], None));
     for expected in [
         "2 fine-tuning epochs of about",
-        "removes 25% of the channels takes 3 steps",
+        "removes 25% of the eligible channels takes 3 steps",
         "a final fine-tune of 2 epochs",
     ] {
         assert!(plan.contains(expected), "{expected:?} not in {plan}");
