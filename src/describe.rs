@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{PruneConfig, PruneSchedule, Target};
-use crate::experiment::{Plan, Prepared, PruneCost, Start};
+use crate::config::{OracleConfig, PruneConfig, PruneSchedule, Target};
+use crate::experiment::{OracleCost, Plan, Prepared, PruneCost, Start};
 use crate::saliency::{self, Needs};
 use crate::stage::Status;
 
@@ -112,17 +112,9 @@ impl Plan {
         let _ = writeln!(s, "stage model  {model}");
         let _ = writeln!(s, "stage scores {scores}");
         if let (Some(o), Some((status, cost))) = (&e.oracle, &prepared.oracle) {
-            let what = format!(
-                "{} images ({} split, seed {}), tiles of {} channels: {} suffix runs and {} prefix runs, the work of {:.0} one-image forward passes, about {:.0} s here",
-                cost.estimate.images,
-                o.images.split.label(),
-                o.images.seed,
-                o.tile,
-                cost.estimate.suffix_runs,
-                cost.estimate.prefix_runs,
-                cost.estimate.image_passes,
-                cost.seconds
-            );
+            let what = cost
+                .as_ref()
+                .map_or_else(String::new, |c| oracle_line(o, c));
             let _ = writeln!(s, "stage oracle {}", stage_line(status, what));
         }
         if let (Some(c), Some(status)) = (e.correlation(), &prepared.correlation) {
@@ -135,15 +127,27 @@ impl Plan {
             let _ = writeln!(s, "stage correlation {}", stage_line(status, what));
         }
         if let (Some(p), Some((status, cost))) = (&e.prune, &prepared.prune) {
-            let _ = writeln!(
-                s,
-                "stage prune  {}",
-                stage_line(status, prune_line(p, cost))
-            );
+            let what = cost.as_ref().map_or_else(String::new, |c| prune_line(p, c));
+            let _ = writeln!(s, "stage prune  {}", stage_line(status, what));
         }
         let _ = write!(s, "outputs     {}", self.out_dir.display());
         s
     }
+}
+
+/// What the oracle stage does and about how long it takes.
+fn oracle_line(o: &OracleConfig, cost: &OracleCost) -> String {
+    format!(
+        "{} images ({} split, seed {}), tiles of {} channels: {} suffix runs and {} prefix runs, the work of {:.0} one-image forward passes, about {:.0} s here",
+        cost.estimate.images,
+        o.images.split.label(),
+        o.images.seed,
+        o.tile,
+        cost.estimate.suffix_runs,
+        cost.estimate.prefix_runs,
+        cost.estimate.image_passes,
+        cost.seconds
+    )
 }
 
 /// What the prune stage does and about how long its steps take.

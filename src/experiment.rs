@@ -75,12 +75,14 @@ pub struct Prepared {
     pub start: Start,
     /// Where the scores stage stands (for a model made from `fingerprint`).
     pub scores: Status,
-    /// Where the oracle stage stands, and what it would cost, when `[oracle]` is present.
-    pub oracle: Option<(Status, OracleCost)>,
+    /// Where the oracle stage stands, and what it would cost (unless it finished earlier), when
+    /// `[oracle]` is present.
+    pub oracle: Option<(Status, Option<OracleCost>)>,
     /// Where the correlation stage stands, when `[oracle]` is present.
     pub correlation: Option<Status>,
-    /// Where the prune stage stands, and what its steps cost, with `[prune]`.
-    pub prune: Option<(Status, PruneCost)>,
+    /// Where the prune stage stands, and what its steps cost (unless it finished earlier), with
+    /// `[prune]`.
+    pub prune: Option<(Status, Option<PruneCost>)>,
     /// Threads that time latency (`--threads`, else `[latency] threads`, else `threads`, else
     /// every core).
     pub latency_threads: usize,
@@ -252,13 +254,14 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
                 &correlation_fingerprint(&c, &scores_made_from, &made_from),
             ));
             let images = data.image_count(config.image_request())?;
-            let estimate = oracle_stage::estimate(&plan.graph, config, images)?;
-            let rows = config.batch * config.tile;
-            let seconds = estimate.image_passes * seconds_per_image(plan, rows, &device)?;
-            Some((
-                stage::status(&plan.out_dir, Stage::Oracle, &made_from),
-                OracleCost { estimate, seconds },
-            ))
+            let status = stage::status(&plan.out_dir, Stage::Oracle, &made_from);
+            let cost = unless_done(&status, || {
+                let estimate = oracle_stage::estimate(&plan.graph, config, images)?;
+                let rows = config.batch * config.tile;
+                let seconds = estimate.image_passes * seconds_per_image(plan, rows, &device)?;
+                Ok(OracleCost { estimate, seconds })
+            })?;
+            Some((status, cost))
         }
         None => None,
     };
@@ -271,24 +274,28 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
                 &scores_made_from.digest(),
                 &data,
             );
-            let images = config
-                .eval_images
-                .unwrap_or(data.validation.len())
-                .min(data.validation.len());
-            let validation_pass = images as f64 * seconds_per_image(plan, config.batch, &device)?;
-            let fine_tune_epoch = match config.schedule {
-                PruneSchedule::Iterative => {
-                    let images = config.fine_tuning().images.unwrap_or(data.train.len());
-                    let rows = e.train.batch_size.min(images);
-                    Some(images as f64 * seconds_per_training_image(plan, rows, &device)?)
-                }
-                PruneSchedule::Sweep | PruneSchedule::OneShot => None,
-            };
-            let cost = PruneCost {
-                validation_pass,
-                fine_tune_epoch,
-            };
-            Some((stage::status(&plan.out_dir, Stage::Prune, &made_from), cost))
+            let status = stage::status(&plan.out_dir, Stage::Prune, &made_from);
+            let cost = unless_done(&status, || {
+                let images = config
+                    .eval_images
+                    .unwrap_or(data.validation.len())
+                    .min(data.validation.len());
+                let validation_pass =
+                    images as f64 * seconds_per_image(plan, config.batch, &device)?;
+                let fine_tune_epoch = match config.schedule {
+                    PruneSchedule::Iterative => {
+                        let images = config.fine_tuning().images.unwrap_or(data.train.len());
+                        let rows = e.train.batch_size.min(images);
+                        Some(images as f64 * seconds_per_training_image(plan, rows, &device)?)
+                    }
+                    PruneSchedule::Sweep | PruneSchedule::OneShot => None,
+                };
+                Ok(PruneCost {
+                    validation_pass,
+                    fine_tune_epoch,
+                })
+            })?;
+            Some((status, cost))
         }
         None => None,
     };
@@ -310,17 +317,32 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
     })
 }
 
+/// `measure()`, unless the stage finished earlier and will not run (nor its cost be shown).
+fn unless_done<T>(
+    status: &Status,
+    measure: impl FnOnce() -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
+    match status {
+        Status::Done(_) => Ok(None),
+        _ => measure().map(Some),
+    }
+}
+
+/// `rows` blank images of the plan's input shape.
+fn blank_images(plan: &Plan, rows: usize, device: &Device) -> Result<candle_core::Tensor, Error> {
+    let d = &plan.dataset;
+    let shape = (rows, d.channels, d.size, d.size);
+    Ok(
+        candle_core::Tensor::zeros(shape, candle_core::DType::F32, device)
+            .map_err(crate::graph::GraphError::from)?,
+    )
+}
+
 /// The time of one image's forward pass, from one batch of `rows` images through the
 /// initialised network.
 fn seconds_per_image(plan: &Plan, rows: usize, device: &Device) -> Result<f64, Error> {
-    let d = &plan.dataset;
     let params = Params::init(&plan.graph, 0, device)?;
-    let x = candle_core::Tensor::zeros(
-        (rows, d.channels, d.size, d.size),
-        candle_core::DType::F32,
-        device,
-    )
-    .map_err(crate::graph::GraphError::from)?;
+    let x = blank_images(plan, rows, device)?;
     let started = Instant::now();
     crate::graph::forward(&plan.graph, &params, &x, crate::graph::Mode::EVAL)?;
     Ok(started.elapsed().as_secs_f64() / rows as f64)
@@ -328,21 +350,11 @@ fn seconds_per_image(plan: &Plan, rows: usize, device: &Device) -> Result<f64, E
 
 /// Seconds per image of a training step (forward, backward, update) on `rows` blank images.
 fn seconds_per_training_image(plan: &Plan, rows: usize, device: &Device) -> Result<f64, Error> {
-    let d = &plan.dataset;
     let mut params = Params::init(&plan.graph, 0, device)?;
-    let tensor =
-        |t: candle_core::Result<candle_core::Tensor>| t.map_err(crate::graph::GraphError::from);
     let batch = Batch {
-        images: tensor(candle_core::Tensor::zeros(
-            (rows, d.channels, d.size, d.size),
-            candle_core::DType::F32,
-            device,
-        ))?,
-        labels: tensor(candle_core::Tensor::zeros(
-            rows,
-            candle_core::DType::U32,
-            device,
-        ))?,
+        images: blank_images(plan, rows, device)?,
+        labels: candle_core::Tensor::zeros(rows, candle_core::DType::U32, device)
+            .map_err(crate::graph::GraphError::from)?,
     };
     let mut sgd = Sgd::new(SgdConfig::of(&plan.experiment.train));
     // The first step also allocates what later steps reuse.
