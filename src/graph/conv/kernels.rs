@@ -10,10 +10,13 @@
 //! weight grad    dW_g[O/g × K]  += dout_g · colsᵀ            (summed over images)
 //! ```
 //!
-//! A 1×1, stride-1, unpadded convolution needs no im2col: `cols` is the input itself.
+//! A 1×1, stride-1, unpadded convolution needs no im2col: `cols` is the input itself. Every
+//! multiply writes its product column-major ([`matmul`] says why), and the kernels transpose
+//! it into place.
 
-use gemm::Parallelism;
 use rayon::prelude::*;
+
+use super::matmul::{matmul, Dims, View};
 
 /// Shapes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,69 +74,6 @@ impl Geometry {
     }
     fn is_pointwise(&self) -> bool {
         self.kernel == 1 && self.stride == 1 && self.padding == 0
-    }
-}
-
-/// A read-only matrix view: element (i, j) is `data[i·rows + j·cols]` (strides in elements).
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    row_stride: usize,
-    col_stride: usize,
-}
-
-/// `dst[m × n] (row-major, contiguous) = (accumulate ? dst : 0) + a[m × k] · b[k × n]`.
-fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    accumulate: bool,
-    a: View,
-    b: View,
-    threads: usize,
-) {
-    let last =
-        |v: &View, rows: usize, cols: usize| (rows - 1) * v.row_stride + (cols - 1) * v.col_stride;
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    assert!(dst.len() >= m * n && last(&a, m, k) < a.data.len() && last(&b, k, n) < b.data.len());
-    let parallelism = if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: the assertion above keeps every index gemm touches inside the three slices, and
-    // `dst` is borrowed mutably, so it does not alias `a` or `b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
     }
 }
 
@@ -255,6 +195,24 @@ fn col2im(g: &Geometry, cols: &[f32], group: usize, image: &mut [f32], row_strid
     }
 }
 
+/// `dst[c·rows + r] = src[r·cols + c]`: the transpose of a row-major `rows × cols` matrix, in
+/// square tiles that stay in L1.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 16;
+    let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c0 in (0..cols).step_by(TILE) {
+            for c in c0..(c0 + TILE).min(cols) {
+                let column = &mut dst[c * rows + r0..c * rows + r1];
+                for (d, r) in column.iter_mut().zip(r0..r1) {
+                    *d = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
 /// Worker threads: rayon's pool size.
 fn threads() -> usize {
     rayon::current_num_threads().max(1)
@@ -283,6 +241,9 @@ fn blocking(g: &Geometry) -> (usize, usize) {
 struct Scratch {
     cols: Vec<f32>,
     product: Vec<f32>,
+    /// A product as the multiply writes it, column-major, before it is turned around (sized
+    /// on first use).
+    transposed: Vec<f32>,
 }
 
 impl Scratch {
@@ -299,6 +260,7 @@ impl Scratch {
                     g.out_per_group() * width
                 }
             ],
+            transposed: Vec::new(),
         }
     }
 }
@@ -337,18 +299,6 @@ fn gather_rows(g: &Geometry, outputs: &[f32], group: usize, b: usize, rows: &mut
         for o in 0..og {
             rows[o * width + i * positions..][..positions]
                 .copy_from_slice(&image[(group * og + o) * positions..][..positions]);
-        }
-    }
-}
-
-/// The inverse of [`gather_rows`].
-fn scatter_rows(g: &Geometry, rows: &[f32], group: usize, b: usize, outputs: &mut [f32]) {
-    let (og, positions) = (g.out_per_group(), g.positions());
-    let width = b * positions;
-    for (i, image) in outputs.chunks_mut(g.out_image_len()).take(b).enumerate() {
-        for o in 0..og {
-            image[(group * og + o) * positions..][..positions]
-                .copy_from_slice(&rows[o * width + i * positions..][..positions]);
         }
     }
 }
@@ -397,7 +347,9 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
         |xs, outs, scratch| {
             let b = xs.len() / g.image_len();
             let width = b * positions;
-            let Scratch { cols, product } = scratch;
+            let Scratch {
+                cols, transposed, ..
+            } = scratch;
             for group in 0..g.groups {
                 let weights = View {
                     data: &w[group * g.weight_group_len()..],
@@ -418,32 +370,28 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
                         col_stride: 1,
                     }
                 };
-                // One image: the product lands in place. Several: in scratch, then scattered.
-                let dst = if b == 1 {
-                    &mut outs[group * og * positions..][..og * positions]
-                } else {
-                    &mut product[..og * width]
-                };
+                // The product lands position-major (which gemm computes faster, as for the
+                // input gradient), the epilogue runs on it there, and each image's part is
+                // transposed into place.
+                transposed.resize(og * width, 0.0);
+                let dst = &mut transposed[..og * width];
                 if let Some(e) = epilogue {
-                    dst.chunks_mut(width)
-                        .zip(&e.bias[group * og..][..og])
-                        .for_each(|(row, v)| row.fill(*v));
+                    let bias = &e.bias[group * og..][..og];
+                    dst.chunks_mut(og).for_each(|row| row.copy_from_slice(bias));
                 }
-                matmul(
-                    og,
-                    width,
-                    kk,
-                    dst,
-                    epilogue.is_some(),
-                    weights,
-                    columns,
-                    inner,
-                );
+                let dims = Dims {
+                    m: og,
+                    n: width,
+                    k: kk,
+                };
+                matmul(dims, dst, epilogue.is_some(), weights, columns, inner);
                 if epilogue.is_some_and(|e| e.relu) {
                     dst.iter_mut().for_each(|v| *v = v.max(0.0));
                 }
-                if b > 1 {
-                    scatter_rows(g, product, group, b, outs);
+                let images = outs.chunks_mut(g.out_image_len());
+                for (image, block) in images.zip(dst.chunks(og * positions)) {
+                    let plane = &mut image[group * og * positions..][..og * positions];
+                    transpose(block, positions, og, plane);
                 }
             }
         },
@@ -462,7 +410,11 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
         |douts, dxs, scratch| {
             let b = douts.len() / g.out_image_len();
             let width = b * positions;
-            let Scratch { cols, product } = scratch;
+            let Scratch {
+                cols,
+                product,
+                transposed,
+            } = scratch;
             dxs.fill(0.0);
             for group in 0..g.groups {
                 // Wᵀ: element (i, j) = W[j][i].
@@ -485,21 +437,22 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
                         col_stride: 1,
                     }
                 };
+                // gemm runs this product (long rows of kk, a short inner dimension of O/g)
+                // several times faster into position-major columns than into kk-major ones,
+                // so it lands transposed and is turned around in cache.
+                let dims = Dims {
+                    m: kk,
+                    n: width,
+                    k: og,
+                };
+                transposed.resize(kk * width, 0.0);
+                matmul(dims, transposed, false, weights_t, grad, inner);
                 if b == 1 && g.is_pointwise() {
                     let dst = &mut dxs[group * kk * positions..][..kk * positions];
-                    matmul(kk, positions, og, dst, false, weights_t, grad, inner);
+                    transpose(transposed, width, kk, dst);
                     continue;
                 }
-                matmul(
-                    kk,
-                    width,
-                    og,
-                    &mut cols[..kk * width],
-                    false,
-                    weights_t,
-                    grad,
-                    inner,
-                );
+                transpose(transposed, width, kk, &mut cols[..kk * width]);
                 for (i, dx_image) in dxs.chunks_mut(g.image_len()).enumerate() {
                     if g.is_pointwise() {
                         for r in 0..kk {
@@ -535,6 +488,7 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dout: &[f32], dw: &mut [f32]) {
         let Scratch {
             mut cols,
             mut product,
+            ..
         } = Scratch::new(g, images);
         let last = (first + chunk).min(g.batch);
         for start in (first..last).step_by(images) {
@@ -573,15 +527,25 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dout: &[f32], dw: &mut [f32]) {
                     }
                 };
                 let dst = &mut sum[group * g.weight_group_len()..][..g.weight_group_len()];
-                matmul(og, kk, width, dst, true, grad, columns_t, inner);
+                let dims = Dims {
+                    m: og,
+                    n: kk,
+                    k: width,
+                };
+                // dW_gᵀ ([kk × O/g]): the layout gemm fills fastest, turned around at the end.
+                matmul(dims, dst, true, grad, columns_t, inner);
             }
         }
         sum
     };
     let starts: Vec<usize> = (0..g.batch).step_by(chunk).collect();
     let partials: Vec<Vec<f32>> = starts.into_par_iter().map(partial).collect();
-    dw.fill(0.0);
+    let mut total = vec![0.0f32; dw.len()];
     for p in &partials {
-        dw.iter_mut().zip(p).for_each(|(d, v)| *d += v);
+        total.iter_mut().zip(p).for_each(|(d, v)| *d += v);
+    }
+    let group_len = g.weight_group_len();
+    for (t, group) in total.chunks(group_len).zip(dw.chunks_mut(group_len)) {
+        transpose(t, kk, og, group);
     }
 }

@@ -2,6 +2,7 @@
 //! both gradients), candle's own op on other devices and dtypes.
 
 mod kernels;
+mod matmul;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
