@@ -9,7 +9,10 @@
 //! ∂L/∂β = Σ dy,  ∂L/∂γ = Σ dy·x̂,  ∂L/∂x = γ·s·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)
 //! ```
 //!
-//! with sums over the M = N·H·W values of a channel. Sums run in f64 over eight interleaved
+//! with sums over the M = N·H·W values of a channel. What follows BN in a ResNet can run in
+//! the same pass ([`Then`]): a ReLU, or a residual add and a ReLU. The values in between are then
+//! never stored, and autograd keeps one tensor less (two) per fused BN for the backward pass.
+//! Sums run in f64 over eight interleaved
 //! running sums (so that they vectorise), channel by channel in a fixed order, so results do not
 //! depend on thread scheduling.
 
@@ -18,7 +21,7 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
-use super::channelwise::{contiguous, dims, lane_sum, lane_sum_pairs, per_channel_sums};
+use super::channelwise::{contiguous, dims, lane_sum, lane_sum_pairs, per_channel_sums, relu_grad};
 
 /// Per-channel batch statistics of `[N, C, H, W]`.
 #[derive(Debug, Clone)]
@@ -30,17 +33,35 @@ pub struct ChannelStats {
     pub count: usize,
 }
 
-/// Normalises `x` with its own batch statistics; returns `y` (differentiable in x, γ, β) and
-/// the statistics. Falls back to candle's generic ops off the CPU or for other dtypes.
+/// What runs inside the normalisation, on its output `y`.
+#[derive(Debug, Clone, Copy)]
+pub enum Then<'a> {
+    Nothing,
+    /// `max(y, 0)`.
+    Relu,
+    /// `max(y + residual, 0)`.
+    AddRelu(&'a Tensor),
+}
+
+/// Normalises `x` with its own batch statistics, then applies `then`; returns the result
+/// (differentiable in x, γ, β and the residual) and the statistics. Falls back to candle's
+/// generic ops off the CPU or for other dtypes.
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    then: Then,
 ) -> Result<(Tensor, ChannelStats)> {
     let (n, c, h, w) = x.dims4()?;
     if !x.device().is_cpu() || x.dtype() != DType::F32 {
-        return generic(x, gamma, beta, eps);
+        let (y, stats) = generic(x, gamma, beta, eps)?;
+        let y = match then {
+            Then::Nothing => y,
+            Then::Relu => y.relu()?,
+            Then::AddRelu(residual) => (y + residual)?.relu()?,
+        };
+        return Ok((y, stats));
     }
     let x = x.contiguous()?;
     let sums = x.apply_op1_no_bwd(&StatsOp)?.to_vec2::<f32>()?;
@@ -55,14 +76,17 @@ pub fn batch_norm_train(
         .map(|v| 1.0 / (*v as f64 + eps).sqrt() as f32)
         .collect();
     debug_assert_eq!(inv_std.len(), c);
-    let y = x.apply_op3(
-        gamma,
-        beta,
-        NormalizeOp {
-            mean: stats.mean.clone(),
-            inv_std,
-        },
-    )?;
+    // γ and β as one [2, C] operand: a custom op takes at most three.
+    let affine = Tensor::stack(&[gamma, beta], 0)?;
+    let op = NormalizeOp {
+        mean: stats.mean.clone(),
+        inv_std,
+        relu: !matches!(then, Then::Nothing),
+    };
+    let y = match then {
+        Then::AddRelu(residual) => x.apply_op3(&affine, &residual.contiguous()?, op)?,
+        _ => x.apply_op2(&affine, op)?,
+    };
     Ok((y, stats))
 }
 
@@ -107,61 +131,64 @@ impl CustomOp1 for StatsOp {
     }
 }
 
-/// `(x, γ, β) → γ·(x − μ)·s + β` with fixed μ and s = 1/√(σ² + ε) of this batch.
+/// `(x, [γ; β], residual?) → γ·(x − μ)·s + β (+ residual)`, then `max(·, 0)` with `relu`,
+/// with fixed μ and s = 1/√(σ² + ε) of this batch.
 struct NormalizeOp {
     mean: Vec<f32>,
     inv_std: Vec<f32>,
+    relu: bool,
 }
 
-impl CustomOp3 for NormalizeOp {
-    fn name(&self) -> &'static str {
-        "prunelab-bn-normalize"
-    }
-
-    fn cpu_fwd(
+impl NormalizeOp {
+    fn forward(
         &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-        bs: &CpuStorage,
-        bl: &Layout,
+        (xs, xl): (&CpuStorage, &Layout),
+        (affine, al): (&CpuStorage, &Layout),
+        residual: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, gamma, beta) = (
-            contiguous(xs, xl)?,
-            contiguous(gs, gl)?,
-            contiguous(bs, bl)?,
-        );
+        let (x, affine) = (contiguous(xs, xl)?, contiguous(affine, al)?);
+        let residual = residual.map(|(rs, rl)| contiguous(rs, rl)).transpose()?;
         let (_, c, hw) = dims(xl)?;
+        let (gamma, beta) = affine.split_at(c);
         let mut y = vec![0.0f32; x.len()];
         y.par_chunks_mut(c * hw)
             .zip(x.par_chunks(c * hw))
-            .for_each(|(yi, xi)| {
+            .enumerate()
+            .for_each(|(image, (yi, xi))| {
                 for ch in 0..c {
                     let scale = gamma[ch] * self.inv_std[ch];
                     let shift = beta[ch] - self.mean[ch] * scale;
-                    let (yo, xo) = (&mut yi[ch * hw..][..hw], &xi[ch * hw..][..hw]);
+                    let at = ch * hw;
+                    let (yo, xo) = (&mut yi[at..][..hw], &xi[at..][..hw]);
                     yo.iter_mut()
                         .zip(xo)
                         .for_each(|(o, &v)| *o = v * scale + shift);
+                    if let Some(r) = &residual {
+                        let ro = &r[image * c * hw + at..][..hw];
+                        yo.iter_mut().zip(ro).for_each(|(o, &v)| *o += v);
+                    }
+                    if self.relu {
+                        yo.iter_mut().for_each(|o| *o = o.max(0.0));
+                    }
                 }
             });
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
-    fn bwd(
+    /// ∂L/∂x, ∂L/∂[γ; β] and the gradient that reaches the residual (dy through the ReLU).
+    fn backward(
         &self,
         x: &Tensor,
-        gamma: &Tensor,
-        _beta: &Tensor,
-        _y: &Tensor,
+        affine: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<[Tensor; 3]> {
         let dy = dy.contiguous()?;
+        let dy = if self.relu { relu_grad(&dy, y)? } else { dy };
         let op = GradOp {
             mean: self.mean.clone(),
             inv_std: self.inv_std.clone(),
-            gamma: gamma.to_vec1()?,
+            gamma: affine.get(0)?.to_vec1()?,
         };
         let sums = x.apply_op2_no_bwd(&dy, &GradSumsOp(&op))?;
         let dx = x.apply_op2_no_bwd(
@@ -171,7 +198,64 @@ impl CustomOp3 for NormalizeOp {
                 sums: sums.to_vec2()?,
             },
         )?;
-        Ok((Some(dx), Some(sums.get(1)?), Some(sums.get(0)?)))
+        Ok([dx, sums, dy])
+    }
+}
+
+impl CustomOp2 for NormalizeOp {
+    fn name(&self) -> &'static str {
+        "prunelab-bn-normalize"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        affine: &CpuStorage,
+        al: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((xs, xl), (affine, al), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        affine: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let [dx, d_affine, _] = self.backward(x, affine, y, dy)?;
+        Ok((Some(dx), Some(d_affine)))
+    }
+}
+
+impl CustomOp3 for NormalizeOp {
+    fn name(&self) -> &'static str {
+        "prunelab-bn-normalize-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        affine: &CpuStorage,
+        al: &Layout,
+        rs: &CpuStorage,
+        rl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((xs, xl), (affine, al), Some((rs, rl)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        affine: &Tensor,
+        _residual: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [dx, d_affine, d_residual] = self.backward(x, affine, y, dy)?;
+        Ok((Some(dx), Some(d_affine), Some(d_residual)))
     }
 }
 
@@ -181,7 +265,7 @@ struct GradOp {
     gamma: Vec<f32>,
 }
 
-/// `(x, dy) → [2, C]`: Σ dy (= ∂L/∂β) and Σ dy·x̂ (= ∂L/∂γ) per channel.
+/// `(x, dy) → [2, C]`: Σ dy·x̂ (= ∂L/∂γ) and Σ dy (= ∂L/∂β) per channel.
 struct GradSumsOp<'a>(&'a GradOp);
 
 impl CustomOp2 for GradSumsOp<'_> {
@@ -204,7 +288,7 @@ impl CustomOp2 for GradSumsOp<'_> {
             let (xr, dr) = (&x[at..at + hw], &dy[at..at + hw]);
             let sum_dy = lane_sum(dr, f64::from);
             let sum_dy_xhat = lane_sum_pairs(xr, dr, |v, d| (d * (v - mean) * s) as f64);
-            [sum_dy, sum_dy_xhat]
+            [sum_dy_xhat, sum_dy]
         });
         let mut out: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
         out.extend(sums.iter().map(|s| s[1] as f32));
@@ -215,7 +299,7 @@ impl CustomOp2 for GradSumsOp<'_> {
 /// `(x, dy) → ∂L/∂x`.
 struct GradInputOp<'a> {
     op: &'a GradOp,
-    /// Σ dy and Σ dy·x̂ per channel.
+    /// Σ dy·x̂ and Σ dy per channel.
     sums: Vec<Vec<f32>>,
 }
 
@@ -241,7 +325,7 @@ impl CustomOp2 for GradInputOp<'_> {
             .for_each(|(gi, (xi, di))| {
                 for ch in 0..c {
                     let (mean, s) = (op.mean[ch], op.inv_std[ch]);
-                    let (mean_dy, mean_dy_xhat) = (self.sums[0][ch] / m, self.sums[1][ch] / m);
+                    let (mean_dy_xhat, mean_dy) = (self.sums[0][ch] / m, self.sums[1][ch] / m);
                     let k = op.gamma[ch] * s;
                     let (go, xo, d) = (
                         &mut gi[ch * hw..][..hw],

@@ -153,8 +153,13 @@ impl candle_core::CustomOp1 for Relu {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(dy.contiguous()?.apply_op2_no_bwd(y, &ReluGrad)?))
+        Ok(Some(relu_grad(dy, y)?))
     }
+}
+
+/// `dy · [y > 0]`: the gradient through a ReLU whose output is `y`.
+pub(super) fn relu_grad(dy: &Tensor, y: &Tensor) -> Result<Tensor> {
+    dy.contiguous()?.apply_op2_no_bwd(y, &ReluGrad)
 }
 
 /// `(dy, y) → dy · [y > 0]`.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{Tensor, D};
 
-use super::batch_norm::batch_norm_train;
+use super::batch_norm::{batch_norm_train, Then};
 use super::ir::{Graph, Op};
 use super::params::{BatchStats, Params};
 use super::GraphError;
@@ -51,6 +51,12 @@ impl Mode {
 /// sees: the value unchanged (timing, capture), zeroed in some channels (masks) or multiplied
 /// by a gate variable (gradients with respect to activations).
 pub trait Tap {
+    /// Whether the tap needs node `node`'s own output. Where it does not, the executor may run
+    /// the node inside the one after it (a training BatchNorm inside its ReLU, or inside its
+    /// residual add and ReLU), and the tap sees only the last node's output.
+    fn sees(&self, _node: usize) -> bool {
+        true
+    }
     /// Called before node `node` runs.
     fn before(&mut self, _node: usize) {}
     /// Called with node `node`'s output.
@@ -61,6 +67,10 @@ pub trait Tap {
 pub struct NoTap;
 
 impl Tap for NoTap {
+    fn sees(&self, _node: usize) -> bool {
+        false
+    }
+
     fn after(&mut self, _node: usize, value: Tensor) -> Result<Tensor, GraphError> {
         Ok(value)
     }
@@ -180,6 +190,12 @@ pub fn run(
         )));
     }
     let last_uses = graph.last_uses();
+    let mut readers = vec![0usize; graph.nodes.len()];
+    graph
+        .nodes
+        .iter()
+        .flat_map(|n| &n.inputs)
+        .for_each(|&j| readers[j] += 1);
     let output = graph.output();
     let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
     for (i, value) in live.0 {
@@ -188,17 +204,28 @@ pub fn run(
         }
     }
     let mut batch_stats = Vec::new();
-    for i in range.clone() {
+    let mut i = range.start;
+    while i < range.end {
         let node = &graph.nodes[i];
         tap.before(i);
+        let fusion = match mode.batch_norm {
+            BatchNormStats::Batch => fusion_at(graph, i, range.end, (&last_uses, &readers), tap),
+            BatchNormStats::Running => None,
+        };
+        let last = i + fusion.map_or(0, Fusion::nodes);
         let value = if let Op::Input { .. } = node.op {
             values[i].take().ok_or_else(|| {
                 GraphError::Invalid(format!("the input node {} was given no value", node.name))
             })?
         } else {
+            let residual = match fusion {
+                Some(Fusion::AddRelu { residual }) => Some(residual),
+                _ => None,
+            };
             let inputs: Vec<&Tensor> = node
                 .inputs
                 .iter()
+                .chain(&residual)
                 .map(|&j| {
                     values[j].as_ref().ok_or_else(|| {
                         GraphError::Invalid(format!(
@@ -208,16 +235,19 @@ pub fn run(
                     })
                 })
                 .collect::<Result<_, _>>()?;
-            compute(graph, params, i, &inputs, mode, &mut batch_stats)
+            compute(graph, params, i, &inputs, mode, fusion, &mut batch_stats)
                 .map_err(|e| named(graph, i, e))?
         };
-        let value = tap.after(i, value).map_err(|e| named(graph, i, e))?;
-        values[i] = Some(value);
-        for &j in &node.inputs {
-            if last_uses[j] == i && j != output {
-                values[j] = None;
+        let value = tap.after(last, value).map_err(|e| named(graph, last, e))?;
+        values[last] = Some(value);
+        for n in i..=last {
+            for &j in &graph.nodes[n].inputs {
+                if last_uses[j] == n && j != output {
+                    values[j] = None;
+                }
             }
         }
+        i = last + 1;
     }
     let after: BTreeMap<usize, Tensor> = graph
         .live_at(range.end)
@@ -228,6 +258,54 @@ pub fn run(
         live: Live(after),
         batch_stats,
     })
+}
+
+/// Nodes after a training BatchNorm that run inside it.
+#[derive(Debug, Clone, Copy)]
+enum Fusion {
+    /// The ReLU right after it.
+    Relu,
+    /// The residual add right after it (whose other operand is node `residual`, already
+    /// computed) and the ReLU after that.
+    AddRelu { residual: usize },
+}
+
+impl Fusion {
+    fn nodes(self) -> usize {
+        match self {
+            Fusion::Relu => 1,
+            Fusion::AddRelu { .. } => 2,
+        }
+    }
+}
+
+/// What may run inside node `i`: only if it is a BatchNorm, the nodes folded in follow it
+/// within the range and are each read only by the next, and the tap needs none of the values
+/// in between.
+fn fusion_at(
+    graph: &Graph,
+    i: usize,
+    end: usize,
+    (last_uses, readers): (&[usize], &[usize]),
+    tap: &dyn Tap,
+) -> Option<Fusion> {
+    let output = graph.output();
+    let read_only_by_next = |j: usize| {
+        j + 1 < end && j != output && last_uses[j] == j + 1 && !tap.sees(j) && readers[j] == 1
+    };
+    let relu_of = |j: usize| matches!(graph.nodes[j + 1].op, Op::Relu);
+    if !matches!(graph.nodes[i].op, Op::BatchNorm { .. }) || !read_only_by_next(i) {
+        return None;
+    }
+    if relu_of(i) {
+        return Some(Fusion::Relu);
+    }
+    let add = &graph.nodes[i + 1];
+    if !matches!(add.op, Op::Add) || add.inputs.len() != 2 || !read_only_by_next(i + 1) {
+        return None;
+    }
+    let residual = add.inputs.iter().copied().find(|&j| j != i)?;
+    (residual < i && relu_of(i + 1)).then_some(Fusion::AddRelu { residual })
 }
 
 /// Prefixes an error with the node it happened at.
@@ -246,6 +324,7 @@ fn compute(
     i: usize,
     inputs: &[&Tensor],
     mode: Mode,
+    fusion: Option<Fusion>,
     batch_stats: &mut Vec<BatchStats>,
 ) -> Result<Tensor, GraphError> {
     let node = &graph.nodes[i];
@@ -300,7 +379,12 @@ fn compute(
             let (gamma, beta) = (param("weight")?, param("bias")?);
             match mode.batch_norm {
                 BatchNormStats::Batch => {
-                    let (y, stats) = batch_norm_train(x, &gamma, &beta, eps)?;
+                    let then = match fusion {
+                        None => Then::Nothing,
+                        Some(Fusion::Relu) => Then::Relu,
+                        Some(Fusion::AddRelu { .. }) => Then::AddRelu(inputs[1]),
+                    };
+                    let (y, stats) = batch_norm_train(x, &gamma, &beta, eps, then)?;
                     batch_stats.push(BatchStats::from_channel_stats(
                         node.name.clone(),
                         momentum,
@@ -430,5 +514,78 @@ mod tests {
         assert!(grads.get(w.as_tensor()).is_some());
         let untracked = eval.sum_all().unwrap();
         assert!(untracked.backward().unwrap().get(w.as_tensor()).is_none());
+    }
+
+    /// Counts the outputs it is shown; `watch` says whether it needs every node's own.
+    struct Counter {
+        watch: bool,
+        shown: Vec<usize>,
+    }
+
+    impl Tap for Counter {
+        fn sees(&self, _node: usize) -> bool {
+            self.watch
+        }
+
+        fn after(&mut self, node: usize, value: Tensor) -> Result<Tensor, GraphError> {
+            self.shown.push(node);
+            Ok(value)
+        }
+    }
+
+    #[test]
+    fn batch_norm_run_inside_its_relu_and_residual_add_computes_the_same_values_and_gradients() {
+        let (graph, params, x) = resnet8();
+        let train = |watch: bool| {
+            let mut tap = Counter {
+                watch,
+                shown: Vec::new(),
+            };
+            let range = 0..graph.nodes.len();
+            let done = run(
+                &graph,
+                &params,
+                Live::input(x.clone()),
+                range,
+                Mode::TRAIN,
+                &mut tap,
+            );
+            let done = done.unwrap();
+            let output = done.live.into_output(&graph).unwrap();
+            let grads = output.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let grads: Vec<Vec<f32>> = (params.trainable.values())
+                .map(|v| {
+                    grads
+                        .get(v.as_tensor())
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap()
+                })
+                .collect();
+            let means: Vec<Tensor> = done.batch_stats.iter().map(|s| s.mean.clone()).collect();
+            (output, grads, means, tap.shown)
+        };
+        let (fused, fused_grads, fused_means, shown) = train(false);
+        let (plain, plain_grads, plain_means, all) = train(true);
+        assert_eq!(all.len(), graph.nodes.len());
+        // resnet8: the BNs followed by a ReLU run inside it; the last BN of the identity block
+        // and the shortcut BNs of the two projection blocks run inside the add and its ReLU.
+        // Only the projection blocks' second BNs, which their shortcut's nodes follow, remain.
+        let kinds = |nodes: &[usize], kind: &str| {
+            nodes
+                .iter()
+                .filter(|&&i| graph.nodes[i].op.kind() == kind)
+                .count()
+        };
+        assert_eq!(kinds(&shown, "batch_norm"), 2);
+        assert_eq!(kinds(&shown, "add"), 0);
+        assert_eq!(kinds(&shown, "relu"), kinds(&all, "relu"));
+        assert_eq!(max_diff(&fused, &plain), 0.0);
+        assert_eq!(fused_grads, plain_grads);
+        for (a, b) in fused_means.iter().zip(&plain_means) {
+            assert_eq!(max_diff(a, b), 0.0);
+        }
     }
 }
