@@ -17,6 +17,7 @@
 use rayon::prelude::*;
 
 use super::matmul::{matmul, Dims, View};
+use super::narrow::{self, Product};
 
 /// Shapes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +340,13 @@ pub struct Epilogue<'a> {
 pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, out: &mut [f32]) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     let blocks @ (_, inner) = blocking(g);
+    // Output channels (per group) that fill its tiles of 16 well: the AVX-512 kernel without
+    // packing. Chosen from the shape alone, so that results do not depend on the thread count.
+    let narrow = fills_narrow_tiles(og) && narrow::available();
+    let packed: Vec<Vec<f32>> = (0..g.groups)
+        .filter(|_| narrow)
+        .map(|group| narrow::pack_weights(&w[group * g.weight_group_len()..], og, kk))
+        .collect();
     for_each_block(
         g,
         blocks,
@@ -370,6 +378,23 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
                         col_stride: 1,
                     }
                 };
+                if narrow {
+                    let images = outs.chunks_mut(g.out_image_len());
+                    for (i, image) in images.enumerate() {
+                        let product = Product {
+                            packed: &packed[group],
+                            channels: og,
+                            cols: &columns.data[i * positions..],
+                            cols_stride: columns.row_stride,
+                            width: positions,
+                            bias: epilogue.map(|e| &e.bias[group * og..][..og]),
+                            relu: epilogue.is_some_and(|e| e.relu),
+                        };
+                        let plane = &mut image[group * og * positions..];
+                        narrow::forward(&product, plane, positions, inner);
+                    }
+                    continue;
+                }
                 // The product lands position-major (which gemm computes faster, as for the
                 // input gradient), the epilogue runs on it there, and each image's part is
                 // transposed into place.
@@ -396,6 +421,13 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
             }
         },
     );
+}
+
+/// Whether `channels` outputs fill [`narrow`]'s tiles well enough: 9–16 of one tile, or whole
+/// tiles.
+fn fills_narrow_tiles(channels: usize) -> bool {
+    let tile = narrow::CHANNELS;
+    (tile / 2 + 1..=tile).contains(&channels) || channels % tile == 0
 }
 
 /// `dx = ∂L/∂x` from `dout = ∂L/∂out`; `dx` is `[N, C, H, W]`, overwritten.

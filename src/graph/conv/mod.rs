@@ -3,6 +3,7 @@
 
 mod kernels;
 mod matmul;
+mod narrow;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
