@@ -346,4 +346,96 @@ mod tests {
             assert_eq!(wide, Isa::Avx512);
         }
     }
+
+    /// Not a test: the measurements behind [`isa_for`] and the column-major products, on this
+    /// machine. `cargo test --release --lib gemm_shapes -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn gemm_shapes() {
+        use std::time::Instant;
+        let (avx512, avx2) = available();
+        if !(avx512 && avx2) {
+            return;
+        }
+        // ResNet-20's multiplies (per block of images) for 16, 32 and 64 channels: the
+        // forward pass (O × positions × 9C), the input gradient (9C × positions × O) and the
+        // weight gradient (O × 9C × positions, the columns read transposed).
+        let shapes = [
+            ("forward", 16, 1024, 144, false),
+            ("forward", 32, 256, 288, false),
+            ("forward", 64, 256, 576, false),
+            ("input gradient", 144, 1024, 16, false),
+            ("input gradient", 288, 256, 32, false),
+            ("input gradient", 576, 256, 64, false),
+            ("weight gradient", 16, 144, 1024, true),
+            ("weight gradient", 32, 288, 256, true),
+            ("weight gradient", 64, 576, 256, true),
+        ];
+        println!("| product | m × n × k | layout | AVX2 GFLOP/s | AVX-512 GFLOP/s |");
+        println!("|---|---|---|---|---|");
+        for (what, m, n, k, b_transposed) in shapes {
+            let a = vec![0.5f32; m * k];
+            let b = vec![0.25f32; k * n];
+            let a_view = View {
+                data: &a,
+                row_stride: k,
+                col_stride: 1,
+            };
+            let b_view = if b_transposed {
+                View {
+                    data: &b,
+                    row_stride: 1,
+                    col_stride: k,
+                }
+            } else {
+                View {
+                    data: &b,
+                    row_stride: n,
+                    col_stride: 1,
+                }
+            };
+            for (layout, column_major) in [("row-major", false), ("column-major", true)] {
+                let mut dst = vec![0.0f32; m * n];
+                let flops = 2.0 * (m * n * k) as f64;
+                let mut rates = Vec::new();
+                for isa in [Isa::Avx2, Isa::Avx512] {
+                    let run = |dst: &mut [f32]| {
+                        if column_major {
+                            matmul_with(isa, Dims { m, n, k }, dst, false, a_view, b_view, 1)
+                        } else {
+                            // The transposed problem, column-major, is the row-major product.
+                            let (at, bt) = (
+                                View {
+                                    data: b_view.data,
+                                    row_stride: b_view.col_stride,
+                                    col_stride: b_view.row_stride,
+                                },
+                                View {
+                                    data: a_view.data,
+                                    row_stride: a_view.col_stride,
+                                    col_stride: a_view.row_stride,
+                                },
+                            );
+                            matmul_with(isa, Dims { m: n, n: m, k }, dst, false, at, bt, 1)
+                        }
+                    };
+                    let reps = (2e9 / flops) as usize + 1;
+                    let mut best = f64::MAX;
+                    for _ in 0..5 {
+                        run(&mut dst);
+                        let started = Instant::now();
+                        for _ in 0..reps {
+                            run(&mut dst);
+                        }
+                        best = best.min(started.elapsed().as_secs_f64() / reps as f64);
+                    }
+                    rates.push(flops / best / 1e9);
+                }
+                println!(
+                    "| {what} | {m} × {n} × {k} | {layout} | {:.0} | {:.0} |",
+                    rates[0], rates[1]
+                );
+            }
+        }
+    }
 }
