@@ -35,8 +35,8 @@ PHASES = [
 ]
 # Inside the convolution phases: the first of these from the leaf up.
 CONV_PARTS = [
-    ("matrix multiply (gemm)", re.compile(r"gemm|kernels::matmul")),
-    ("im2col, col2im, gathers", re.compile(r"im2col|col2im|shifted_copy|gather_|scatter_rows")),
+    ("matrix multiply (gemm, our AVX-512 kernel)", re.compile(r"gemm|conv::matmul|kernels::matmul|conv::narrow")),
+    ("im2col, col2im, gathers, transposes", re.compile(r"im2col|col2im|shifted_copy|gather_|scatter_rows|transpose")),
 ]
 
 
