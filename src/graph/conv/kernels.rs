@@ -434,6 +434,17 @@ fn fills_narrow_tiles(channels: usize) -> bool {
 pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     let blocks @ (_, inner) = blocking(g);
+    // The column gradient's rows (kk) fill the AVX-512 kernel's tiles: it computes them from
+    // Wᵀ in place, row-major, as the forward pass computes its output from W.
+    let narrow = fills_narrow_tiles(kk) && narrow::available();
+    let packed: Vec<Vec<f32>> = (0..g.groups)
+        .filter(|_| narrow)
+        .map(|group| {
+            let mut w_t = vec![0.0f32; g.weight_group_len()];
+            transpose(&w[group * g.weight_group_len()..], og, kk, &mut w_t);
+            narrow::pack_weights(&w_t, kk, og)
+        })
+        .collect();
     for_each_block(
         g,
         blocks,
@@ -449,12 +460,6 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
             } = scratch;
             dxs.fill(0.0);
             for group in 0..g.groups {
-                // Wᵀ: element (i, j) = W[j][i].
-                let weights_t = View {
-                    data: &w[group * g.weight_group_len()..],
-                    row_stride: 1,
-                    col_stride: kk,
-                };
                 let grad = if b == 1 {
                     View {
                         data: &douts[group * og * positions..],
@@ -469,22 +474,46 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
                         col_stride: 1,
                     }
                 };
-                // gemm runs this product (long rows of kk, a short inner dimension of O/g)
-                // several times faster into position-major columns than into kk-major ones,
-                // so it lands transposed and is turned around in cache.
-                let dims = Dims {
-                    m: kk,
-                    n: width,
-                    k: og,
+                // The column gradient [kk × width]: straight into the input gradient for one
+                // image of a 1×1 convolution, into `cols` for col2im otherwise.
+                let in_place = b == 1 && g.is_pointwise();
+                let dst = if in_place {
+                    &mut dxs[group * kk * positions..][..kk * positions]
+                } else {
+                    &mut cols[..kk * width]
                 };
-                transposed.resize(kk * width, 0.0);
-                matmul(dims, transposed, false, weights_t, grad, inner);
-                if b == 1 && g.is_pointwise() {
-                    let dst = &mut dxs[group * kk * positions..][..kk * positions];
+                if narrow {
+                    let product = Product {
+                        packed: &packed[group],
+                        channels: kk,
+                        cols: grad.data,
+                        cols_stride: grad.row_stride,
+                        width,
+                        bias: None,
+                        relu: false,
+                    };
+                    narrow::forward(&product, dst, width, inner);
+                } else {
+                    // gemm runs this product (long rows of kk, a short inner dimension of O/g)
+                    // several times faster into position-major columns than into kk-major
+                    // ones, so it lands transposed and is turned around in cache.
+                    let weights_t = View {
+                        data: &w[group * g.weight_group_len()..],
+                        row_stride: 1,
+                        col_stride: kk,
+                    };
+                    let dims = Dims {
+                        m: kk,
+                        n: width,
+                        k: og,
+                    };
+                    transposed.resize(kk * width, 0.0);
+                    matmul(dims, transposed, false, weights_t, grad, inner);
                     transpose(transposed, width, kk, dst);
+                }
+                if in_place {
                     continue;
                 }
-                transpose(transposed, width, kk, &mut cols[..kk * width]);
                 for (i, dx_image) in dxs.chunks_mut(g.image_len()).enumerate() {
                     if g.is_pointwise() {
                         for r in 0..kk {

@@ -1,5 +1,6 @@
-//! The forward multiply of convolutions with at most 16 output channels per group, in AVX-512
-//! and without packing.
+//! The forward multiply of convolutions whose output channels (per group) fill tiles of 16,
+//! in AVX-512 and without packing; the input gradient's multiply (Wᵀ times the output
+//! gradient) runs here too, its rows taking the channels' place.
 //!
 //! gemm packs the column matrix before multiplying, and with 16 output channels each packed
 //! value is used only 16 times: the packing costs about as much as the arithmetic, and those
