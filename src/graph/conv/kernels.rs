@@ -342,7 +342,7 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
     let blocks @ (_, inner) = blocking(g);
     // Output channels (per group) that fill its tiles of 16 well: the AVX-512 kernel without
     // packing. Chosen from the shape alone, so that results do not depend on the thread count.
-    let narrow = fills_narrow_tiles(og) && narrow::available();
+    let narrow = fills_narrow_tiles(og) && repays_packing(g) && narrow::available();
     let packed: Vec<Vec<f32>> = (0..g.groups)
         .filter(|_| narrow)
         .map(|group| narrow::pack_weights(&w[group * g.weight_group_len()..], og, kk))
@@ -430,13 +430,20 @@ fn fills_narrow_tiles(channels: usize) -> bool {
     (tile / 2 + 1..=tile).contains(&channels) || channels % tile == 0
 }
 
+/// Whether the kernel's repacking of the weights, on one thread at every call, is small
+/// against the multiply: each weight is used on at least 256 output positions of the batch.
+/// (One image of ResNet-50 at 4×4 would spend most of its time packing 2048 × 4608 weights.)
+fn repays_packing(g: &Geometry) -> bool {
+    g.batch * g.positions() >= 256
+}
+
 /// `dx = ∂L/∂x` from `dout = ∂L/∂out`; `dx` is `[N, C, H, W]`, overwritten.
 pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     let blocks @ (_, inner) = blocking(g);
     // The column gradient's rows (kk) fill the AVX-512 kernel's tiles: it computes them from
     // Wᵀ in place, row-major, as the forward pass computes its output from W.
-    let narrow = fills_narrow_tiles(kk) && narrow::available();
+    let narrow = fills_narrow_tiles(kk) && repays_packing(g) && narrow::available();
     let packed: Vec<Vec<f32>> = (0..g.groups)
         .filter(|_| narrow)
         .map(|group| {
