@@ -399,25 +399,29 @@ mod tests {
                 let flops = 2.0 * (m * n * k) as f64;
                 let mut rates = Vec::new();
                 for isa in [Isa::Avx2, Isa::Avx512] {
-                    let run = |dst: &mut [f32]| {
-                        if column_major {
-                            matmul_with(isa, Dims { m, n, k }, dst, false, a_view, b_view, 1)
-                        } else {
-                            // The transposed problem, column-major, is the row-major product.
-                            let (at, bt) = (
-                                View {
-                                    data: b_view.data,
-                                    row_stride: b_view.col_stride,
-                                    col_stride: b_view.row_stride,
-                                },
-                                View {
-                                    data: a_view.data,
-                                    row_stride: a_view.col_stride,
-                                    col_stride: a_view.row_stride,
-                                },
-                            );
-                            matmul_with(isa, Dims { m: n, n: m, k }, dst, false, at, bt, 1)
-                        }
+                    // gemm itself, with the destination's strides of either layout.
+                    let kernel = match isa {
+                        Isa::Avx512 => x86::avx512 as GemmFn,
+                        _ => x86::avx2 as GemmFn,
+                    };
+                    let (dst_cs, dst_rs) = if column_major { (m, 1) } else { (1, n) };
+                    let run = |dst: &mut [f32]| unsafe {
+                        kernel(
+                            m,
+                            n,
+                            k,
+                            dst.as_mut_ptr(),
+                            dst_cs as isize,
+                            dst_rs as isize,
+                            false,
+                            a_view.data.as_ptr(),
+                            a_view.col_stride as isize,
+                            a_view.row_stride as isize,
+                            b_view.data.as_ptr(),
+                            b_view.col_stride as isize,
+                            b_view.row_stride as isize,
+                            Parallelism::None,
+                        )
                     };
                     let reps = (2e9 / flops) as usize + 1;
                     let mut best = f64::MAX;
