@@ -117,71 +117,56 @@ pub(super) fn matmul_with(
     } else {
         Parallelism::None
     };
-    let kernel = match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::avx512 as GemmFn,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::avx2 as GemmFn,
-        _ => default_gemm as GemmFn,
+    let call = Call {
+        sizes: (m, n, k),
+        dst: (dst.as_mut_ptr(), m as isize, 1),
+        read_dst: accumulate,
+        lhs: (
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+        ),
+        rhs: (
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+        ),
+        parallelism,
     };
     // SAFETY: the assertion above keeps every index gemm touches inside the three slices,
     // `dst` is borrowed mutably, so it does not alias `a` or `b`, and the caller chose an
     // instruction set this CPU has.
-    unsafe {
-        kernel(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            m as isize,
-            1,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            parallelism,
-        )
+    unsafe { gemm_for_isa(isa)(&call) }
+}
+
+/// One call of gemm: (m, n, k), then (pointer, column stride, row stride) of the destination
+/// and the two operands, in elements.
+struct Call {
+    sizes: (usize, usize, usize),
+    dst: (*mut f32, isize, isize),
+    read_dst: bool,
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+    parallelism: Parallelism,
+}
+
+type GemmFn = unsafe fn(&Call);
+
+/// The entry into gemm that runs `isa`'s microkernels.
+fn gemm_for_isa(isa: Isa) -> GemmFn {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86::avx512,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::avx2,
+        _ => default_gemm,
     }
 }
 
-/// gemm's argument order: sizes, then (pointer, column stride, row stride) of dst, lhs, rhs.
-type GemmFn = unsafe fn(
-    usize,
-    usize,
-    usize,
-    *mut f32,
-    isize,
-    isize,
-    bool,
-    *const f32,
-    isize,
-    isize,
-    *const f32,
-    isize,
-    isize,
-    Parallelism,
-);
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn default_gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_cs: isize,
-    dst_rs: isize,
-    read_dst: bool,
-    lhs: *const f32,
-    lhs_cs: isize,
-    lhs_rs: isize,
-    rhs: *const f32,
-    rhs_cs: isize,
-    rhs_rs: isize,
-    parallelism: Parallelism,
-) {
+/// `gemm::gemm`, with the instruction set it picks for the process.
+unsafe fn default_gemm(c: &Call) {
+    let ((m, n, k), (dst, dst_cs, dst_rs)) = (c.sizes, c.dst);
+    let ((lhs, lhs_cs, lhs_rs), (rhs, rhs_cs, rhs_rs)) = (c.lhs, c.rhs);
     gemm::gemm(
         m,
         n,
@@ -189,7 +174,7 @@ unsafe fn default_gemm(
         dst,
         dst_cs,
         dst_rs,
-        read_dst,
+        c.read_dst,
         lhs,
         lhs_cs,
         lhs_rs,
@@ -201,7 +186,7 @@ unsafe fn default_gemm(
         false,
         false,
         false,
-        parallelism,
+        c.parallelism,
     )
 }
 
@@ -209,33 +194,20 @@ unsafe fn default_gemm(
 mod x86 {
     use gemm_common::gemm::gemm_basic_generic;
     use gemm_common::simd::{MixedSimd, V3, V4};
-    use gemm_common::Parallelism;
+
+    use super::Call;
 
     /// gemm's own `gemm_basic` for one instruction set: `$simd` with the microkernels of
     /// `$kernels`, `$lanes` floats to a vector.
     macro_rules! gemm_for {
         ($name:ident, $simd:ty, $kernels:path, $lanes:expr) => {
-            #[allow(clippy::too_many_arguments)]
             #[inline(never)]
-            pub(super) unsafe fn $name(
-                m: usize,
-                n: usize,
-                k: usize,
-                dst: *mut f32,
-                dst_cs: isize,
-                dst_rs: isize,
-                read_dst: bool,
-                lhs: *const f32,
-                lhs_cs: isize,
-                lhs_rs: isize,
-                rhs: *const f32,
-                rhs_cs: isize,
-                rhs_rs: isize,
-                parallelism: Parallelism,
-            ) {
+            pub(super) unsafe fn $name(c: &Call) {
                 use $kernels::*;
                 let simd = <$simd as MixedSimd<f32, f32, f32, f32>>::try_new()
                     .expect("the instruction set was checked before the call");
+                let ((m, n, k), (dst, dst_cs, dst_rs)) = (c.sizes, c.dst);
+                let ((lhs, lhs_cs, lhs_rs), (rhs, rhs_cs, rhs_rs)) = (c.lhs, c.rhs);
                 gemm_basic_generic::<_, f32, $lanes, { MR_DIV_N * $lanes }, NR, MR_DIV_N, H_M, H_N>(
                     simd,
                     m,
@@ -244,7 +216,7 @@ mod x86 {
                     dst,
                     dst_cs,
                     dst_rs,
-                    read_dst,
+                    c.read_dst,
                     lhs,
                     lhs_cs,
                     lhs_rs,
@@ -260,7 +232,7 @@ mod x86 {
                     &UKR,
                     &H_UKR,
                     false,
-                    parallelism,
+                    c.parallelism,
                 )
             }
         };
@@ -400,28 +372,26 @@ mod tests {
                 let mut rates = Vec::new();
                 for isa in [Isa::Avx2, Isa::Avx512] {
                     // gemm itself, with the destination's strides of either layout.
-                    let kernel = match isa {
-                        Isa::Avx512 => x86::avx512 as GemmFn,
-                        _ => x86::avx2 as GemmFn,
-                    };
                     let (dst_cs, dst_rs) = if column_major { (m, 1) } else { (1, n) };
-                    let run = |dst: &mut [f32]| unsafe {
-                        kernel(
-                            m,
-                            n,
-                            k,
-                            dst.as_mut_ptr(),
-                            dst_cs as isize,
-                            dst_rs as isize,
-                            false,
-                            a_view.data.as_ptr(),
-                            a_view.col_stride as isize,
-                            a_view.row_stride as isize,
-                            b_view.data.as_ptr(),
-                            b_view.col_stride as isize,
-                            b_view.row_stride as isize,
-                            Parallelism::None,
-                        )
+                    let run = |dst: &mut [f32]| {
+                        let call = Call {
+                            sizes: (m, n, k),
+                            dst: (dst.as_mut_ptr(), dst_cs as isize, dst_rs as isize),
+                            read_dst: false,
+                            lhs: (
+                                a.as_ptr(),
+                                a_view.col_stride as isize,
+                                a_view.row_stride as isize,
+                            ),
+                            rhs: (
+                                b.as_ptr(),
+                                b_view.col_stride as isize,
+                                b_view.row_stride as isize,
+                            ),
+                            parallelism: Parallelism::None,
+                        };
+                        // SAFETY: the views and `dst` cover m × k, k × n and m × n.
+                        unsafe { gemm_for_isa(isa)(&call) }
                     };
                     let reps = (2e9 / flops) as usize + 1;
                     let mut best = f64::MAX;
