@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use candle_core::{Tensor, D};
 
+mod fusion;
+
+use fusion::{fusion_at, Fusion};
+
 use super::batch_norm::{batch_norm_train, Then};
 use super::ir::{Graph, Op};
 use super::params::{BatchStats, Params};
@@ -258,54 +262,6 @@ pub fn run(
         live: Live(after),
         batch_stats,
     })
-}
-
-/// Nodes after a training BatchNorm that run inside it.
-#[derive(Debug, Clone, Copy)]
-enum Fusion {
-    /// The ReLU right after it.
-    Relu,
-    /// The residual add right after it (whose other operand is node `residual`, already
-    /// computed) and the ReLU after that.
-    AddRelu { residual: usize },
-}
-
-impl Fusion {
-    fn nodes(self) -> usize {
-        match self {
-            Fusion::Relu => 1,
-            Fusion::AddRelu { .. } => 2,
-        }
-    }
-}
-
-/// What may run inside node `i`: only if it is a BatchNorm, the nodes folded in follow it
-/// within the range and are each read only by the next, and the tap needs none of the values
-/// in between.
-fn fusion_at(
-    graph: &Graph,
-    i: usize,
-    end: usize,
-    (last_uses, readers): (&[usize], &[usize]),
-    tap: &dyn Tap,
-) -> Option<Fusion> {
-    let output = graph.output();
-    let read_only_by_next = |j: usize| {
-        j + 1 < end && j != output && last_uses[j] == j + 1 && !tap.sees(j) && readers[j] == 1
-    };
-    let relu_of = |j: usize| matches!(graph.nodes[j + 1].op, Op::Relu);
-    if !matches!(graph.nodes[i].op, Op::BatchNorm { .. }) || !read_only_by_next(i) {
-        return None;
-    }
-    if relu_of(i) {
-        return Some(Fusion::Relu);
-    }
-    let add = &graph.nodes[i + 1];
-    if !matches!(add.op, Op::Add) || add.inputs.len() != 2 || !read_only_by_next(i + 1) {
-        return None;
-    }
-    let residual = add.inputs.iter().copied().find(|&j| j != i)?;
-    (residual < i && relu_of(i + 1)).then_some(Fusion::AddRelu { residual })
 }
 
 /// Prefixes an error with the node it happened at.
