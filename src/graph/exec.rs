@@ -194,12 +194,7 @@ pub fn run(
         )));
     }
     let last_uses = graph.last_uses();
-    let mut readers = vec![0usize; graph.nodes.len()];
-    graph
-        .nodes
-        .iter()
-        .flat_map(|n| &n.inputs)
-        .for_each(|&j| readers[j] += 1);
+    let readers = graph.reader_counts();
     let output = graph.output();
     let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
     for (i, value) in live.0 {

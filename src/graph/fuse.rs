@@ -15,12 +15,7 @@ use super::GraphError;
 
 /// The fused graph and its parameters.
 pub fn fuse_for_inference(graph: &Graph, params: &Params) -> Result<(Graph, Params), GraphError> {
-    let mut readers = vec![0usize; graph.nodes.len()];
-    graph
-        .nodes
-        .iter()
-        .flat_map(|n| &n.inputs)
-        .for_each(|&i| readers[i] += 1);
+    let readers = graph.reader_counts();
     let folds_into = |node: &Node| -> Option<usize> {
         let &[input] = node.inputs.as_slice() else {
             return None;

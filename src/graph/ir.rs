@@ -239,6 +239,16 @@ impl Graph {
             .sum()
     }
 
+    /// For each node, how many times later nodes read it.
+    pub fn reader_counts(&self) -> Vec<usize> {
+        let mut readers = vec![0usize; self.nodes.len()];
+        self.nodes
+            .iter()
+            .flat_map(|n| &n.inputs)
+            .for_each(|&i| readers[i] += 1);
+        readers
+    }
+
     /// For each node, the index of the last node that reads it (itself if none does).
     pub fn last_uses(&self) -> Vec<usize> {
         let mut last: Vec<usize> = (0..self.nodes.len()).collect();
