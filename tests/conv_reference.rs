@@ -206,14 +206,17 @@ fn forward_and_gradients_equal_float64_loops() {
 #[test]
 fn cifar_shapes_agree_with_candle() {
     // The shapes the models use: 3×3 stride 1 and 2, 1×1 projections, a batch larger than the
-    // thread count (images in parallel) and a batch of one (threads inside the multiply).
+    // thread count (images in parallel) and a batch of one (threads inside the multiply);
+    // groups and a 5×5 kernel that keep the size, which the kernel reads in place.
     let mut rng = ChaCha8Rng::seed_from_u64(13);
-    for (batch, cin, cout, size, k, stride, pad) in [
-        (16, 16, 16, 32, 3, 1, 1),
-        (16, 16, 32, 32, 3, 2, 1),
-        (16, 64, 256, 8, 1, 1, 0),
-        (16, 128, 256, 16, 1, 2, 0),
-        (1, 32, 32, 16, 3, 1, 1),
+    for (batch, cin, cout, size, k, stride, pad, groups) in [
+        (16, 16, 16, 32, 3, 1, 1, 1),
+        (16, 16, 32, 32, 3, 2, 1, 1),
+        (16, 64, 256, 8, 1, 1, 0, 1),
+        (16, 128, 256, 16, 1, 2, 0, 1),
+        (1, 32, 32, 16, 3, 1, 1, 1),
+        (5, 32, 48, 8, 3, 1, 1, 2),
+        (4, 12, 16, 9, 5, 1, 2, 1),
     ] {
         let c = Case {
             batch,
@@ -224,10 +227,10 @@ fn cifar_shapes_agree_with_candle() {
             kernel: k,
             stride,
             padding: pad,
-            groups: 1,
+            groups,
         };
         let x = random_tensor(&mut rng, &[batch, cin, size, size]);
-        let w = random_tensor(&mut rng, &[cout, cin, k, k]);
+        let w = random_tensor(&mut rng, &[cout, cin / groups, k, k]);
         let o = (size + 2 * pad - k) / stride + 1;
         let r = random_tensor(&mut rng, &[batch, cout, o, o]);
         let (ours, reference) = (run(c, &x, &w, &r, true), run(c, &x, &w, &r, false));

@@ -21,7 +21,7 @@ mod columns;
 use columns::{col2im, gather_columns, gather_rows, transpose};
 
 use super::matmul::{matmul, Dims, View};
-use super::narrow::{self, Product};
+use super::narrow::{self, Product, Reads};
 
 /// Shapes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,15 @@ impl Geometry {
     }
     fn is_pointwise(&self) -> bool {
         self.kernel == 1 && self.stride == 1 && self.padding == 0
+    }
+    /// Stride 1 and an output of the input's size (a k×k kernel padded by (k−1)/2): output
+    /// position `p` reads input positions `p + shift`, one shift per kernel position.
+    fn keeps_size(&self) -> bool {
+        self.stride == 1 && self.out_height() == self.height && self.out_width() == self.width
+    }
+    /// The kernel's offsets into one image's planes, for [`narrow`] (implicit im2col).
+    fn image_reads(&self) -> Reads {
+        Reads::same_size(self.height, self.width, self.kernel, self.padding)
     }
 }
 
@@ -158,6 +167,25 @@ fn for_each_block(
     }
 }
 
+/// Runs `f(input, output, threads)` on every image: in parallel over the images when there are
+/// enough of them, with the threads inside `f` otherwise.
+fn for_each_image(
+    g: &Geometry,
+    (inputs, input_len): (&[f32], usize),
+    (outputs, output_len): (&mut [f32], usize),
+    f: impl Fn(&[f32], &mut [f32], usize) + Sync,
+) {
+    let pairs = inputs.chunks(input_len).zip(outputs.chunks_mut(output_len));
+    if g.batch >= threads() {
+        let pairs = inputs
+            .par_chunks(input_len)
+            .zip(outputs.par_chunks_mut(output_len));
+        pairs.for_each(|(i, o)| f(i, o, 1));
+    } else {
+        pairs.for_each(|(i, o)| f(i, o, threads()));
+    }
+}
+
 /// What is applied to the output while it is still in cache: a per-channel bias (the output
 /// rows start as the bias and the product is added) and an optional ReLU.
 #[derive(Debug, Clone, Copy)]
@@ -177,6 +205,32 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
         .filter(|_| narrow)
         .map(|group| narrow::pack_weights(&w[group * g.weight_group_len()..], og, kk))
         .collect();
+    if narrow && g.keeps_size() {
+        // The kernel reads the image at the kernel's offsets: no column matrix.
+        let (reads, plane_len) = (g.image_reads(), g.height * g.width);
+        let per_group = g.in_per_group() * plane_len;
+        for_each_image(
+            g,
+            (x, g.image_len()),
+            (out, g.out_image_len()),
+            |image, out_image, threads| {
+                for (group, packed) in packed.iter().enumerate() {
+                    let product = Product {
+                        packed,
+                        channels: og,
+                        data: &image[group * per_group..],
+                        plane_stride: plane_len,
+                        reads: &reads,
+                        bias: epilogue.map(|e| &e.bias[group * og..][..og]),
+                        relu: epilogue.is_some_and(|e| e.relu),
+                    };
+                    let plane = &mut out_image[group * og * positions..];
+                    narrow::forward(&product, plane, positions, threads);
+                }
+            },
+        );
+        return;
+    }
     for_each_block(
         g,
         blocks,
@@ -209,14 +263,15 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
                     }
                 };
                 if narrow {
+                    let reads = Reads::columns(positions);
                     let images = outs.chunks_mut(g.out_image_len());
                     for (i, image) in images.enumerate() {
                         let product = Product {
                             packed: &packed[group],
                             channels: og,
-                            cols: &columns.data[i * positions..],
-                            cols_stride: columns.row_stride,
-                            width: positions,
+                            data: &columns.data[i * positions..],
+                            plane_stride: columns.row_stride,
+                            reads: &reads,
                             bias: epilogue.map(|e| &e.bias[group * og..][..og]),
                             relu: epilogue.is_some_and(|e| e.relu),
                         };
@@ -270,6 +325,13 @@ fn repays_packing(g: &Geometry) -> bool {
 /// `dx = ∂L/∂x` from `dout = ∂L/∂out`; `dx` is `[N, C, H, W]`, overwritten.
 pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
+    if g.keeps_size()
+        && fills_narrow_tiles(g.in_per_group())
+        && repays_packing(g)
+        && narrow::available()
+    {
+        return input_grad_as_convolution(g, dout, w, dx);
+    }
     let blocks @ (_, inner) = blocking(g);
     // The column gradient's rows (kk) fill the AVX-512 kernel's tiles: it computes them from
     // Wᵀ in place, row-major, as the forward pass computes its output from W.
@@ -323,9 +385,9 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
                     let product = Product {
                         packed: &packed[group],
                         channels: kk,
-                        cols: grad.data,
-                        cols_stride: grad.row_stride,
-                        width,
+                        data: grad.data,
+                        plane_stride: grad.row_stride,
+                        reads: &Reads::columns(width),
                         bias: None,
                         relu: false,
                     };
@@ -361,6 +423,50 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
                         col2im(g, &cols[i * positions..], group, dx_image, width);
                     }
                 }
+            }
+        },
+    );
+}
+
+/// The input gradient of a convolution that keeps the size, as a convolution of the output
+/// gradient with the weights transposed and their taps reversed, `dx[c][p] = Σ_o Σ_t
+/// w[o][c][T−1−t] · dout[o][p + shift_t]`, which reads the same offsets as the forward pass:
+/// the AVX-512 kernel reads `dout` where it lies and writes `dx` in place, with no column
+/// gradient and no col2im.
+fn input_grad_as_convolution(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
+    let (og, cg, taps) = (g.out_per_group(), g.in_per_group(), g.kernel * g.kernel);
+    let plane_len = g.height * g.width;
+    let packed: Vec<Vec<f32>> = w
+        .chunks(g.weight_group_len())
+        .map(|w| {
+            let mut reversed = vec![0.0f32; w.len()];
+            for (o, c, t) in
+                (0..og).flat_map(|o| (0..cg).flat_map(move |c| (0..taps).map(move |t| (o, c, t))))
+            {
+                reversed[(c * og + o) * taps + t] = w[(o * cg + c) * taps + taps - 1 - t];
+            }
+            narrow::pack_weights(&reversed, cg, og * taps)
+        })
+        .collect();
+    // Reversed taps read the mirrored offsets, which are the same set: padding (k−1)/2.
+    let reads = g.image_reads();
+    for_each_image(
+        g,
+        (dout, g.out_image_len()),
+        (dx, g.image_len()),
+        |grad, dx_image, threads| {
+            for (group, packed) in packed.iter().enumerate() {
+                let product = Product {
+                    packed,
+                    channels: cg,
+                    data: &grad[group * og * plane_len..],
+                    plane_stride: plane_len,
+                    reads: &reads,
+                    bias: None,
+                    relu: false,
+                };
+                let rows = &mut dx_image[group * cg * plane_len..];
+                narrow::forward(&product, rows, plane_len, threads);
             }
         },
     );

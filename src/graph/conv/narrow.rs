@@ -41,15 +41,87 @@ pub(super) fn pack_weights(w: &[f32], channels: usize, k: usize) -> Vec<f32> {
     packed
 }
 
-/// One output row block: `out[o·out_stride + p] = relu?(bias[o] + Σ_s w[s][o]·cols[s·cols_stride
-/// + p])` for channels `o < channels` and positions `p < width`.
+/// Where the rows of a product's column matrix are read: row `c·taps + t` is plane `c` of the
+/// data read at offset `shifts[t]`, and `masks[tile·taps + t]` says which of a tile's 16
+/// positions read a value (the others read zero). A column matrix is one tap per row; an image
+/// read at a convolution's offsets (implicit im2col) has a tap per kernel position, its masks
+/// zeroing the padding.
+pub(super) struct Reads {
+    shifts: Vec<isize>,
+    masks: Vec<u16>,
+    /// Positions of the product (its width).
+    width: usize,
+    /// How far past its plane's start a read may go: every unmasked lane stays below it.
+    extent: usize,
+}
+
+impl Reads {
+    /// The rows of a column matrix, `width` long.
+    pub(super) fn columns(width: usize) -> Reads {
+        let masks = (0..width.div_ceil(16))
+            .map(|tile| lanes(width - tile * 16))
+            .collect();
+        Reads {
+            shifts: vec![0],
+            masks,
+            width,
+            extent: width,
+        }
+    }
+
+    /// One `height × width` image's planes read at the offsets of a stride-1, `kernel × kernel`
+    /// convolution padded by `padding` on every side, whose output has the image's size:
+    /// output position `(y, x)` reads `(y + ky − padding, x + kx − padding)`.
+    pub(super) fn same_size(height: usize, width: usize, kernel: usize, padding: usize) -> Reads {
+        let positions = height * width;
+        let taps = kernel * kernel;
+        let mut masks = vec![0u16; positions.div_ceil(16) * taps];
+        for position in 0..positions {
+            let (y, x) = ((position / width) as isize, (position % width) as isize);
+            for (t, mask) in masks[position / 16 * taps..][..taps].iter_mut().enumerate() {
+                let dy = (t / kernel) as isize - padding as isize;
+                let dx = (t % kernel) as isize - padding as isize;
+                let inside = (0..height as isize).contains(&(y + dy))
+                    && (0..width as isize).contains(&(x + dx));
+                *mask |= u16::from(inside) << (position % 16);
+            }
+        }
+        let shifts = (0..taps)
+            .map(|t| {
+                let dy = (t / kernel) as isize - padding as isize;
+                let dx = (t % kernel) as isize - padding as isize;
+                dy * width as isize + dx
+            })
+            .collect();
+        Reads {
+            shifts,
+            masks,
+            width: positions,
+            extent: positions,
+        }
+    }
+}
+
+/// The mask of the first `n` of 16 lanes.
+fn lanes(n: usize) -> u16 {
+    if n >= 16 {
+        !0
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
+/// One output row block: `out[o·out_stride + p] = relu?(bias[o] + Σ_s w[s][o]·row_s[p])` for
+/// channels `o < channels` and positions `p < reads.width`, where `row_s` is the column
+/// matrix's row `s` as [`Reads`] describes it.
 pub(super) struct Product<'a> {
     /// [`pack_weights`]' layout: tiles of `k × 16`.
     pub packed: &'a [f32],
     pub channels: usize,
-    pub cols: &'a [f32],
-    pub cols_stride: usize,
-    pub width: usize,
+    /// The planes the rows are read from, `plane_stride` apart.
+    pub data: &'a [f32],
+    pub plane_stride: usize,
+    pub reads: &'a Reads,
     pub bias: Option<&'a [f32]>,
     pub relu: bool,
 }
@@ -59,31 +131,39 @@ pub(super) struct Product<'a> {
 /// Panics if AVX-512F is missing (check [`available`]) or a slice is too short.
 pub(super) fn forward(product: &Product, out: &mut [f32], out_stride: usize, threads: usize) {
     let p = product;
-    if p.width == 0 || p.channels == 0 {
+    let width = p.reads.width;
+    if width == 0 || p.channels == 0 {
         return;
     }
     let k = p.packed.len() / CHANNELS / p.channels.div_ceil(CHANNELS);
+    let taps = p.reads.shifts.len();
     assert!(p.packed.len() == p.channels.div_ceil(CHANNELS) * k * CHANNELS);
+    assert!(
+        k.is_multiple_of(taps),
+        "{k} rows are not whole planes of {taps} taps"
+    );
+    assert!(p.reads.masks.len() == width.div_ceil(16) * taps);
     assert!(p.bias.is_none_or(|b| b.len() >= p.channels));
-    assert!(k == 0 || (k - 1) * p.cols_stride + p.width <= p.cols.len());
-    assert!((p.channels - 1) * out_stride + p.width <= out.len());
+    assert!(k == 0 || (k / taps - 1) * p.plane_stride + p.reads.extent <= p.data.len());
+    assert!((p.channels - 1) * out_stride + width <= out.len());
     assert!(available(), "the AVX-512 convolution kernel needs AVX-512F");
-    let per_task = p.width.div_ceil(16).div_ceil(threads.max(1)) * 16;
+    let per_task = width.div_ceil(16).div_ceil(threads.max(1)) * 16;
     let out = Shared(out.as_mut_ptr());
     let columns = |start: usize| {
-        let end = (start + per_task).min(p.width);
+        let end = (start + per_task).min(width);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512F is present (asserted); the assertions above keep every load and
-        // store inside `cols` and `out`, and the tasks write disjoint columns of `out`, which
-        // is borrowed mutably for the whole call.
+        // SAFETY: AVX-512F is present (asserted); `Reads` only unmasks lanes that stay within
+        // `extent` of their plane's start, and the assertions above keep every plane and every
+        // store inside `data` and `out`; the tasks write disjoint columns of `out`, which is
+        // borrowed mutably for the whole call.
         unsafe {
             x86::forward(p, k, (out.get(), out_stride), start..end)
         }
     };
-    if per_task >= p.width {
+    if per_task >= width {
         columns(0);
     } else {
-        (0..p.width)
+        (0..width)
             .into_par_iter()
             .step_by(per_task)
             .for_each(columns);
@@ -118,13 +198,46 @@ mod x86 {
     pub(super) unsafe fn forward(
         p: &Product,
         k: usize,
+        out: (*mut f32, usize),
+        columns: Range<usize>,
+    ) {
+        // One loop per compiled function: with two loops over the accumulators in one
+        // function, or a nested loop over a run-time count of taps, LLVM kept them in memory
+        // (2.5× slower).
+        if p.reads.shifts.len() == 1 {
+            tiles::<true>(p, k, out, columns)
+        } else {
+            tiles::<false>(p, k, out, columns)
+        }
+    }
+
+    /// `acc[o] += x · w[o]` for the 16 channels.
+    #[inline(always)]
+    unsafe fn add_outer(acc: &mut [__m512; CHANNELS], x: __m512, w: *const f32) {
+        for (o, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_fmadd_ps(x, _mm512_set1_ps(*w.add(o)), *a);
+        }
+    }
+
+    /// [`forward`] for rows read at one tap (a column matrix, rows a stride apart) or at
+    /// several (an image, through a table of offsets).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tiles<const ONE_TAP: bool>(
+        p: &Product,
+        k: usize,
         (out, out_stride): (*mut f32, usize),
         columns: Range<usize>,
     ) {
+        let taps = p.reads.shifts.len();
+        // Row s of the column matrix: plane s / taps at shift s % taps.
+        let offsets: Vec<isize> = (0..k)
+            .filter(|_| !ONE_TAP)
+            .map(|s| (s / taps * p.plane_stride) as isize + p.reads.shifts[s % taps])
+            .collect();
         for start in columns.clone().step_by(16) {
-            let lanes = (columns.end - start).min(16);
-            let mask: __mmask16 = if lanes == 16 { !0 } else { (1 << lanes) - 1 };
-            let cols = p.cols.as_ptr().wrapping_add(start);
+            let store: __mmask16 = super::lanes(columns.end - start);
+            let masks = &p.reads.masks[start / 16 * taps..][..taps];
+            let data = p.data.as_ptr().wrapping_add(start);
             // Every tile of channels reads the same 16 columns, while they are in L1.
             for first in (0..p.channels).step_by(CHANNELS) {
                 let channels = (p.channels - first).min(CHANNELS);
@@ -135,11 +248,19 @@ mod x86 {
                     }
                 }
                 let packed = p.packed.as_ptr().add(first * k);
-                for step in 0..k {
-                    let x = _mm512_maskz_loadu_ps(mask, cols.add(step * p.cols_stride));
-                    let w = packed.add(step * CHANNELS);
-                    for (o, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(x, _mm512_set1_ps(*w.add(o)), *a);
+                // Masked-off lanes are not read (nor can they fault).
+                if ONE_TAP {
+                    for step in 0..k {
+                        let row = data.wrapping_add(step * p.plane_stride);
+                        let x = _mm512_maskz_loadu_ps(masks[0], row);
+                        add_outer(&mut acc, x, packed.add(step * CHANNELS));
+                    }
+                } else {
+                    let mut tap = 0;
+                    for (step, &offset) in offsets.iter().enumerate() {
+                        let x = _mm512_maskz_loadu_ps(masks[tap], data.wrapping_offset(offset));
+                        tap = if tap + 1 == taps { 0 } else { tap + 1 };
+                        add_outer(&mut acc, x, packed.add(step * CHANNELS));
                     }
                 }
                 let out = out.add(first * out_stride + start);
@@ -149,7 +270,7 @@ mod x86 {
                     } else {
                         *a
                     };
-                    _mm512_mask_storeu_ps(out.add(o * out_stride), mask, v);
+                    _mm512_mask_storeu_ps(out.add(o * out_stride), store, v);
                 }
             }
         }
@@ -188,9 +309,9 @@ mod tests {
                 let product = Product {
                     packed: &packed,
                     channels,
-                    cols: &cols,
-                    cols_stride,
-                    width,
+                    data: &cols,
+                    plane_stride: cols_stride,
+                    reads: &Reads::columns(width),
                     bias: with_bias.then_some(&bias[..]),
                     relu,
                 };
@@ -218,6 +339,127 @@ mod tests {
                     assert!(out[o * out_stride + width].is_nan());
                 }
             }
+        }
+    }
+
+    /// Reading an image at a convolution's offsets equals a float64 convolution: every tap at
+    /// every border, for several kernels and sizes; the planes are separated by NaN, so a read
+    /// outside its plane would show.
+    #[test]
+    fn same_size_reads_equal_a_float64_convolution() {
+        if !available() {
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for (planes, channels, height, width, kernel) in [
+            (3, 16, 8, 8, 3),
+            (2, 5, 5, 7, 3),
+            (16, 32, 32, 32, 3),
+            (1, 16, 1, 1, 3),
+            (4, 16, 6, 3, 5),
+            (8, 16, 4, 5, 1),
+        ] {
+            let padding = (kernel - 1) / 2;
+            let (positions, taps) = (height * width, kernel * kernel);
+            let plane_stride = positions + 7;
+            let mut data = vec![f32::NAN; 11 + planes * plane_stride];
+            for c in 0..planes {
+                for v in &mut data[11 + c * plane_stride..][..positions] {
+                    *v = rng.random_range(-1.0..1.0);
+                }
+            }
+            let k = planes * taps;
+            let w: Vec<f32> = (0..channels * k)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let packed = pack_weights(&w, channels, k);
+            let reads = Reads::same_size(height, width, kernel, padding);
+            let product = Product {
+                packed: &packed,
+                channels,
+                data: &data[11..],
+                plane_stride,
+                reads: &reads,
+                bias: None,
+                relu: false,
+            };
+            let mut out = vec![f32::NAN; channels * positions];
+            forward(&product, &mut out, positions, 2);
+            for (o, p) in (0..channels).flat_map(|o| (0..positions).map(move |p| (o, p))) {
+                let (y, x) = ((p / width) as isize, (p % width) as isize);
+                let mut want = 0.0f64;
+                for (c, t) in (0..planes).flat_map(|c| (0..taps).map(move |t| (c, t))) {
+                    let iy = y + (t / kernel) as isize - padding as isize;
+                    let ix = x + (t % kernel) as isize - padding as isize;
+                    if (0..height as isize).contains(&iy) && (0..width as isize).contains(&ix) {
+                        let v = data[11 + c * plane_stride + (iy * width as isize + ix) as usize];
+                        want += w[o * k + c * taps + t] as f64 * v as f64;
+                    }
+                }
+                let got = out[o * positions + p] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + (k as f64).sqrt()),
+                    "{planes}×{height}×{width}, {kernel}×{kernel} ({o}, {p}): {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    /// Times the kernel on ResNet-20's shapes (one thread): the forward pass and the input
+    /// gradient from a column matrix, and convolutions that read the image in place (planes of
+    /// `side × side`, 3×3 taps):
+    /// `cargo test --release --lib narrow_shapes -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a benchmark"]
+    fn narrow_shapes() {
+        use std::time::Instant;
+        if !available() {
+            return;
+        }
+        println!("| product | reads | channels × width × k | GFLOP/s |");
+        println!("|---|---|---|---|");
+        for (what, channels, width, k, side) in [
+            ("forward", 16, 1024, 144, None),
+            ("forward", 32, 256, 288, None),
+            ("forward", 64, 256, 576, None),
+            ("input gradient", 144, 1024, 16, None),
+            ("input gradient", 288, 256, 32, None),
+            ("input gradient", 576, 256, 64, None),
+            ("either", 16, 1024, 144, Some(32)),
+            ("either", 32, 256, 288, Some(16)),
+            ("either", 64, 64, 576, Some(8)),
+        ] {
+            let packed = pack_weights(&vec![0.5f32; channels * k], channels, k);
+            let (reads, plane_stride) = match side {
+                Some(side) => (Reads::same_size(side, side, 3, 1), side * side),
+                None => (Reads::columns(width), width),
+            };
+            let planes = vec![0.25f32; k / reads.shifts.len() * plane_stride];
+            let mut out = vec![0.0f32; channels * width];
+            let product = Product {
+                packed: &packed,
+                channels,
+                data: &planes,
+                plane_stride,
+                reads: &reads,
+                bias: None,
+                relu: false,
+            };
+            let flops = 2.0 * (channels * width * k) as f64;
+            let reps = (2e9 / flops) as usize + 1;
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let started = Instant::now();
+                for _ in 0..reps {
+                    forward(&product, &mut out, width, 1);
+                }
+                best = best.min(started.elapsed().as_secs_f64() / reps as f64);
+            }
+            let reads = if side.is_some() { "image" } else { "columns" };
+            println!(
+                "| {what} | {reads} | {channels} × {width} × {k} | {:.0} |",
+                flops / best / 1e9
+            );
         }
     }
 }
