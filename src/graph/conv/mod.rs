@@ -4,6 +4,7 @@
 mod kernels;
 mod matmul;
 mod narrow;
+mod outer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -130,19 +130,96 @@ pub(super) fn col2im(
 }
 
 /// `dst[c·rows + r] = src[r·cols + c]`: the transpose of a row-major `rows × cols` matrix, in
-/// square tiles that stay in L1.
-pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+/// square tiles that stay in L1 (whole tiles of 16 × 16 in AVX-512 registers, where present).
+pub(in crate::graph::conv) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const TILE: usize = 16;
     let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
+    let simd = super::narrow::available();
     for r0 in (0..rows).step_by(TILE) {
         let r1 = (r0 + TILE).min(rows);
         for c0 in (0..cols).step_by(TILE) {
-            for c in c0..(c0 + TILE).min(cols) {
+            let c1 = (c0 + TILE).min(cols);
+            #[cfg(target_arch = "x86_64")]
+            if simd && r1 - r0 == TILE && c1 - c0 == TILE {
+                // SAFETY: AVX-512F is present; the tile's 16 rows of 16 lie inside `src`
+                // (rows r0..r1, columns c0..c1) and its 16 columns inside `dst`.
+                unsafe {
+                    x86::transpose_tile(
+                        src.as_ptr().add(r0 * cols + c0),
+                        cols,
+                        dst.as_mut_ptr().add(c0 * rows + r0),
+                        rows,
+                    )
+                };
+                continue;
+            }
+            for c in c0..c1 {
                 let column = &mut dst[c * rows + r0..c * rows + r1];
                 for (d, r) in column.iter_mut().zip(r0..r1) {
                     *d = src[r * cols + c];
                 }
             }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Transposes the 16 × 16 tile at `src` (rows `src_stride` apart) into `dst` (rows
+    /// `dst_stride` apart): 4×4 blocks inside each 128-bit lane by unpacking pairs of rows,
+    /// then the lanes put in place by two rounds of lane shuffles.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose_tile(
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
+        let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * src_stride)));
+        // Pairs of rows interleaved: t[2i] holds elements 4j, 4j+1 of rows 2i, 2i+1 in lane j;
+        // t[2i+1] elements 4j+2, 4j+3.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        // u[4g + m]: in lane j, element 4j + m of rows 4g .. 4g + 4.
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let (g, m) = (i / 4, i % 4);
+            // Elements 4j, 4j+1 are in t[4g] (rows 4g, 4g+1) and t[4g+2] (rows 4g+2, 4g+3);
+            // 4j+2, 4j+3 in t[4g+1] and t[4g+3].
+            let lo = _mm512_castps_pd(t[4 * g + m / 2]);
+            let hi = _mm512_castps_pd(t[4 * g + 2 + m / 2]);
+            _mm512_castpd_ps(if m % 2 == 0 {
+                _mm512_unpacklo_pd(lo, hi)
+            } else {
+                _mm512_unpackhi_pd(lo, hi)
+            })
+        });
+        for m in 0..4 {
+            // Lanes (0, 2) and (1, 3) of row groups 0|1 and 2|3, then their halves joined.
+            let x = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+            let y = _mm512_shuffle_f32x4::<0xDD>(u[m], u[4 + m]);
+            let z = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+            let w = _mm512_shuffle_f32x4::<0xDD>(u[8 + m], u[12 + m]);
+            _mm512_storeu_ps(dst.add(m * dst_stride), _mm512_shuffle_f32x4::<0x88>(x, z));
+            _mm512_storeu_ps(
+                dst.add((4 + m) * dst_stride),
+                _mm512_shuffle_f32x4::<0x88>(y, w),
+            );
+            _mm512_storeu_ps(
+                dst.add((8 + m) * dst_stride),
+                _mm512_shuffle_f32x4::<0xDD>(x, z),
+            );
+            _mm512_storeu_ps(
+                dst.add((12 + m) * dst_stride),
+                _mm512_shuffle_f32x4::<0xDD>(y, w),
+            );
         }
     }
 }
@@ -181,6 +258,27 @@ pub(super) fn gather_rows(g: &Geometry, outputs: &[f32], group: usize, b: usize,
         for o in 0..og {
             rows[o * width + i * positions..][..positions]
                 .copy_from_slice(&image[(group * og + o) * positions..][..positions]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transpose;
+
+    #[test]
+    fn transpose_moves_every_element_at_whole_and_partial_tiles() {
+        for (rows, cols) in [(16, 16), (32, 48), (17, 33), (5, 16), (64, 1024), (1, 1)] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut dst = vec![f32::NAN; rows * cols];
+            transpose(&src, rows, cols, &mut dst);
+            for (r, c) in (0..rows).flat_map(|r| (0..cols).map(move |c| (r, c))) {
+                assert_eq!(
+                    dst[c * rows + r],
+                    src[r * cols + c],
+                    "{rows}×{cols} ({r}, {c})"
+                );
+            }
         }
     }
 }

@@ -1,0 +1,321 @@
+//! The weight gradient in AVX-512, as sums of outer products read in place: no column matrix.
+//!
+//! For kernel position `t`, `dW[o][c][t] = Σ_p dout[o][p] · x[c][q_t(p)]`, over the output
+//! positions `p` whose input position `q_t(p)` lies inside the image. With both operands turned
+//! channel-last (`x` as `[q][c]`, `dout` as `[p][o]`), each position adds an outer product: the
+//! 16 channels `c` of one tile are one load, each of 16 output channels `o` is broadcast, and
+//! a 16 × 16 tile of `dW` for one `t` stays in 16 registers across all the positions of a
+//! block of images. Each sum runs over the images and positions in order, so the result does
+//! not depend on how the tiles are spread over the threads.
+
+use rayon::prelude::*;
+
+use super::kernels::{transpose, Geometry};
+use super::narrow::{lanes, CHANNELS};
+
+/// Output positions `p .. p + len` of one row, which read the input from `q`, the stride apart.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    p: usize,
+    q: usize,
+    len: usize,
+}
+
+/// For every kernel position `t = ky·k + kx`, the runs (one per output row) whose inputs lie
+/// inside the image.
+fn runs(g: &Geometry) -> Vec<Vec<Run>> {
+    let (k, s, pad) = (g.kernel, g.stride, g.padding as isize);
+    let (ho, wo) = (g.out_height(), g.out_width());
+    (0..k * k)
+        .map(|t| {
+            let (ky, kx) = (t / k, t % k);
+            let (lo, hi) = g.valid_columns(kx);
+            (0..ho)
+                .filter_map(|oy| {
+                    let iy = (oy * s + ky) as isize - pad;
+                    let inside = (0..g.height as isize).contains(&iy) && lo < hi;
+                    inside.then(|| Run {
+                        p: oy * wo + lo,
+                        q: iy as usize * g.width + lo * s + kx - g.padding,
+                        len: hi - lo,
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A block of images turned channel-last: `x` as `[image][q][C]`, `dout` as `[image][p][O]`
+/// (with a tile's worth of padding at the end, which the broadcasts of a partial tile read).
+pub(super) struct ChannelLast {
+    x: Vec<f32>,
+    dout: Vec<f32>,
+    images: usize,
+}
+
+impl ChannelLast {
+    pub(super) fn new() -> Self {
+        ChannelLast {
+            x: Vec::new(),
+            dout: Vec::new(),
+            images: 0,
+        }
+    }
+
+    /// Fills the buffers from `images` images of `x` (`[N, C, H, W]`) and `dout`.
+    pub(super) fn fill(&mut self, g: &Geometry, x: &[f32], dout: &[f32], images: usize) {
+        let (plane, positions) = (g.height * g.width, g.out_height() * g.out_width());
+        self.x.resize(images * plane * g.in_channels, 0.0);
+        self.dout
+            .resize(images * positions * g.out_channels + CHANNELS, 0.0);
+        for i in 0..images {
+            let image_x = &x[i * plane * g.in_channels..][..plane * g.in_channels];
+            let image_d = &dout[i * positions * g.out_channels..][..positions * g.out_channels];
+            let (x_last, dout_last) = (
+                &mut self.x[i * plane * g.in_channels..],
+                &mut self.dout[i * positions * g.out_channels..],
+            );
+            transpose(image_x, g.in_channels, plane, x_last);
+            transpose(image_d, g.out_channels, positions, dout_last);
+        }
+        self.images = images;
+    }
+}
+
+/// Adds the block's weight gradient into `sums`, laid out `[group][t][o][c]` (`o` and `c`
+/// within the group), over `threads` threads.
+pub(super) fn accumulate(g: &Geometry, block: &ChannelLast, sums: &mut [f32], threads: usize) {
+    let (og, cg, taps) = (
+        g.out_channels / g.groups,
+        g.in_channels / g.groups,
+        g.kernel * g.kernel,
+    );
+    assert!(sums.len() == g.groups * taps * og * cg);
+    assert!(
+        super::narrow::available(),
+        "the AVX-512 weight gradient needs AVX-512F"
+    );
+    let runs = runs(g);
+    let tiles: Vec<(usize, usize, usize, usize)> = (0..g.groups)
+        .flat_map(|group| (0..taps).map(move |t| (group, t)))
+        .flat_map(|(group, t)| {
+            (0..og)
+                .step_by(CHANNELS)
+                .flat_map(move |o| (0..cg).step_by(CHANNELS).map(move |c| (group, t, o, c)))
+        })
+        .collect();
+    let sums = Shared(sums.as_mut_ptr());
+    let tile = |&(group, t, o, c): &(usize, usize, usize, usize)| {
+        let first = ((group * taps + t) * og + o) * cg + c;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F is present (asserted). The tile reads and writes `sums` only at
+        // rows `o..o + 16` (below og) and columns `c..c + 16` (below cg) of its (group, t)
+        // block, so tiles touch disjoint elements; `runs` keeps every `p` and `q` inside the
+        // image, the channel loads are masked at `cg`, and the broadcasts of a partial tile
+        // end inside `dout`'s padding.
+        unsafe {
+            x86::tile(
+                g,
+                block,
+                &runs[t],
+                (group * og + o, (og - o).min(CHANNELS)),
+                (group * cg + c, (cg - c).min(CHANNELS)),
+                (sums.get().add(first), cg),
+            )
+        }
+    };
+    if threads > 1 {
+        tiles.par_iter().for_each(tile);
+    } else {
+        tiles.iter().for_each(tile);
+    }
+}
+
+/// `sums`' pointer, shared by tiles that touch disjoint elements.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+
+// SAFETY: the tiles sharing it touch disjoint elements (see `accumulate`).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// A method, so that closures capture the whole wrapper rather than the raw pointer.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{lanes, ChannelLast, Geometry, Run, CHANNELS};
+
+    /// One tile: adds, for `outs` output channels from `o_first` and `chans` input channels
+    /// from `c_first`, the sums over the block's images and the `runs` of one kernel
+    /// position into `sums` (rows `row_stride` apart).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile(
+        g: &Geometry,
+        block: &ChannelLast,
+        runs: &[Run],
+        (o_first, outs): (usize, usize),
+        (c_first, chans): (usize, usize),
+        (sums, row_stride): (*mut f32, usize),
+    ) {
+        let mask = lanes(chans);
+        let mut acc = [_mm512_setzero_ps(); CHANNELS];
+        for (o, a) in acc.iter_mut().enumerate().take(outs) {
+            *a = _mm512_maskz_loadu_ps(mask, sums.add(o * row_stride));
+        }
+        let (plane, positions) = (g.height * g.width, g.out_height() * g.out_width());
+        let (ins_all, outs_all, stride) = (g.in_channels, g.out_channels, g.stride);
+        for image in 0..block.images {
+            let x = block.x.as_ptr().add(image * plane * ins_all + c_first);
+            let d = block
+                .dout
+                .as_ptr()
+                .add(image * positions * outs_all + o_first);
+            for run in runs {
+                for j in 0..run.len {
+                    let xs = _mm512_maskz_loadu_ps(mask, x.add((run.q + j * stride) * ins_all));
+                    let ds = d.add((run.p + j) * outs_all);
+                    for (o, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(_mm512_set1_ps(*ds.add(o)), xs, *a);
+                    }
+                }
+            }
+        }
+        for (o, a) in acc.iter().enumerate().take(outs) {
+            _mm512_mask_storeu_ps(sums.add(o * row_stride), mask, *a);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Partial tiles of channels on both sides, strides, padding, groups and a 1×1 kernel
+    /// against a float64 sum; and the same bits whether the tiles run on one thread or three.
+    #[test]
+    fn sums_equal_float64_and_do_not_depend_on_the_threads() {
+        if !crate::graph::conv::narrow::available() {
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        for (batch, in_channels, height, width, out_channels, kernel, stride, padding, groups) in [
+            (3, 18, 7, 6, 20, 3, 2, 1, 1),
+            (2, 4, 5, 5, 6, 1, 1, 0, 2),
+            (1, 3, 9, 9, 16, 3, 1, 2, 1),
+            (2, 32, 4, 4, 48, 3, 1, 1, 2),
+        ] {
+            let g = Geometry {
+                batch,
+                in_channels,
+                height,
+                width,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                groups,
+            };
+            let (ho, wo) = (g.out_height(), g.out_width());
+            let mut random =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+            let x = random(batch * in_channels * height * width);
+            let dout = random(batch * out_channels * ho * wo);
+            let mut block = ChannelLast::new();
+            block.fill(&g, &x, &dout, batch);
+            let (og, cg, taps) = (out_channels / groups, in_channels / groups, kernel * kernel);
+            let mut one = vec![0.0f32; groups * taps * og * cg];
+            accumulate(&g, &block, &mut one, 1);
+            let mut three = vec![0.0f32; one.len()];
+            accumulate(&g, &block, &mut three, 3);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&one), bits(&three), "the threads changed a value");
+            for (i, &got) in one.iter().enumerate() {
+                let (c, o, t, group) = (
+                    i % cg,
+                    i / cg % og,
+                    i / cg / og % taps,
+                    i / (cg * og * taps),
+                );
+                let (ky, kx) = (t / kernel, t % kernel);
+                let (o, c) = (group * og + o, group * cg + c);
+                let mut want = 0.0f64;
+                for (n, oy, ox) in (0..batch)
+                    .flat_map(|n| (0..ho).flat_map(move |oy| (0..wo).map(move |ox| (n, oy, ox))))
+                {
+                    let iy = (oy * stride + ky) as isize - padding as isize;
+                    let ix = (ox * stride + kx) as isize - padding as isize;
+                    if (0..height as isize).contains(&iy) && (0..width as isize).contains(&ix) {
+                        let xv =
+                            x[((n * in_channels + c) * height + iy as usize) * width + ix as usize];
+                        let dv = dout[((n * out_channels + o) * ho + oy) * wo + ox];
+                        want += xv as f64 * dv as f64;
+                    }
+                }
+                assert!(
+                    (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{g:?}: element {i}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    /// Times a block's channel-last turn and its sums on ResNet-20's 3×3 shapes (one thread):
+    /// `cargo test --release --lib outer_shapes -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a benchmark"]
+    fn outer_shapes() {
+        use std::time::Instant;
+        if !crate::graph::conv::narrow::available() {
+            return;
+        }
+        println!("| channels | side | images | GFLOP/s (with the turn) | GFLOP/s (sums alone) |");
+        println!("|---|---|---|---|---|");
+        for (channels, side, images) in [(16, 32, 1), (32, 16, 1), (64, 8, 4), (16, 32, 4)] {
+            let g = Geometry {
+                batch: images,
+                in_channels: channels,
+                height: side,
+                width: side,
+                out_channels: channels,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                groups: 1,
+            };
+            let x = vec![0.5f32; images * channels * side * side];
+            let mut block = ChannelLast::new();
+            let mut sums = vec![0.0f32; 9 * channels * channels];
+            let flops = 2.0 * (images * side * side * 9 * channels * channels) as f64;
+            let reps = (1e9 / flops) as usize + 1;
+            let mut rates = Vec::new();
+            for turn in [true, false] {
+                let mut best = f64::MAX;
+                block.fill(&g, &x, &x, images);
+                for _ in 0..5 {
+                    let started = Instant::now();
+                    for _ in 0..reps {
+                        if turn {
+                            block.fill(&g, &x, &x, images);
+                        }
+                        accumulate(&g, &block, &mut sums, 1);
+                    }
+                    best = best.min(started.elapsed().as_secs_f64() / reps as f64);
+                }
+                rates.push(flops / best / 1e9);
+            }
+            println!(
+                "| {channels} | {side} | {images} | {:.0} | {:.0} |",
+                rates[0], rates[1]
+            );
+        }
+    }
+}
