@@ -35,8 +35,8 @@ PHASES = [
 ]
 # Inside the convolution phases: the first of these from the leaf up.
 CONV_PARTS = [
-    ("matrix multiply (gemm, our AVX-512 kernel)", re.compile(r"gemm|conv::matmul|kernels::matmul|conv::narrow")),
-    ("im2col, col2im, gathers, transposes", re.compile(r"im2col|col2im|shifted_copy|gather_|scatter_rows|transpose")),
+    ("im2col, col2im, gathers, transposes", re.compile(r"im2col|col2im|shifted_copy|gather_|scatter_rows|transpose|ChannelLast")),
+    ("matrix multiply (gemm, our AVX-512 kernels)", re.compile(r"gemm|conv::matmul|kernels::matmul|conv::narrow|conv::outer")),
 ]
 
 
@@ -49,7 +49,9 @@ def samples(lines):
             if head:
                 yield head[0], head[1], frames
             head, frames = None, []
-        elif not line.startswith((" ", "\t")):
+        elif not line.startswith("\t"):
+            # A sample's head line: "tid time:", the tid right-aligned (so it may start
+            # with spaces); its frames follow, each indented by a tab.
             tid, time = line.split()[:2]
             head = (tid, float(time.rstrip(":")))
         else:
