@@ -20,86 +20,20 @@
 //! no column gradient, no col2im. The weight gradient of every convolution is a sum of outer
 //! products over channel-last copies of `x` and `dout` ([`outer`]): no im2col either.
 
-use std::ops::Range;
-
 use rayon::prelude::*;
 
 mod columns;
+mod geometry;
+mod weight_grad;
 
 pub(super) use columns::transpose;
 use columns::{col2im, gather_columns, gather_rows};
+pub use geometry::Geometry;
+pub use weight_grad::weight_grad;
 
 use super::matmul::{matmul, Dims, View};
-use super::narrow::{self, Product, Reads};
-use super::outer::{self, ChannelLast};
-
-/// Shapes of one convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
-    pub batch: usize,
-    pub in_channels: usize,
-    pub height: usize,
-    pub width: usize,
-    pub out_channels: usize,
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-    pub groups: usize,
-}
-
-impl Geometry {
-    pub fn out_height(&self) -> usize {
-        (self.height + 2 * self.padding - self.kernel) / self.stride + 1
-    }
-    pub fn out_width(&self) -> usize {
-        (self.width + 2 * self.padding - self.kernel) / self.stride + 1
-    }
-    fn in_per_group(&self) -> usize {
-        self.in_channels / self.groups
-    }
-    fn out_per_group(&self) -> usize {
-        self.out_channels / self.groups
-    }
-    /// Rows of one group's column matrix: (C/groups)·k·k.
-    fn col_rows(&self) -> usize {
-        self.in_per_group() * self.kernel * self.kernel
-    }
-    fn positions(&self) -> usize {
-        self.out_height() * self.out_width()
-    }
-    fn image_len(&self) -> usize {
-        self.in_channels * self.height * self.width
-    }
-    fn out_image_len(&self) -> usize {
-        self.out_channels * self.positions()
-    }
-    fn weight_group_len(&self) -> usize {
-        self.out_per_group() * self.col_rows()
-    }
-    /// The output columns `lo..hi` whose input column `ox·stride + kx − padding` lies inside
-    /// the image, for kernel column `kx`.
-    pub(super) fn valid_columns(&self, kx: usize) -> (usize, usize) {
-        let (s, p, wo) = (self.stride, self.padding as isize, self.out_width());
-        let lo = ((p - kx as isize).max(0) as usize).div_ceil(s).min(wo);
-        let hi = (((self.width as isize + p - kx as isize - 1).max(-1) + 1) as usize)
-            .div_ceil(s)
-            .min(wo)
-            .max(lo);
-        (lo, hi)
-    }
-    fn is_pointwise(&self) -> bool {
-        self.kernel == 1 && self.stride == 1 && self.padding == 0
-    }
-    /// Stride 1 and an output of the input's size (a k×k kernel padded by (k−1)/2): output
-    /// position `p` reads input positions `p + shift`, one shift per kernel position.
-    fn keeps_size(&self) -> bool {
-        self.stride == 1 && self.out_height() == self.height && self.out_width() == self.width
-    }
-    /// The kernel's offsets into one image's planes, for [`narrow`] (implicit im2col).
-    fn image_reads(&self) -> Reads {
-        Reads::same_size(self.height, self.width, self.kernel, self.padding)
-    }
-}
+use super::narrow::{self, Product};
+use super::reads::Reads;
 
 /// Worker threads: rayon's pool size.
 fn threads() -> usize {
@@ -480,139 +414,4 @@ fn input_grad_as_convolution(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f3
             }
         },
     );
-}
-
-/// Runs of images whose weight-gradient partial sums are added in order (see [`weight_grad`]).
-const WEIGHT_GRAD_PARTS: usize = 4;
-
-/// `dw = ∂L/∂w` summed over the batch; `dw` is `[O, C/g, k, k]`, overwritten.
-///
-/// The batch is cut into at most [`WEIGHT_GRAD_PARTS`] fixed runs of images, whatever the
-/// thread count, and their partial sums are added in order: the result depends neither on
-/// scheduling nor on the number of threads, so a run resumed with other `--threads` stays
-/// bit-identical. (Threads beyond the runs work inside each run, on disjoint parts of its sum.)
-/// With AVX-512, the sums are outer products read in place ([`outer`]); otherwise they are
-/// multiplies of the column matrix.
-pub fn weight_grad(g: &Geometry, x: &[f32], dout: &[f32], dw: &mut [f32]) {
-    let chunk = g.batch.div_ceil(WEIGHT_GRAD_PARTS).max(1);
-    let inner = (threads() / g.batch.div_ceil(chunk)).max(1);
-    let sum_over = |part: fn(&Geometry, &[f32], &[f32], Range<usize>, usize) -> Vec<f32>| {
-        let starts: Vec<usize> = (0..g.batch).step_by(chunk).collect();
-        let partials: Vec<Vec<f32>> = starts
-            .into_par_iter()
-            .map(|first| part(g, x, dout, first..(first + chunk).min(g.batch), inner))
-            .collect();
-        let mut total = vec![0.0f32; dw.len()];
-        for p in &partials {
-            total.iter_mut().zip(p).for_each(|(d, v)| *d += v);
-        }
-        total
-    };
-    let (kk, og, cg) = (g.col_rows(), g.out_per_group(), g.in_per_group());
-    let taps = g.kernel * g.kernel;
-    if narrow::available() {
-        // [group][t][o][c] → [group·og + o][c][t]
-        let total = sum_over(weight_grad_outer);
-        for (i, v) in total.into_iter().enumerate() {
-            let (c, o, t, group) = (
-                i % cg,
-                i / cg % og,
-                i / cg / og % taps,
-                i / (cg * og * taps),
-            );
-            dw[((group * og + o) * cg + c) * taps + t] = v;
-        }
-    } else {
-        // dW_gᵀ per group → dW_g
-        let total = sum_over(weight_grad_columns);
-        let group_len = g.weight_group_len();
-        for (t, group) in total.chunks(group_len).zip(dw.chunks_mut(group_len)) {
-            transpose(t, kk, og, group);
-        }
-    }
-}
-
-/// The weight gradient of `images` as [`outer`]'s sums, `[group][t][o][c]`.
-fn weight_grad_outer(
-    g: &Geometry,
-    x: &[f32],
-    dout: &[f32],
-    images: Range<usize>,
-    threads: usize,
-) -> Vec<f32> {
-    let mut sums = vec![0.0f32; g.out_channels * g.col_rows()];
-    let mut block = ChannelLast::new();
-    let (per_block, _) = blocking(g);
-    for start in images.clone().step_by(per_block) {
-        let b = per_block.min(images.end - start);
-        let xs = &x[start * g.image_len()..][..b * g.image_len()];
-        let douts = &dout[start * g.out_image_len()..][..b * g.out_image_len()];
-        block.fill(g, xs, douts, b);
-        outer::accumulate(g, &block, &mut sums, threads);
-    }
-    sums
-}
-
-/// The weight gradient of `images` from their column matrices, `dW_gᵀ` per group.
-fn weight_grad_columns(
-    g: &Geometry,
-    x: &[f32],
-    dout: &[f32],
-    images: Range<usize>,
-    inner: usize,
-) -> Vec<f32> {
-    let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
-    let (per_block, _) = blocking(g);
-    let mut sum = vec![0.0f32; g.out_channels * kk];
-    let Scratch {
-        mut cols,
-        mut product,
-        ..
-    } = Scratch::new(g, per_block);
-    for start in images.clone().step_by(per_block) {
-        let b = per_block.min(images.end - start);
-        let width = b * positions;
-        let xs = &x[start * g.image_len()..][..b * g.image_len()];
-        let douts = &dout[start * g.out_image_len()..][..b * g.out_image_len()];
-        for group in 0..g.groups {
-            // colsᵀ: element (i, j) = cols[j][i].
-            let columns_t = if b == 1 && g.is_pointwise() {
-                View {
-                    data: &xs[group * kk * positions..],
-                    row_stride: 1,
-                    col_stride: positions,
-                }
-            } else {
-                gather_columns(g, xs, group, b, &mut cols, inner > 1);
-                View {
-                    data: &cols,
-                    row_stride: 1,
-                    col_stride: width,
-                }
-            };
-            let grad = if b == 1 {
-                View {
-                    data: &douts[group * og * positions..],
-                    row_stride: positions,
-                    col_stride: 1,
-                }
-            } else {
-                gather_rows(g, douts, group, b, &mut product);
-                View {
-                    data: &product,
-                    row_stride: width,
-                    col_stride: 1,
-                }
-            };
-            let dst = &mut sum[group * g.weight_group_len()..][..g.weight_group_len()];
-            let dims = Dims {
-                m: og,
-                n: kk,
-                k: width,
-            };
-            // dW_gᵀ ([kk × O/g]): the layout gemm fills fastest, turned around at the end.
-            matmul(dims, dst, true, grad, columns_t, inner);
-        }
-    }
-    sum
 }

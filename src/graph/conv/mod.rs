@@ -5,6 +5,8 @@ mod kernels;
 mod matmul;
 mod narrow;
 mod outer;
+mod reads;
+mod shared;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

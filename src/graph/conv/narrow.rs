@@ -17,6 +17,9 @@
 
 use rayon::prelude::*;
 
+use super::reads::{lanes, Reads};
+use super::shared::Shared;
+
 /// Channels of a tile: one AVX-512 register of f32 per output channel.
 pub(super) const CHANNELS: usize = 16;
 
@@ -44,76 +47,6 @@ pub(super) fn pack_weights(w: &[f32], channels: usize, k: usize) -> Vec<f32> {
         }
     }
     packed
-}
-
-/// Where the rows of a product's column matrix are read: row `c·taps + t` is plane `c` of the
-/// data read at offset `shifts[t]`, and `masks[tile·taps + t]` says which of a tile's 16
-/// positions read a value (the others read zero). A column matrix is one tap per row; an image
-/// read at a convolution's offsets (implicit im2col) has a tap per kernel position, its masks
-/// zeroing the padding.
-pub(super) struct Reads {
-    shifts: Vec<isize>,
-    masks: Vec<u16>,
-    /// Positions of the product (its width).
-    width: usize,
-    /// How far past its plane's start a read may go: every unmasked lane stays below it.
-    extent: usize,
-}
-
-impl Reads {
-    /// The rows of a column matrix, `width` long.
-    pub(super) fn columns(width: usize) -> Reads {
-        let masks = (0..width.div_ceil(16))
-            .map(|tile| lanes(width - tile * 16))
-            .collect();
-        Reads {
-            shifts: vec![0],
-            masks,
-            width,
-            extent: width,
-        }
-    }
-
-    /// One `height × width` image's planes read at the offsets of a stride-1, `kernel × kernel`
-    /// convolution padded by `padding` on every side, whose output has the image's size:
-    /// output position `(y, x)` reads `(y + ky − padding, x + kx − padding)`.
-    pub(super) fn same_size(height: usize, width: usize, kernel: usize, padding: usize) -> Reads {
-        let positions = height * width;
-        let taps = kernel * kernel;
-        let mut masks = vec![0u16; positions.div_ceil(16) * taps];
-        for position in 0..positions {
-            let (y, x) = ((position / width) as isize, (position % width) as isize);
-            for (t, mask) in masks[position / 16 * taps..][..taps].iter_mut().enumerate() {
-                let dy = (t / kernel) as isize - padding as isize;
-                let dx = (t % kernel) as isize - padding as isize;
-                let inside = (0..height as isize).contains(&(y + dy))
-                    && (0..width as isize).contains(&(x + dx));
-                *mask |= u16::from(inside) << (position % 16);
-            }
-        }
-        let shifts = (0..taps)
-            .map(|t| {
-                let dy = (t / kernel) as isize - padding as isize;
-                let dx = (t % kernel) as isize - padding as isize;
-                dy * width as isize + dx
-            })
-            .collect();
-        Reads {
-            shifts,
-            masks,
-            width: positions,
-            extent: positions,
-        }
-    }
-}
-
-/// The mask of the first `n` of 16 lanes.
-pub(super) fn lanes(n: usize) -> u16 {
-    if n >= 16 {
-        !0
-    } else {
-        (1u16 << n) - 1
-    }
 }
 
 /// One output row block: `out[o·out_stride + p] = relu?(bias[o] + Σ_s w[s][o]·row_s[p])` for
@@ -172,21 +105,6 @@ pub(super) fn forward(product: &Product, out: &mut [f32], out_stride: usize, thr
             .into_par_iter()
             .step_by(per_task)
             .for_each(columns);
-    }
-}
-
-/// The output's pointer, shared by tasks that write disjoint columns.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-
-// SAFETY: the tasks sharing it write disjoint elements (see `forward`).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// A method, so that closures capture the whole wrapper rather than the raw pointer.
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

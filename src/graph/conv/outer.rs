@@ -11,7 +11,9 @@
 use rayon::prelude::*;
 
 use super::kernels::{transpose, Geometry};
-use super::narrow::{lanes, CHANNELS};
+use super::narrow::CHANNELS;
+use super::reads::lanes;
+use super::shared::Shared;
 
 /// Output positions `p .. p + len` of one row, which read the input from `q`, the stride apart.
 #[derive(Debug, Clone, Copy)]
@@ -128,21 +130,6 @@ pub(super) fn accumulate(g: &Geometry, block: &ChannelLast, sums: &mut [f32], th
         tiles.par_iter().for_each(tile);
     } else {
         tiles.iter().for_each(tile);
-    }
-}
-
-/// `sums`' pointer, shared by tiles that touch disjoint elements.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-
-// SAFETY: the tiles sharing it touch disjoint elements (see `accumulate`).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// A method, so that closures capture the whole wrapper rather than the raw pointer.
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -1,0 +1,71 @@
+//! The shapes of one convolution, and the sizes and ranges derived from them.
+
+use crate::graph::conv::reads::Reads;
+
+/// Shapes of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub groups: usize,
+}
+
+impl Geometry {
+    pub fn out_height(&self) -> usize {
+        (self.height + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+    pub fn out_width(&self) -> usize {
+        (self.width + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+    pub(super) fn in_per_group(&self) -> usize {
+        self.in_channels / self.groups
+    }
+    pub(super) fn out_per_group(&self) -> usize {
+        self.out_channels / self.groups
+    }
+    /// Rows of one group's column matrix: (C/groups)·k·k.
+    pub(super) fn col_rows(&self) -> usize {
+        self.in_per_group() * self.kernel * self.kernel
+    }
+    pub(super) fn positions(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+    pub(super) fn image_len(&self) -> usize {
+        self.in_channels * self.height * self.width
+    }
+    pub(super) fn out_image_len(&self) -> usize {
+        self.out_channels * self.positions()
+    }
+    pub(super) fn weight_group_len(&self) -> usize {
+        self.out_per_group() * self.col_rows()
+    }
+    /// The output columns `lo..hi` whose input column `ox·stride + kx − padding` lies inside
+    /// the image, for kernel column `kx`.
+    pub(in crate::graph::conv) fn valid_columns(&self, kx: usize) -> (usize, usize) {
+        let (s, p, wo) = (self.stride, self.padding as isize, self.out_width());
+        let lo = ((p - kx as isize).max(0) as usize).div_ceil(s).min(wo);
+        let hi = (((self.width as isize + p - kx as isize - 1).max(-1) + 1) as usize)
+            .div_ceil(s)
+            .min(wo)
+            .max(lo);
+        (lo, hi)
+    }
+    pub(super) fn is_pointwise(&self) -> bool {
+        self.kernel == 1 && self.stride == 1 && self.padding == 0
+    }
+    /// Stride 1 and an output of the input's size (a k×k kernel padded by (k−1)/2): output
+    /// position `p` reads input positions `p + shift`, one shift per kernel position.
+    pub(super) fn keeps_size(&self) -> bool {
+        self.stride == 1 && self.out_height() == self.height && self.out_width() == self.width
+    }
+    /// The kernel's offsets into one image's planes, for [`narrow`] (implicit im2col).
+    pub(super) fn image_reads(&self) -> Reads {
+        Reads::same_size(self.height, self.width, self.kernel, self.padding)
+    }
+}
