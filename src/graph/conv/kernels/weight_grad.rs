@@ -11,6 +11,9 @@ use crate::graph::conv::matmul::{matmul, Dims, View};
 use crate::graph::conv::narrow;
 use crate::graph::conv::outer::{self, ChannelLast};
 
+/// The weight gradient of one run of images, `(g, x, dout, images, threads)`, in some layout.
+type Part = fn(&Geometry, &[f32], &[f32], Range<usize>, usize) -> Vec<f32>;
+
 /// Runs of images whose weight-gradient partial sums are added in order (see [`weight_grad`]).
 const WEIGHT_GRAD_PARTS: usize = 4;
 
@@ -25,7 +28,7 @@ const WEIGHT_GRAD_PARTS: usize = 4;
 pub fn weight_grad(g: &Geometry, x: &[f32], dout: &[f32], dw: &mut [f32]) {
     let chunk = g.batch.div_ceil(WEIGHT_GRAD_PARTS).max(1);
     let inner = (threads() / g.batch.div_ceil(chunk)).max(1);
-    let sum_over = |part: fn(&Geometry, &[f32], &[f32], Range<usize>, usize) -> Vec<f32>| {
+    let sum_over = |part: Part| {
         let starts: Vec<usize> = (0..g.batch).step_by(chunk).collect();
         let partials: Vec<Vec<f32>> = starts
             .into_par_iter()
