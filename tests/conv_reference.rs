@@ -2,7 +2,7 @@
 //! shapes, and against float64 loops.
 
 use candle_core::{DType, Device, Tensor, Var};
-use prunelab::graph::conv2d;
+use prunelab::graph::{conv2d, conv2d_bias_then, Then};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -241,4 +241,62 @@ fn cifar_shapes_agree_with_candle() {
             assert_close(what, c, &flat(a), &flat(b));
         }
     }
+}
+
+/// Inference's fused convolution, `conv(x, w) + b` then nothing, a ReLU, or a residual add and
+/// a ReLU, against candle's op followed by candle's adds, on the CIFAR shapes (the kernel
+/// reading the image in place, and from a column matrix) and random ones (gemm's path too).
+#[test]
+fn fused_bias_residual_and_relu_equal_candles_ops() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let cifar = [
+        (16, 16, 16, 32, 3, 1, 1, 1),
+        (16, 16, 32, 32, 3, 2, 1, 1),
+        (16, 64, 256, 8, 1, 1, 0, 1),
+        (1, 32, 32, 16, 3, 1, 1, 1),
+        (5, 32, 48, 8, 3, 1, 1, 2),
+    ]
+    .map(
+        |(batch, in_channels, out_channels, side, kernel, stride, padding, groups)| Case {
+            batch,
+            in_channels,
+            out_channels,
+            height: side,
+            width: side,
+            kernel,
+            stride,
+            padding,
+            groups,
+        },
+    );
+    let random: Vec<Case> = (0..40).map(|_| random_case(&mut rng)).collect();
+    for c in cifar.into_iter().chain(random) {
+        let x = random_tensor(&mut rng, &[c.batch, c.in_channels, c.height, c.width]);
+        let w = random_tensor(
+            &mut rng,
+            &[c.out_channels, c.in_channels / c.groups, c.kernel, c.kernel],
+        );
+        let b = random_tensor(&mut rng, &[c.out_channels]);
+        let ho = (c.height + 2 * c.padding - c.kernel) / c.stride + 1;
+        let wo = (c.width + 2 * c.padding - c.kernel) / c.stride + 1;
+        let residual = random_tensor(&mut rng, &[c.batch, c.out_channels, ho, wo]);
+        let y = x
+            .conv2d(&w, c.padding, c.stride, 1, c.groups)
+            .unwrap()
+            .broadcast_add(&b.reshape((1, (), 1, 1)).unwrap())
+            .unwrap();
+        for then in [Then::Nothing, Then::Relu, Then::AddRelu(&residual)] {
+            let ours = conv2d_bias_then(&x, &w, &b, c.stride, c.padding, c.groups, then).unwrap();
+            let want = then.apply(y.clone()).unwrap();
+            assert_eq!(ours.dims(), want.dims(), "{then:?} {c:?}");
+            assert_close(&format!("{then:?}"), c, &flat(&ours), &flat(&want));
+        }
+    }
+    // A residual of another shape is refused, not read out of bounds.
+    let x = random_tensor(&mut rng, &[2, 16, 8, 8]);
+    let w = random_tensor(&mut rng, &[16, 16, 3, 3]);
+    let b = random_tensor(&mut rng, &[16]);
+    let wrong = random_tensor(&mut rng, &[2, 16, 8, 7]);
+    let err = conv2d_bias_then(&x, &w, &b, 1, 1, 1, Then::AddRelu(&wrong)).unwrap_err();
+    assert!(err.to_string().contains("residual"), "{err}");
 }

@@ -22,6 +22,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use super::channelwise::{contiguous, dims, lane_sum, lane_sum_pairs, per_channel_sums, relu_grad};
+use super::then::Then;
 
 /// Per-channel batch statistics of `[N, C, H, W]`.
 #[derive(Debug, Clone)]
@@ -31,16 +32,6 @@ pub struct ChannelStats {
     pub var: Vec<f32>,
     /// Values per channel, N·H·W.
     pub count: usize,
-}
-
-/// What runs inside the normalisation, on its output `y`.
-#[derive(Debug, Clone, Copy)]
-pub enum Then<'a> {
-    Nothing,
-    /// `max(y, 0)`.
-    Relu,
-    /// `max(y + residual, 0)`.
-    AddRelu(&'a Tensor),
 }
 
 /// Normalises `x` with its own batch statistics, then applies `then`; returns the result
@@ -56,12 +47,7 @@ pub fn batch_norm_train(
     let (n, c, h, w) = x.dims4()?;
     if !x.device().is_cpu() || x.dtype() != DType::F32 {
         let (y, stats) = generic(x, gamma, beta, eps)?;
-        let y = match then {
-            Then::Nothing => y,
-            Then::Relu => y.relu()?,
-            Then::AddRelu(residual) => (y + residual)?.relu()?,
-        };
-        return Ok((y, stats));
+        return Ok((then.apply(y)?, stats));
     }
     let x = x.contiguous()?;
     let sums = x.apply_op1_no_bwd(&StatsOp)?.to_vec2::<f32>()?;

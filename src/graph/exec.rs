@@ -16,9 +16,10 @@ mod fusion;
 
 use fusion::{fusion_at, Fusion};
 
-use super::batch_norm::{batch_norm_train, Then};
+use super::batch_norm::batch_norm_train;
 use super::ir::{Graph, Op};
 use super::params::{BatchStats, Params};
+use super::then::Then;
 use super::GraphError;
 
 /// Which statistics BatchNorm normalises with.
@@ -207,24 +208,23 @@ pub fn run(
     while i < range.end {
         let node = &graph.nodes[i];
         tap.before(i);
-        let fusion = match mode.batch_norm {
-            BatchNormStats::Batch => fusion_at(graph, i, range.end, (&last_uses, &readers), tap),
-            BatchNormStats::Running => None,
-        };
+        let fusion =
+            fusion_at(graph, i, range.end, (&last_uses, &readers), tap, mode).filter(|fusion| {
+                // A fused convolution has no gradient: only where none flows through it.
+                let tracked = |j: &usize| values[*j].as_ref().is_some_and(Tensor::track_op);
+                !matches!(node.op, Op::Conv2d { .. })
+                    || !node.inputs.iter().chain(&fusion.residual()).any(tracked)
+            });
         let last = i + fusion.map_or(0, Fusion::nodes);
         let value = if let Op::Input { .. } = node.op {
             values[i].take().ok_or_else(|| {
                 GraphError::Invalid(format!("the input node {} was given no value", node.name))
             })?
         } else {
-            let residual = match fusion {
-                Some(Fusion::AddRelu { residual }) => Some(residual),
-                _ => None,
-            };
             let inputs: Vec<&Tensor> = node
                 .inputs
                 .iter()
-                .chain(&residual)
+                .chain(&fusion.and_then(Fusion::residual))
                 .map(|&j| {
                     values[j].as_ref().ok_or_else(|| {
                         GraphError::Invalid(format!(
@@ -294,36 +294,31 @@ fn compute(
             stride,
             padding,
             groups,
-            bias: true,
-            relu: true,
-            ..
-        } => super::conv2d_bias_relu(
-            x,
-            &param("weight")?,
-            &param("bias")?,
-            stride,
-            padding,
-            groups,
-            true,
-        )?,
-        Op::Conv2d {
-            bias: false,
-            relu: true,
-            ..
-        } => return Err(GraphError::Invalid("a fused ReLU needs a bias".into())),
-        Op::Conv2d {
-            stride,
-            padding,
-            groups,
             bias,
-            relu: false,
+            relu,
             ..
         } => {
-            let y = super::conv2d(x, &param("weight")?, stride, padding, groups)?;
-            if bias {
-                super::add_channel_bias(&y, &param("bias")?)?
-            } else {
-                y
+            let w = param("weight")?;
+            let then = match (fusion, relu) {
+                (Some(Fusion::AddRelu { .. }), _) => Then::AddRelu(inputs[1]),
+                (Some(Fusion::Relu), _) | (None, true) => Then::Relu,
+                (None, false) => Then::Nothing,
+            };
+            // Where no gradient flows through it, the bias (and what follows) runs inside.
+            let inside = relu || fusion.is_some() || (bias && !mode.track_params && !x.track_op());
+            match (bias, inside) {
+                (true, true) => {
+                    let b = param("bias")?;
+                    super::conv2d_bias_then(x, &w, &b, stride, padding, groups, then)?
+                }
+                (false, true) => {
+                    return Err(GraphError::Invalid("a fused ReLU needs a bias".into()))
+                }
+                (true, false) => {
+                    let y = super::conv2d(x, &w, stride, padding, groups)?;
+                    super::add_channel_bias(&y, &param("bias")?)?
+                }
+                (false, false) => super::conv2d(x, &w, stride, padding, groups)?,
             }
         }
         Op::BatchNorm { eps, momentum, .. } => {
@@ -538,5 +533,79 @@ mod tests {
         for (a, b) in fused_means.iter().zip(&plain_means) {
             assert_eq!(max_diff(a, b), 0.0);
         }
+    }
+
+    #[test]
+    fn an_inference_convolution_runs_its_residual_add_and_relu_inside() {
+        let (graph, params, x) = resnet8();
+        let (graph, params) = crate::graph::fuse_for_inference(&graph, &params).unwrap();
+        let eval = |x: &Tensor, watch: bool| {
+            let mut tap = Counter {
+                watch,
+                shown: Vec::new(),
+            };
+            let live = Live::input(x.clone());
+            let done = run(
+                &graph,
+                &params,
+                live,
+                0..graph.nodes.len(),
+                Mode::EVAL,
+                &mut tap,
+            );
+            (done.unwrap().live.into_output(&graph).unwrap(), tap.shown)
+        };
+        let adds = |shown: &[usize]| {
+            (shown.iter())
+                .filter(|&&i| matches!(graph.nodes[i].op, Op::Add))
+                .count()
+        };
+        let (fused, shown) = eval(&x, false);
+        let (plain, all) = eval(&x, true);
+        assert_eq!(adds(&all), 3);
+        assert_eq!(
+            adds(&shown),
+            0,
+            "every add follows the convolution it reads last"
+        );
+        assert_eq!(max_diff(&fused, &plain), 0.0);
+    }
+
+    #[test]
+    fn a_convolution_that_a_gradient_flows_through_keeps_its_add_outside() {
+        let mut builder = crate::graph::GraphBuilder::new(4, 6, 6);
+        let a = builder.conv_with_bias("a", 0, 4, 3, 1, 1).unwrap();
+        let b = builder.conv_with_bias("b", a, 4, 3, 1, 1).unwrap();
+        let sum = builder.add("add", b, a).unwrap();
+        builder.relu("relu", sum).unwrap();
+        let graph = builder.finish();
+        let params = Params::init(&graph, 0, &candle_core::Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 4, 6, 6), &candle_core::Device::Cpu).unwrap();
+        let eval = |x: &Tensor, watch: bool| {
+            let mut tap = Counter {
+                watch,
+                shown: Vec::new(),
+            };
+            let live = Live::input(x.clone());
+            let done = run(
+                &graph,
+                &params,
+                live,
+                0..graph.nodes.len(),
+                Mode::EVAL,
+                &mut tap,
+            );
+            (done.unwrap().live.into_output(&graph).unwrap(), tap.shown)
+        };
+        let (fused, shown) = eval(&x, false);
+        assert!(!shown.contains(&sum));
+        let (plain, _) = eval(&x, true);
+        assert_eq!(max_diff(&fused, &plain), 0.0);
+        let input = candle_core::Var::from_tensor(&x).unwrap();
+        let (output, shown) = eval(input.as_tensor(), false);
+        assert!(shown.contains(&sum));
+        assert_eq!(max_diff(&output, &plain), 0.0);
+        let grads = output.sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(input.as_tensor()).is_some());
     }
 }

@@ -14,13 +14,14 @@ mod ir;
 mod params;
 mod surgery;
 mod taps;
+mod then;
 
 use std::path::PathBuf;
 
 pub use batch_norm::{batch_norm_train, ChannelStats};
 pub use builder::{GraphBuilder, BN_EPS, BN_MOMENTUM};
 pub use channelwise::{add_channel_bias, relu};
-pub use conv::{conv2d, conv2d_bias_relu, conv_backend, set_conv_backend, ConvBackend};
+pub use conv::{conv2d, conv2d_bias_then, conv_backend, set_conv_backend, ConvBackend};
 pub use cost::{layer_costs, macs, LayerCost};
 pub use coupling::{channel_role, couplings, ChannelRole, Coupling};
 pub use coupling_view::{find_coupling, spatial, ChannelSlice, SliceRole};
@@ -34,6 +35,7 @@ pub use ir::{ActShape, Graph, Init, Node, Op, ParamRole, ParamSpec};
 pub use params::{specs, BatchStats, Params};
 pub use surgery::{mask, prune, ChannelPlan};
 pub use taps::{ChannelMask, Gates};
+pub use then::Then;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {

@@ -31,6 +31,7 @@ use columns::{col2im, gather_columns, gather_rows};
 pub use geometry::Geometry;
 pub use weight_grad::weight_grad;
 
+use super::epilogue::Epilogue;
 use super::matmul::{matmul, Dims, View};
 use super::narrow::{self, Product};
 use super::reads::Reads;
@@ -87,59 +88,58 @@ impl Scratch {
     }
 }
 
-/// Runs `f(inputs, outputs, scratch)` over blocks of `images` images, in parallel when `inner`
-/// is 1 (each block on one thread), in order otherwise (threads inside each multiply).
+/// Runs `f(first, inputs, outputs, scratch)` over blocks of `images` images (`first` the index
+/// of a block's first image), in parallel when `inner` is 1 (each block on one thread), in
+/// order otherwise (threads inside each multiply).
 fn for_each_block(
     g: &Geometry,
     (images, inner): (usize, usize),
     (inputs, input_len): (&[f32], usize),
     (outputs, output_len): (&mut [f32], usize),
-    f: impl Fn(&[f32], &mut [f32], &mut Scratch) + Sync,
+    f: impl Fn(usize, &[f32], &mut [f32], &mut Scratch) + Sync,
 ) {
     let scratch = || Scratch::new(g, images);
     let pairs = inputs
         .par_chunks(images * input_len)
         .zip(outputs.par_chunks_mut(images * output_len));
     if inner == 1 {
-        pairs.for_each_init(scratch, |s, (i, o)| f(i, o, s));
+        pairs
+            .enumerate()
+            .for_each_init(scratch, |s, (b, (i, o))| f(b * images, i, o, s));
     } else {
         let mut s = scratch();
         let pairs = inputs
             .chunks(images * input_len)
             .zip(outputs.chunks_mut(images * output_len));
-        pairs.for_each(|(i, o)| f(i, o, &mut s));
+        pairs
+            .enumerate()
+            .for_each(|(b, (i, o))| f(b * images, i, o, &mut s));
     }
 }
 
-/// Runs `f(input, output, threads)` on every image: in parallel over the images when there are
-/// enough of them, with the threads inside `f` otherwise.
+/// Runs `f(index, input, output, threads)` on every image: in parallel over the images when
+/// there are enough of them, with the threads inside `f` otherwise.
 fn for_each_image(
     g: &Geometry,
     (inputs, input_len): (&[f32], usize),
     (outputs, output_len): (&mut [f32], usize),
-    f: impl Fn(&[f32], &mut [f32], usize) + Sync,
+    f: impl Fn(usize, &[f32], &mut [f32], usize) + Sync,
 ) {
     let pairs = inputs.chunks(input_len).zip(outputs.chunks_mut(output_len));
     if g.batch >= threads() {
         let pairs = inputs
             .par_chunks(input_len)
             .zip(outputs.par_chunks_mut(output_len));
-        pairs.for_each(|(i, o)| f(i, o, 1));
+        pairs.enumerate().for_each(|(n, (i, o))| f(n, i, o, 1));
     } else {
-        pairs.for_each(|(i, o)| f(i, o, threads()));
+        pairs
+            .enumerate()
+            .for_each(|(n, (i, o))| f(n, i, o, threads()));
     }
 }
 
-/// What is applied to the output while it is still in cache: a per-channel bias (the output
-/// rows start as the bias and the product is added) and an optional ReLU.
-#[derive(Debug, Clone, Copy)]
-pub struct Epilogue<'a> {
-    pub bias: &'a [f32],
-    pub relu: bool,
-}
-
-/// `out = conv(x, w)` (then the epilogue, if any); `out` is `[N, O, Ho, Wo]`.
-pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, out: &mut [f32]) {
+/// `out = conv(x, w)`, then the epilogue (its residual `[N, O, Ho, Wo]` like `out`).
+pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue, out: &mut [f32]) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     let blocks @ (_, inner) = blocking(g);
     // Output channels (per group) that fill its tiles of 16 well: the AVX-512 kernel without
@@ -157,16 +157,16 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
             g,
             (x, g.image_len()),
             (out, g.out_image_len()),
-            |image, out_image, threads| {
+            |n, image, out_image, threads| {
                 for (group, packed) in packed.iter().enumerate() {
+                    let at = n * g.out_image_len() + group * og * positions;
                     let product = Product {
                         packed,
                         channels: og,
                         data: &image[group * per_group..],
                         plane_stride: plane_len,
                         reads: &reads,
-                        bias: epilogue.map(|e| &e.bias[group * og..][..og]),
-                        relu: epilogue.is_some_and(|e| e.relu),
+                        epilogue: epilogue.part(group * og..(group + 1) * og, at),
                     };
                     let plane = &mut out_image[group * og * positions..];
                     narrow::forward(&product, plane, positions, threads);
@@ -180,7 +180,7 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
         blocks,
         (x, g.image_len()),
         (out, g.out_image_len()),
-        |xs, outs, scratch| {
+        |first, xs, outs, scratch| {
             let b = xs.len() / g.image_len();
             let width = b * positions;
             let Scratch {
@@ -206,6 +206,8 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
                         col_stride: 1,
                     }
                 };
+                let channels = group * og..(group + 1) * og;
+                let at = |i: usize| (first + i) * g.out_image_len() + group * og * positions;
                 if narrow {
                     let reads = Reads::columns(positions);
                     let images = outs.chunks_mut(g.out_image_len());
@@ -216,8 +218,7 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
                             data: &columns.data[i * positions..],
                             plane_stride: columns.row_stride,
                             reads: &reads,
-                            bias: epilogue.map(|e| &e.bias[group * og..][..og]),
-                            relu: epilogue.is_some_and(|e| e.relu),
+                            epilogue: epilogue.part(channels.clone(), at(i)),
                         };
                         let plane = &mut image[group * og * positions..];
                         narrow::forward(&product, plane, positions, inner);
@@ -225,12 +226,12 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
                     continue;
                 }
                 // The product lands position-major (which gemm computes faster, as for the
-                // input gradient), the epilogue runs on it there, and each image's part is
-                // transposed into place.
+                // input gradient), starting from the bias, and each image's part is transposed
+                // into place, where the rest of the epilogue runs.
                 transposed.resize(og * width, 0.0);
                 let dst = &mut transposed[..og * width];
-                if let Some(e) = epilogue {
-                    let bias = &e.bias[group * og..][..og];
+                let bias = epilogue.bias.map(|b| &b[channels.clone()]);
+                if let Some(bias) = bias {
                     dst.chunks_mut(og).for_each(|row| row.copy_from_slice(bias));
                 }
                 let dims = Dims {
@@ -238,14 +239,12 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, o
                     n: width,
                     k: kk,
                 };
-                matmul(dims, dst, epilogue.is_some(), weights, columns, inner);
-                if epilogue.is_some_and(|e| e.relu) {
-                    dst.iter_mut().for_each(|v| *v = v.max(0.0));
-                }
+                matmul(dims, dst, bias.is_some(), weights, columns, inner);
                 let images = outs.chunks_mut(g.out_image_len());
-                for (image, block) in images.zip(dst.chunks(og * positions)) {
+                for (i, (image, block)) in images.zip(dst.chunks(og * positions)).enumerate() {
                     let plane = &mut image[group * og * positions..][..og * positions];
                     transpose(block, positions, og, plane);
+                    epilogue.part(channels.clone(), at(i)).finish(plane);
                 }
             }
         },
@@ -293,7 +292,7 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
         blocks,
         (dout, g.out_image_len()),
         (dx, g.image_len()),
-        |douts, dxs, scratch| {
+        |_, douts, dxs, scratch| {
             let b = douts.len() / g.out_image_len();
             let width = b * positions;
             let Scratch {
@@ -332,8 +331,7 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
                         data: grad.data,
                         plane_stride: grad.row_stride,
                         reads: &Reads::columns(width),
-                        bias: None,
-                        relu: false,
+                        epilogue: Epilogue::default(),
                     };
                     narrow::forward(&product, dst, width, inner);
                 } else {
@@ -398,7 +396,7 @@ fn input_grad_as_convolution(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f3
         g,
         (dout, g.out_image_len()),
         (dx, g.image_len()),
-        |grad, dx_image, threads| {
+        |_, grad, dx_image, threads| {
             for (group, packed) in packed.iter().enumerate() {
                 let product = Product {
                     packed,
@@ -406,8 +404,7 @@ fn input_grad_as_convolution(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f3
                     data: &grad[group * og * plane_len..],
                     plane_stride: plane_len,
                     reads: &reads,
-                    bias: None,
-                    relu: false,
+                    epilogue: Epilogue::default(),
                 };
                 let rows = &mut dx_image[group * cg * plane_len..];
                 narrow::forward(&product, rows, plane_len, threads);

@@ -1,6 +1,7 @@
 //! 2-D convolution for the graph executor: our CPU kernels as a candle custom op (forward and
 //! both gradients), candle's own op on other devices and dtypes.
 
+mod epilogue;
 mod kernels;
 mod matmul;
 mod narrow;
@@ -12,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-use kernels::Epilogue;
+use super::then::Then;
+use epilogue::Epilogue;
 pub use kernels::Geometry;
 
 /// Which implementation runs convolutions on the CPU.
@@ -57,29 +59,46 @@ pub fn conv2d(
         .apply_op2(&w.contiguous()?, Forward(geometry))
 }
 
-/// Inference only (no gradient): `relu?(conv2d(x, w) + b)` with the bias and the ReLU applied
-/// inside the convolution, while each image's output is in cache.
-pub fn conv2d_bias_relu(
+/// Inference only (no gradient): `conv2d(x, w) + b`, then `then`, all inside the convolution
+/// while each image's output is in cache.
+pub fn conv2d_bias_then(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     stride: usize,
     padding: usize,
     groups: usize,
-    relu: bool,
+    then: Then,
 ) -> Result<Tensor> {
     if !use_our_kernels(x, w) {
         let y = x
             .conv2d(w, padding, stride, 1, groups)?
             .broadcast_add(&b.reshape((1, (), 1, 1))?)?;
-        return if relu { y.relu() } else { Ok(y) };
+        return then.apply(y);
     }
-    let geometry = geometry(x, w, stride, padding, groups)?;
-    x.contiguous()?.apply_op3_no_bwd(
-        &w.contiguous()?,
-        &b.contiguous()?,
-        &FusedForward { geometry, relu },
-    )
+    let g = geometry(x, w, stride, padding, groups)?;
+    let out_dims = [g.batch, g.out_channels, g.out_height(), g.out_width()];
+    if b.dims() != [g.out_channels] {
+        candle_core::bail!(
+            "conv2d: bias {:?} for {} output channels",
+            b.dims(),
+            g.out_channels
+        );
+    }
+    let op = FusedForward {
+        geometry: g,
+        bias: b.to_dtype(DType::F32)?.to_vec1()?,
+        relu: !matches!(then, Then::Nothing),
+    };
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match then {
+        Then::AddRelu(residual) if residual.dims() != out_dims => candle_core::bail!(
+            "conv2d: residual {:?} for an output {out_dims:?}",
+            residual.dims()
+        ),
+        Then::AddRelu(residual) => x.apply_op3_no_bwd(&w, &residual.contiguous()?, &op),
+        Then::Nothing | Then::Relu => x.apply_op2_no_bwd(&w, &op),
+    }
 }
 
 /// Our kernels cover f32 on the CPU, unless candle's convolution was chosen.
@@ -145,7 +164,8 @@ impl CustomOp2 for Forward {
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
         let mut out = vec![0.0f32; g.batch * g.out_channels * g.out_height() * g.out_width()];
-        kernels::forward(g, slice(xs, xl)?, slice(ws, wl)?, None, &mut out);
+        let (x, w) = (slice(xs, xl)?, slice(ws, wl)?);
+        kernels::forward(g, x, w, Epilogue::default(), &mut out);
         Ok((
             CpuStorage::F32(out),
             Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width())),
@@ -174,12 +194,30 @@ impl CustomOp2 for Forward {
     }
 }
 
+/// The forward convolution with its bias, and possibly a residual and a ReLU, inside: on
+/// `(x, w)`, or on `(x, w, residual)`.
 struct FusedForward {
     geometry: Geometry,
+    bias: Vec<f32>,
     relu: bool,
 }
 
-impl CustomOp3 for FusedForward {
+impl FusedForward {
+    fn compute(&self, x: &[f32], w: &[f32], residual: Option<&[f32]>) -> (CpuStorage, Shape) {
+        let g = &self.geometry;
+        let shape = Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width()));
+        let mut out = vec![0.0f32; shape.elem_count()];
+        let epilogue = Epilogue {
+            bias: Some(&self.bias),
+            residual,
+            relu: self.relu,
+        };
+        kernels::forward(g, x, w, epilogue, &mut out);
+        (CpuStorage::F32(out), shape)
+    }
+}
+
+impl CustomOp2 for FusedForward {
     fn name(&self) -> &'static str {
         "prunelab-conv2d-bias-relu"
     }
@@ -190,20 +228,27 @@ impl CustomOp3 for FusedForward {
         xl: &Layout,
         ws: &CpuStorage,
         wl: &Layout,
-        bs: &CpuStorage,
-        bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.geometry;
-        let mut out = vec![0.0f32; g.batch * g.out_channels * g.out_height() * g.out_width()];
-        let epilogue = Epilogue {
-            bias: slice(bs, bl)?,
-            relu: self.relu,
-        };
-        kernels::forward(g, slice(xs, xl)?, slice(ws, wl)?, Some(epilogue), &mut out);
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width())),
-        ))
+        Ok(self.compute(slice(xs, xl)?, slice(ws, wl)?, None))
+    }
+}
+
+impl CustomOp3 for FusedForward {
+    fn name(&self) -> &'static str {
+        "prunelab-conv2d-bias-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        rs: &CpuStorage,
+        rl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let residual = Some(slice(rs, rl)?);
+        Ok(self.compute(slice(xs, xl)?, slice(ws, wl)?, residual))
     }
 }
 

@@ -17,6 +17,7 @@
 
 use rayon::prelude::*;
 
+use super::epilogue::Epilogue;
 use super::reads::{lanes, Reads};
 use super::shared::Shared;
 
@@ -49,9 +50,9 @@ pub(super) fn pack_weights(w: &[f32], channels: usize, k: usize) -> Vec<f32> {
     packed
 }
 
-/// One output row block: `out[o·out_stride + p] = relu?(bias[o] + Σ_s w[s][o]·row_s[p])` for
-/// channels `o < channels` and positions `p < reads.width`, where `row_s` is the column
-/// matrix's row `s` as [`Reads`] describes it.
+/// One output row block: `out[o·out_stride + p] = Σ_s w[s][o]·row_s[p]`, then the epilogue
+/// (its residual laid out as `out`), for channels `o < channels` and positions
+/// `p < reads.width`, where `row_s` is the column matrix's row `s` as [`Reads`] describes it.
 pub(super) struct Product<'a> {
     /// [`pack_weights`]' layout: tiles of `k × 16`.
     pub packed: &'a [f32],
@@ -60,8 +61,7 @@ pub(super) struct Product<'a> {
     pub data: &'a [f32],
     pub plane_stride: usize,
     pub reads: &'a Reads,
-    pub bias: Option<&'a [f32]>,
-    pub relu: bool,
+    pub epilogue: Epilogue<'a>,
 }
 
 /// Computes `product` into `out` (rows `out_stride` apart), its tiles of 16 columns spread
@@ -81,7 +81,11 @@ pub(super) fn forward(product: &Product, out: &mut [f32], out_stride: usize, thr
         "{k} rows are not whole planes of {taps} taps"
     );
     assert!(p.reads.masks.len() == width.div_ceil(16) * taps);
-    assert!(p.bias.is_none_or(|b| b.len() >= p.channels));
+    let e = &p.epilogue;
+    assert!(e.bias.is_none_or(|b| b.len() >= p.channels));
+    assert!(e
+        .residual
+        .is_none_or(|r| (p.channels - 1) * out_stride + width <= r.len()));
     assert!(k == 0 || (k / taps - 1) * p.plane_stride + p.reads.extent <= p.data.len());
     assert!((p.channels - 1) * out_stride + width <= out.len());
     assert!(available(), "the AVX-512 convolution kernel needs AVX-512F");
@@ -165,7 +169,7 @@ mod x86 {
             for first in (0..p.channels).step_by(CHANNELS) {
                 let channels = (p.channels - first).min(CHANNELS);
                 let mut acc = [_mm512_setzero_ps(); CHANNELS];
-                if let Some(bias) = p.bias {
+                if let Some(bias) = p.epilogue.bias {
                     for (a, &b) in acc.iter_mut().zip(&bias[first..first + channels]) {
                         *a = _mm512_set1_ps(b);
                     }
@@ -186,13 +190,18 @@ mod x86 {
                         add_outer(&mut acc, x, packed.add(step * CHANNELS));
                     }
                 }
-                let out = out.add(first * out_stride + start);
+                let at = first * out_stride + start;
+                let residual = p.epilogue.residual.map(|r| r.as_ptr().add(at));
+                let out = out.add(at);
                 for (o, a) in acc.iter().enumerate().take(channels) {
-                    let v = if p.relu {
-                        _mm512_max_ps(*a, _mm512_setzero_ps())
-                    } else {
-                        *a
-                    };
+                    let mut v = *a;
+                    if let Some(residual) = residual {
+                        let r = _mm512_maskz_loadu_ps(store, residual.add(o * out_stride));
+                        v = _mm512_add_ps(v, r);
+                    }
+                    if p.epilogue.relu {
+                        v = _mm512_max_ps(v, _mm512_setzero_ps());
+                    }
                     _mm512_mask_storeu_ps(out.add(o * out_stride), store, v);
                 }
             }
@@ -227,18 +236,29 @@ mod tests {
                 .map(|_| rng.random_range(-1.0..1.0))
                 .collect();
             let bias: Vec<f32> = (0..channels).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let out_stride = width + 1;
+            let residual: Vec<f32> = (0..channels * out_stride)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
             let packed = pack_weights(&w, channels, k);
-            for (with_bias, relu) in [(false, false), (true, true)] {
+            for (with_bias, with_residual, relu) in [
+                (false, false, false),
+                (true, false, true),
+                (false, true, false),
+                (true, true, true),
+            ] {
                 let product = Product {
                     packed: &packed,
                     channels,
                     data: &cols,
                     plane_stride: cols_stride,
                     reads: &Reads::columns(width),
-                    bias: with_bias.then_some(&bias[..]),
-                    relu,
+                    epilogue: Epilogue {
+                        bias: with_bias.then_some(&bias[..]),
+                        residual: with_residual.then_some(&residual[..]),
+                        relu,
+                    },
                 };
-                let out_stride = width + 1;
                 let mut out = vec![f32::NAN; channels * out_stride];
                 forward(&product, &mut out, out_stride, 1);
                 let mut split = vec![f32::NAN; channels * out_stride];
@@ -250,7 +270,12 @@ mod tests {
                         let sum: f64 = (0..k)
                             .map(|s| w[o * k + s] as f64 * cols[s * cols_stride + p] as f64)
                             .sum::<f64>()
-                            + if with_bias { bias[o] as f64 } else { 0.0 };
+                            + if with_bias { bias[o] as f64 } else { 0.0 }
+                            + if with_residual {
+                                residual[o * out_stride + p] as f64
+                            } else {
+                                0.0
+                            };
                         let want = if relu { sum.max(0.0) } else { sum };
                         let got = out[o * out_stride + p] as f64;
                         assert!(
@@ -303,8 +328,7 @@ mod tests {
                 data: &data[11..],
                 plane_stride,
                 reads: &reads,
-                bias: None,
-                relu: false,
+                epilogue: Epilogue::default(),
             };
             let mut out = vec![f32::NAN; channels * positions];
             forward(&product, &mut out, positions, 2);
@@ -365,8 +389,7 @@ mod tests {
                 data: &planes,
                 plane_stride,
                 reads: &reads,
-                bias: None,
-                relu: false,
+                epilogue: Epilogue::default(),
             };
             let flops = 2.0 * (channels * width * k) as f64;
             let reps = (2e9 / flops) as usize + 1;

@@ -1,10 +1,11 @@
-//! Which nodes after a training BatchNorm run inside it (its ReLU, or its residual add and
-//! ReLU), so that the values in between are never stored.
+//! Which nodes after a training BatchNorm, or after a convolution with a bias run without
+//! gradients (inference), run inside it (its ReLU, or its residual add and ReLU), so that the
+//! values in between are never stored.
 
-use super::Tap;
+use super::{BatchNormStats, Mode, Tap};
 use crate::graph::ir::{Graph, Op};
 
-/// Nodes after a training BatchNorm that run inside it.
+/// Nodes after a training BatchNorm or an inference convolution that run inside it.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Fusion {
     /// The ReLU right after it.
@@ -21,24 +22,42 @@ impl Fusion {
             Fusion::AddRelu { .. } => 2,
         }
     }
+
+    pub(super) fn residual(self) -> Option<usize> {
+        match self {
+            Fusion::Relu => None,
+            Fusion::AddRelu { residual } => Some(residual),
+        }
+    }
 }
 
-/// What may run inside node `i`: only if it is a BatchNorm, the nodes folded in follow it
-/// within the range and are each read only by the next, and the tap needs none of the values
-/// in between.
+/// What may run inside node `i`: only if it is a BatchNorm run with batch statistics, or a
+/// convolution with a bias and no ReLU run with detached parameters (the caller checks that its
+/// inputs need no gradient either), the nodes folded in follow it within the range and are
+/// each read only by the next, and the tap needs none of the values in between.
 pub(super) fn fusion_at(
     graph: &Graph,
     i: usize,
     end: usize,
     (last_uses, readers): (&[usize], &[usize]),
     tap: &dyn Tap,
+    mode: Mode,
 ) -> Option<Fusion> {
     let output = graph.output();
     let read_only_by_next = |j: usize| {
         j + 1 < end && j != output && last_uses[j] == j + 1 && !tap.sees(j) && readers[j] == 1
     };
     let relu_of = |j: usize| matches!(graph.nodes[j + 1].op, Op::Relu);
-    if !matches!(graph.nodes[i].op, Op::BatchNorm { .. }) || !read_only_by_next(i) {
+    let hosts = match graph.nodes[i].op {
+        Op::BatchNorm { .. } => mode.batch_norm == BatchNormStats::Batch,
+        Op::Conv2d {
+            bias: true,
+            relu: false,
+            ..
+        } => !mode.track_params,
+        _ => false,
+    };
+    if !hosts || !read_only_by_next(i) {
         return None;
     }
     if relu_of(i) {
