@@ -15,9 +15,10 @@
 //! it into place.
 //!
 //! With AVX-512 most of this is skipped. A convolution that keeps the size reads the image in
-//! place ([`narrow`] with [`Reads::same_size`]): no im2col in the forward pass; its input
-//! gradient is the convolution of `dout` with the weights transposed and their taps reversed:
-//! no column gradient, no col2im. The weight gradient of every convolution is a sum of outer
+//! place ([`narrow`] with [`Reads::phases`]), one whose stride divides the input reads the
+//! image's phases (a copy of the image's size, split by row and column parity for stride 2):
+//! no im2col in the forward pass. The input gradient of the first is the convolution of
+//! `dout` with the weights transposed and their taps reversed: no column gradient, no col2im. The weight gradient of every convolution is a sum of outer
 //! products over channel-last copies of `x` and `dout` ([`outer`]): no im2col either.
 
 use rayon::prelude::*;
@@ -149,8 +150,9 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue, out: &mut
         .filter(|_| narrow)
         .map(|group| narrow::pack_weights(&w[group * g.weight_group_len()..], og, kk))
         .collect();
-    if narrow && g.keeps_size() {
-        // The kernel reads the image at the kernel's offsets: no column matrix.
+    if narrow && g.reads_phases() {
+        // The kernel reads the image (or its phases, a copy of the image's size) at the
+        // kernel's offsets: no column matrix.
         let (reads, plane_len) = (g.image_reads(), g.height * g.width);
         let per_group = g.in_per_group() * plane_len;
         for_each_image(
@@ -158,6 +160,13 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue, out: &mut
             (x, g.image_len()),
             (out, g.out_image_len()),
             |n, image, out_image, threads| {
+                let phases;
+                let image = if g.stride == 1 {
+                    image
+                } else {
+                    phases = g.split_phases(image);
+                    &phases
+                };
                 for (group, packed) in packed.iter().enumerate() {
                     let at = n * g.out_image_len() + group * og * positions;
                     let product = Product {

@@ -290,38 +290,53 @@ mod tests {
         }
     }
 
-    /// Reading an image at a convolution's offsets equals a float64 convolution: every tap at
-    /// every border, for several kernels and sizes; the planes are separated by NaN, so a read
-    /// outside its plane would show.
+    /// Reading an image's phases at a convolution's offsets equals a float64 convolution:
+    /// every tap at every border, for several kernels, strides and sizes; the planes are
+    /// separated by NaN, so a read outside its plane would show.
     #[test]
-    fn same_size_reads_equal_a_float64_convolution() {
+    fn phase_reads_equal_a_float64_convolution() {
         if !available() {
             return;
         }
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        for (planes, channels, height, width, kernel) in [
-            (3, 16, 8, 8, 3),
-            (2, 5, 5, 7, 3),
-            (16, 32, 32, 32, 3),
-            (1, 16, 1, 1, 3),
-            (4, 16, 6, 3, 5),
-            (8, 16, 4, 5, 1),
+        // Output height and width; the input is `stride` times larger.
+        for (planes, channels, height, width, kernel, stride, padding) in [
+            (3, 16, 8, 8, 3, 1, 1),
+            (2, 5, 5, 7, 3, 1, 1),
+            (16, 32, 32, 32, 3, 1, 1),
+            (1, 16, 1, 1, 3, 1, 1),
+            (4, 16, 6, 3, 5, 1, 2),
+            (8, 16, 4, 5, 1, 1, 0),
+            (3, 16, 8, 8, 3, 2, 1),
+            (2, 5, 3, 7, 1, 2, 0),
+            (4, 16, 5, 4, 5, 2, 2),
+            (2, 16, 4, 3, 3, 3, 1),
         ] {
-            let padding = (kernel - 1) / 2;
-            let (positions, taps) = (height * width, kernel * kernel);
-            let plane_stride = positions + 7;
+            let (positions, taps, phases) = (height * width, kernel * kernel, stride * stride);
+            let (in_height, in_width) = (stride * height, stride * width);
+            let image: Vec<f32> = (0..planes * phases * positions)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let pixel =
+                |c: usize, iy: usize, ix: usize| image[(c * in_height + iy) * in_width + ix];
+            let plane_stride = phases * positions + 7;
             let mut data = vec![f32::NAN; 11 + planes * plane_stride];
-            for c in 0..planes {
-                for v in &mut data[11 + c * plane_stride..][..positions] {
-                    *v = rng.random_range(-1.0..1.0);
-                }
+            for (c, py, px, y, x) in (0..planes).flat_map(|c| {
+                (0..stride).flat_map(move |py| {
+                    (0..stride).flat_map(move |px| {
+                        (0..height).flat_map(move |y| (0..width).map(move |x| (c, py, px, y, x)))
+                    })
+                })
+            }) {
+                let at = c * plane_stride + (py * stride + px) * positions + y * width + x;
+                data[11 + at] = pixel(c, stride * y + py, stride * x + px);
             }
             let k = planes * taps;
             let w: Vec<f32> = (0..channels * k)
                 .map(|_| rng.random_range(-1.0..1.0))
                 .collect();
             let packed = pack_weights(&w, channels, k);
-            let reads = Reads::same_size(height, width, kernel, padding);
+            let reads = Reads::phases(height, width, kernel, padding, stride);
             let product = Product {
                 packed: &packed,
                 channels,
@@ -333,20 +348,22 @@ mod tests {
             let mut out = vec![f32::NAN; channels * positions];
             forward(&product, &mut out, positions, 2);
             for (o, p) in (0..channels).flat_map(|o| (0..positions).map(move |p| (o, p))) {
-                let (y, x) = ((p / width) as isize, (p % width) as isize);
+                let (y, x) = (p / width, p % width);
                 let mut want = 0.0f64;
                 for (c, t) in (0..planes).flat_map(|c| (0..taps).map(move |t| (c, t))) {
-                    let iy = y + (t / kernel) as isize - padding as isize;
-                    let ix = x + (t % kernel) as isize - padding as isize;
-                    if (0..height as isize).contains(&iy) && (0..width as isize).contains(&ix) {
-                        let v = data[11 + c * plane_stride + (iy * width as isize + ix) as usize];
+                    let iy = (stride * y + t / kernel) as isize - padding as isize;
+                    let ix = (stride * x + t % kernel) as isize - padding as isize;
+                    if (0..in_height as isize).contains(&iy) && (0..in_width as isize).contains(&ix)
+                    {
+                        let v = pixel(c, iy as usize, ix as usize);
                         want += w[o * k + c * taps + t] as f64 * v as f64;
                     }
                 }
                 let got = out[o * positions + p] as f64;
                 assert!(
                     (got - want).abs() <= 1e-5 * (1.0 + (k as f64).sqrt()),
-                    "{planes}×{height}×{width}, {kernel}×{kernel} ({o}, {p}): {got} vs {want}"
+                    "{planes}×{height}×{width}, {kernel}×{kernel} stride {stride} ({o}, {p}): \
+                     {got} vs {want}"
                 );
             }
         }
@@ -378,7 +395,7 @@ mod tests {
         ] {
             let packed = pack_weights(&vec![0.5f32; channels * k], channels, k);
             let (reads, plane_stride) = match side {
-                Some(side) => (Reads::same_size(side, side, 3, 1), side * side),
+                Some(side) => (Reads::phases(side, side, 3, 1, 1), side * side),
                 None => (Reads::columns(width), width),
             };
             let planes = vec![0.25f32; k / reads.shifts.len() * plane_stride];

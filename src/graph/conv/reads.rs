@@ -29,35 +29,53 @@ impl Reads {
         }
     }
 
-    /// One `height × width` image's planes read at the offsets of a stride-1, `kernel × kernel`
-    /// convolution padded by `padding` on every side, whose output has the image's size:
-    /// output position `(y, x)` reads `(y + ky − padding, x + kx − padding)`.
-    pub(super) fn same_size(height: usize, width: usize, kernel: usize, padding: usize) -> Reads {
+    /// One image's planes, each split into its `stride × stride` phases (phase `(py, px)`
+    /// holds rows `py, py + s, …` and columns `px, px + s, …`, `height × width` like the
+    /// output, the phases of a plane one after the other), read at the offsets of a
+    /// `kernel × kernel` convolution with that stride, padded by `padding` on every side:
+    /// output position `(y, x)` reads the input at `(s·y + ky − padding, s·x + kx − padding)`,
+    /// which is phase `((ky − padding) mod s, (kx − padding) mod s)` at
+    /// `(y + ⌊(ky − padding)/s⌋, x + ⌊(kx − padding)/s⌋)`. With stride 1 the one phase is
+    /// the plane itself: a convolution that keeps the size.
+    pub(super) fn phases(
+        height: usize,
+        width: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+    ) -> Reads {
         let positions = height * width;
         let taps = kernel * kernel;
+        // Each tap's phase and shift along both axes.
+        let split = |k: usize| {
+            let offset = k as isize - padding as isize;
+            let s = stride as isize;
+            (offset.rem_euclid(s) as usize, offset.div_euclid(s))
+        };
+        let splits: Vec<_> = (0..taps)
+            .map(|t| (split(t / kernel), split(t % kernel)))
+            .collect();
         let mut masks = vec![0u16; positions.div_ceil(16) * taps];
         for position in 0..positions {
             let (y, x) = ((position / width) as isize, (position % width) as isize);
-            for (t, mask) in masks[position / 16 * taps..][..taps].iter_mut().enumerate() {
-                let dy = (t / kernel) as isize - padding as isize;
-                let dx = (t % kernel) as isize - padding as isize;
+            let tile = &mut masks[position / 16 * taps..][..taps];
+            for (mask, &((_, dy), (_, dx))) in tile.iter_mut().zip(&splits) {
                 let inside = (0..height as isize).contains(&(y + dy))
                     && (0..width as isize).contains(&(x + dx));
                 *mask |= u16::from(inside) << (position % 16);
             }
         }
-        let shifts = (0..taps)
-            .map(|t| {
-                let dy = (t / kernel) as isize - padding as isize;
-                let dx = (t % kernel) as isize - padding as isize;
-                dy * width as isize + dx
+        let shifts = splits
+            .iter()
+            .map(|&((py, dy), (px, dx))| {
+                ((py * stride + px) * positions) as isize + dy * width as isize + dx
             })
             .collect();
         Reads {
             shifts,
             masks,
             width: positions,
-            extent: positions,
+            extent: stride * stride * positions,
         }
     }
 }

@@ -59,13 +59,42 @@ impl Geometry {
     pub(super) fn is_pointwise(&self) -> bool {
         self.kernel == 1 && self.stride == 1 && self.padding == 0
     }
-    /// Stride 1 and an output of the input's size (a k×k kernel padded by (k−1)/2): output
-    /// position `p` reads input positions `p + shift`, one shift per kernel position.
-    pub(super) fn keeps_size(&self) -> bool {
-        self.stride == 1 && self.out_height() == self.height && self.out_width() == self.width
+    /// Whether the output's grid is that of the input's `stride × stride` phases (the input's
+    /// sides are `stride` times the output's): the kernel then reads the phases in place,
+    /// output position `p` reading position `p + shift` of one phase per kernel position
+    /// ([`Reads::phases`]). Stride 2 with a 3×3 kernel padded by 1, or a 1×1 unpadded, on an
+    /// even input, and every convolution that keeps the size.
+    pub(super) fn reads_phases(&self) -> bool {
+        let s = self.stride;
+        self.out_height() * s == self.height && self.out_width() * s == self.width
     }
-    /// The kernel's offsets into one image's planes, for [`narrow`] (implicit im2col).
+    /// Stride 1 and an output of the input's size (a k×k kernel padded by (k−1)/2): the one
+    /// phase is the image itself.
+    pub(super) fn keeps_size(&self) -> bool {
+        self.stride == 1 && self.reads_phases()
+    }
+    /// The kernel's offsets into one image's phases, for [`narrow`] (implicit im2col).
     pub(super) fn image_reads(&self) -> Reads {
-        Reads::same_size(self.height, self.width, self.kernel, self.padding)
+        let (height, width) = (self.out_height(), self.out_width());
+        Reads::phases(height, width, self.kernel, self.padding, self.stride)
+    }
+    /// One image `[C, H, W]` as its planes' phases, `[C, stride², Ho, Wo]` (see
+    /// [`Self::reads_phases`]).
+    pub(super) fn split_phases(&self, image: &[f32]) -> Vec<f32> {
+        let (s, plane) = (self.stride, self.height * self.width);
+        let (ho, wo) = (self.out_height(), self.out_width());
+        let mut phases = vec![0.0f32; image.len()];
+        for (channel, split) in image.chunks(plane).zip(phases.chunks_mut(plane)) {
+            // Row y·s + py of the plane goes, column by column, to row y of phases (py, 0..s).
+            for (r, row) in channel.chunks_exact(self.width).enumerate() {
+                let (y, py) = (r / s, r % s);
+                for (x, pixels) in row.chunks_exact(s).enumerate() {
+                    for (px, &v) in pixels.iter().enumerate() {
+                        split[((py * s + px) * ho + y) * wo + x] = v;
+                    }
+                }
+            }
+        }
+        phases
     }
 }
