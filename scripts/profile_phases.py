@@ -5,7 +5,9 @@
 Only the training part of the run is counted: from the first to the last sample whose stack
 holds `train_step` (the bench trains before it times inference), on every thread, less its
 first seconds (argument 1, default 2.5), in which the first steps touch fresh memory: page
-faults that steady training does not have. A sample
+faults that steady training does not have. With argument 2 `inference` and argument 3 the
+bench's seconds per measurement, the large-batch inference is counted instead: the last three
+quarters of those seconds of the run, which the bench spends on it (it times batch 1 before). A sample
 belongs to the phase of the first frame, from the leaf up, that names one (so time spent
 allocating, or waiting, inside a phase counts as allocating or waiting), except that tensor ops
 run by BatchNorm or by the SGD update count as theirs.
@@ -35,7 +37,7 @@ PHASES = [
 ]
 # Inside the convolution phases: the first of these from the leaf up.
 CONV_PARTS = [
-    ("im2col, col2im, gathers, transposes", re.compile(r"im2col|col2im|shifted_copy|gather_|scatter_rows|transpose|ChannelLast")),
+    ("im2col, col2im, gathers, transposes", re.compile(r"im2col|col2im|shifted_copy|gather_|scatter_rows|transpose|ChannelLast|split_phases")),
     ("matrix multiply (gemm, our AVX-512 kernels)", re.compile(r"gemm|conv::matmul|kernels::matmul|conv::narrow|conv::outer")),
 ]
 
@@ -93,9 +95,13 @@ def main():
     if not training:
         sys.exit("no sample holds train_step: record `prunelab bench` with call graphs")
     skip = float(sys.argv[1]) if len(sys.argv) > 1 else 2.5
+    part = sys.argv[2] if len(sys.argv) > 2 else "training"
     first, last = min(training) + skip, max(training)
+    if part == "inference":
+        end = max(t for _, t, _ in all_samples)
+        first, last = max(last, end - 0.75 * float(sys.argv[3])), end
     if first >= last:
-        sys.exit(f"training lasted less than the {skip} s skipped: record a longer run")
+        sys.exit(f"the {part} part lasted too short a time: record a longer run")
     counts = collections.Counter()
     conv = collections.Counter()
     for _, time, frames in all_samples:
@@ -106,7 +112,7 @@ def main():
         if phase.startswith("conv "):
             conv[part_of(frames)] += 1
     total = sum(counts.values())
-    print(f"{total} samples over {last - first:.1f} s of training, after the first {skip} s\n")
+    print(f"{total} samples over {last - first:.1f} s of {part}\n")
     print("| phase | share of samples |")
     print("|---|---|")
     for name in dict.fromkeys([n for n, _ in PHASES] + ["other"]):
