@@ -535,26 +535,35 @@ mod tests {
         }
     }
 
+    /// The output of a whole evaluation pass, and the nodes whose outputs a [`Counter`] was
+    /// shown.
+    fn evaluate_counting(
+        graph: &Graph,
+        params: &Params,
+        x: &Tensor,
+        watch: bool,
+    ) -> (Tensor, Vec<usize>) {
+        let mut tap = Counter {
+            watch,
+            shown: Vec::new(),
+        };
+        let live = Live::input(x.clone());
+        let done = run(
+            graph,
+            params,
+            live,
+            0..graph.nodes.len(),
+            Mode::EVAL,
+            &mut tap,
+        );
+        (done.unwrap().live.into_output(graph).unwrap(), tap.shown)
+    }
+
     #[test]
     fn an_inference_convolution_runs_its_residual_add_and_relu_inside() {
         let (graph, params, x) = resnet8();
         let (graph, params) = crate::graph::fuse_for_inference(&graph, &params).unwrap();
-        let eval = |x: &Tensor, watch: bool| {
-            let mut tap = Counter {
-                watch,
-                shown: Vec::new(),
-            };
-            let live = Live::input(x.clone());
-            let done = run(
-                &graph,
-                &params,
-                live,
-                0..graph.nodes.len(),
-                Mode::EVAL,
-                &mut tap,
-            );
-            (done.unwrap().live.into_output(&graph).unwrap(), tap.shown)
-        };
+        let eval = |x: &Tensor, watch: bool| evaluate_counting(&graph, &params, x, watch);
         let adds = |shown: &[usize]| {
             (shown.iter())
                 .filter(|&&i| matches!(graph.nodes[i].op, Op::Add))
@@ -581,22 +590,7 @@ mod tests {
         let graph = builder.finish();
         let params = Params::init(&graph, 0, &candle_core::Device::Cpu).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 4, 6, 6), &candle_core::Device::Cpu).unwrap();
-        let eval = |x: &Tensor, watch: bool| {
-            let mut tap = Counter {
-                watch,
-                shown: Vec::new(),
-            };
-            let live = Live::input(x.clone());
-            let done = run(
-                &graph,
-                &params,
-                live,
-                0..graph.nodes.len(),
-                Mode::EVAL,
-                &mut tap,
-            );
-            (done.unwrap().live.into_output(&graph).unwrap(), tap.shown)
-        };
+        let eval = |x: &Tensor, watch: bool| evaluate_counting(&graph, &params, x, watch);
         let (fused, shown) = eval(&x, false);
         assert!(!shown.contains(&sum));
         let (plain, _) = eval(&x, true);

@@ -162,14 +162,8 @@ impl CustomOp2 for Forward {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let mut out = vec![0.0f32; g.batch * g.out_channels * g.out_height() * g.out_width()];
         let (x, w) = (slice(xs, xl)?, slice(ws, wl)?);
-        kernels::forward(g, x, w, Epilogue::default(), &mut out);
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width())),
-        ))
+        Ok(forward_storage(&self.0, x, w, Epilogue::default()))
     }
 
     fn bwd(
@@ -204,17 +198,21 @@ struct FusedForward {
 
 impl FusedForward {
     fn compute(&self, x: &[f32], w: &[f32], residual: Option<&[f32]>) -> (CpuStorage, Shape) {
-        let g = &self.geometry;
-        let shape = Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width()));
-        let mut out = vec![0.0f32; shape.elem_count()];
         let epilogue = Epilogue {
             bias: Some(&self.bias),
             residual,
             relu: self.relu,
         };
-        kernels::forward(g, x, w, epilogue, &mut out);
-        (CpuStorage::F32(out), shape)
+        forward_storage(&self.geometry, x, w, epilogue)
     }
+}
+
+/// The forward convolution with `epilogue`, as a custom op's output.
+fn forward_storage(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue) -> (CpuStorage, Shape) {
+    let shape = Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width()));
+    let mut out = vec![0.0f32; shape.elem_count()];
+    kernels::forward(g, x, w, epilogue, &mut out);
+    (CpuStorage::F32(out), shape)
 }
 
 impl CustomOp2 for FusedForward {
