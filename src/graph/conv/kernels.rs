@@ -28,7 +28,7 @@ mod geometry;
 mod weight_grad;
 
 pub(super) use columns::transpose;
-use columns::{col2im, gather_columns, gather_rows};
+use columns::{col2im, gather_columns, group_rows};
 pub use geometry::Geometry;
 pub use weight_grad::weight_grad;
 
@@ -311,20 +311,7 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
             } = scratch;
             dxs.fill(0.0);
             for group in 0..g.groups {
-                let grad = if b == 1 {
-                    View {
-                        data: &douts[group * og * positions..],
-                        row_stride: positions,
-                        col_stride: 1,
-                    }
-                } else {
-                    gather_rows(g, douts, group, b, product);
-                    View {
-                        data: product,
-                        row_stride: width,
-                        col_stride: 1,
-                    }
-                };
+                let grad = group_rows(g, douts, group, b, product);
                 // The column gradient [kk × width]: straight into the input gradient for one
                 // image of a 1×1 convolution, into `cols` for col2im otherwise.
                 let in_place = b == 1 && g.is_pointwise();

@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::Geometry;
+use crate::graph::conv::matmul::View;
 
 /// Fills the `(C/g)·k·k` rows of `Ho·Wo` values that start every `row_stride` in `cols` with
 /// group `group` of one image; with `parallel`, input channels are spread over the threads
@@ -250,15 +251,34 @@ pub(super) fn gather_columns(
     }
 }
 
-/// Rows of group `group` of `b` output-shaped images (`[O, P]` each) side by side: `[O/g, b·P]`.
-pub(super) fn gather_rows(g: &Geometry, outputs: &[f32], group: usize, b: usize, rows: &mut [f32]) {
+/// Rows of group `group` of `b` output-shaped images (`[O, P]` each) side by side, as a
+/// matrix `[O/g, b·P]`: where they lie for one image, gathered into `rows` for more.
+pub(super) fn group_rows<'a>(
+    g: &Geometry,
+    outputs: &'a [f32],
+    group: usize,
+    b: usize,
+    rows: &'a mut [f32],
+) -> View<'a> {
     let (og, positions) = (g.out_per_group(), g.positions());
+    if b == 1 {
+        return View {
+            data: &outputs[group * og * positions..],
+            row_stride: positions,
+            col_stride: 1,
+        };
+    }
     let width = b * positions;
     for (i, image) in outputs.chunks(g.out_image_len()).take(b).enumerate() {
         for o in 0..og {
             rows[o * width + i * positions..][..positions]
                 .copy_from_slice(&image[(group * og + o) * positions..][..positions]);
         }
+    }
+    View {
+        data: rows,
+        row_stride: width,
+        col_stride: 1,
     }
 }
 

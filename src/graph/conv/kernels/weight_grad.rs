@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::columns::{gather_columns, gather_rows, transpose};
+use super::columns::{gather_columns, group_rows, transpose};
 use super::{blocking, threads, Geometry, Scratch};
 use crate::graph::conv::matmul::{matmul, Dims, View};
 use crate::graph::conv::narrow;
@@ -122,20 +122,7 @@ fn weight_grad_columns(
                     col_stride: width,
                 }
             };
-            let grad = if b == 1 {
-                View {
-                    data: &douts[group * og * positions..],
-                    row_stride: positions,
-                    col_stride: 1,
-                }
-            } else {
-                gather_rows(g, douts, group, b, &mut product);
-                View {
-                    data: &product,
-                    row_stride: width,
-                    col_stride: 1,
-                }
-            };
+            let grad = group_rows(g, douts, group, b, &mut product);
             let dst = &mut sum[group * g.weight_group_len()..][..g.weight_group_len()];
             let dims = Dims {
                 m: og,
