@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use prunelab::data::Batch;
 use prunelab::graph::{forward, read_safetensors, Mode, Params};
-use prunelab::train::{Sgd, SgdConfig};
+use prunelab::train::{train_step, Sgd, SgdConfig};
 
 fn golden() -> BTreeMap<String, Tensor> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/resnet8_torch.safetensors");
@@ -61,16 +62,18 @@ fn two_sgd_steps_match_pytorch() {
         let y = golden[&format!("batch{step}.y")]
             .to_dtype(DType::U32)
             .unwrap();
-        let out = forward(&graph, &params, x, Mode::TRAIN).unwrap();
-        let loss = candle_nn::loss::cross_entropy(&out.output, &y).unwrap();
-        let value = loss.to_scalar::<f32>().unwrap() as f64;
+        let batch = Batch {
+            images: x.clone(),
+            labels: y,
+        };
+        // The step training runs: the executor's backward pass on the CPU.
+        let outcome = train_step(&graph, &mut params, &mut sgd, &batch, 0.1).unwrap();
+        let value = outcome.loss as f64;
         assert!(
             (value - losses[step]).abs() < 1e-5 * losses[step],
             "step {step}: loss {value} vs {}",
             losses[step]
         );
-        sgd.step(&params, &loss.backward().unwrap(), 0.1).unwrap();
-        params.update_running_stats(&out.batch_stats).unwrap();
     }
     let trained = with_prefix(&golden, "trained.");
     let ours = params.tensors();

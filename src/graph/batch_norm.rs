@@ -56,24 +56,36 @@ pub fn batch_norm_train(
         var: sums[1].clone(),
         count: n * h * w,
     };
-    let inv_std: Vec<f32> = stats
-        .var
-        .iter()
-        .map(|v| 1.0 / (*v as f64 + eps).sqrt() as f32)
-        .collect();
-    debug_assert_eq!(inv_std.len(), c);
+    debug_assert_eq!(stats.mean.len(), c);
     // γ and β as one [2, C] operand: a custom op takes at most three.
     let affine = Tensor::stack(&[gamma, beta], 0)?;
-    let op = NormalizeOp {
-        mean: stats.mean.clone(),
-        inv_std,
-        relu: !matches!(then, Then::Nothing),
-    };
+    let op = NormalizeOp::new(&stats, eps, !matches!(then, Then::Nothing));
     let y = match then {
         Then::AddRelu(residual) => x.apply_op3(&affine, &residual.contiguous()?, op)?,
         _ => x.apply_op2(&affine, op)?,
     };
     Ok((y, stats))
+}
+
+/// The gradients of [`batch_norm_train`] from its output `y`'s gradient `dy`, given what its
+/// forward pass saw (`x`, γ, β, the statistics it normalised with, whether a ReLU followed):
+/// `[∂L/∂x, ∂L/∂[γ; β] (shape [2, C]), ∂L/∂residual]`. `None` off the CPU or for other dtypes,
+/// where the caller differentiates candle's ops instead.
+pub(crate) fn batch_norm_grads(
+    x: &Tensor,
+    (gamma, beta): (&Tensor, &Tensor),
+    stats: &ChannelStats,
+    eps: f64,
+    relu: bool,
+    y: &Tensor,
+    dy: &Tensor,
+) -> Result<Option<[Tensor; 3]>> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let affine = Tensor::stack(&[gamma, beta], 0)?;
+    let op = NormalizeOp::new(stats, eps, relu);
+    op.backward(&x.contiguous()?, &affine, y, dy).map(Some)
 }
 
 /// The same with candle's ops, for devices our kernels do not cover.
@@ -126,6 +138,17 @@ struct NormalizeOp {
 }
 
 impl NormalizeOp {
+    fn new(stats: &ChannelStats, eps: f64, relu: bool) -> Self {
+        let inv_std = (stats.var.iter())
+            .map(|v| 1.0 / (*v as f64 + eps).sqrt() as f32)
+            .collect();
+        Self {
+            mean: stats.mean.clone(),
+            inv_std,
+            relu,
+        }
+    }
+
     fn forward(
         &self,
         (xs, xl): (&CpuStorage, &Layout),

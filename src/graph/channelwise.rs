@@ -102,9 +102,17 @@ impl CustomOp2 for ChannelBias {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
-        let db = dy.apply_op1_no_bwd(&ChannelSum)?;
+        let db = channel_sum(&dy)?;
         Ok((Some(dy), Some(db)))
     }
+}
+
+/// `[N, C, H, W] → [C]`: the sum over everything but the channel (a bias's gradient).
+pub(super) fn channel_sum(dy: &Tensor) -> Result<Tensor> {
+    if !dy.device().is_cpu() || dy.dtype() != DType::F32 {
+        return dy.sum((0, 2, 3));
+    }
+    dy.contiguous()?.apply_op1_no_bwd(&ChannelSum)
 }
 
 /// `[N, C, H, W] → [C]`: the sum over everything but the channel.

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
 
+mod backward;
 mod compute;
 mod fusion;
 
+pub use backward::{forward_for_backward, Gradients, Tape};
 use compute::compute;
 use fusion::{fusion_at, Fusion};
 
@@ -188,6 +190,19 @@ pub fn run(
     mode: Mode,
     tap: &mut dyn Tap,
 ) -> Result<Run, GraphError> {
+    run_recording(graph, params, live, range, mode, tap, None)
+}
+
+/// [`run`], which also records in `tape` (where given) what each node's backward pass needs.
+fn run_recording(
+    graph: &Graph,
+    params: &Params,
+    live: Live,
+    range: Range<usize>,
+    mode: Mode,
+    tap: &mut dyn Tap,
+    mut tape: Option<&mut Tape>,
+) -> Result<Run, GraphError> {
     if range.start > range.end || range.end > graph.nodes.len() {
         return Err(GraphError::Invalid(format!(
             "cannot run nodes {range:?} of a graph of {} nodes",
@@ -234,8 +249,13 @@ pub fn run(
                     })
                 })
                 .collect::<Result<_, _>>()?;
-            compute(graph, params, i, &inputs, mode, fusion, &mut batch_stats)
-                .map_err(|e| named(graph, i, e))?
+            let seen = batch_stats.len();
+            let value = compute(graph, params, i, &inputs, mode, fusion, &mut batch_stats)
+                .map_err(|e| named(graph, i, e))?;
+            if let Some(tape) = tape.as_deref_mut() {
+                tape.record(i, fusion, &inputs, &value, batch_stats.get(seen));
+            }
+            value
         };
         let value = tap.after(last, value).map_err(|e| named(graph, last, e))?;
         values[last] = Some(value);

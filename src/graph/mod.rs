@@ -25,7 +25,10 @@ pub use conv::{conv2d, conv2d_bias_then, conv_backend, set_conv_backend, ConvBac
 pub use cost::{layer_costs, macs, LayerCost};
 pub use coupling::{channel_role, couplings, ChannelRole, Coupling};
 pub use coupling_view::{find_coupling, spatial, ChannelSlice, SliceRole};
-pub use exec::{forward, forward_timed, run, BatchNormStats, Forward, Live, Mode, NoTap, Run, Tap};
+pub use exec::{
+    forward, forward_for_backward, forward_timed, run, BatchNormStats, Forward, Gradients, Live,
+    Mode, NoTap, Run, Tap, Tape,
+};
 pub use fuse::fuse_for_inference;
 pub use io::{
     load_model, load_state_dict, non_finite, read_model_metadata, read_safetensors, save_model,

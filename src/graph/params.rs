@@ -27,6 +27,8 @@ pub struct BatchStats {
     /// Per-channel mean and unbiased variance, shape `[C]`, detached.
     pub mean: Tensor,
     pub var: Tensor,
+    /// The statistics the batch was normalised with (biased variance): what its gradient needs.
+    pub normalised_with: ChannelStats,
 }
 
 impl BatchStats {
@@ -43,8 +45,9 @@ impl BatchStats {
         Ok(Self {
             node,
             momentum,
-            mean: Tensor::from_vec(stats.mean, c, device)?,
+            mean: Tensor::from_vec(stats.mean.clone(), c, device)?,
             var: Tensor::from_vec(unbiased, c, device)?,
+            normalised_with: stats,
         })
     }
 }

@@ -15,7 +15,7 @@ pub use checkpoint::{path_in as checkpoint_path, Checkpoint};
 pub use epoch_loop::{TrainState, Trainer};
 pub use schedule::Schedule;
 pub use sgd::{Sgd, SgdConfig};
-pub use step::{train_step, StepOutcome};
+pub use step::{step_gradients, train_step, Backprop, StepGradients, StepOutcome};
 
 /// What one epoch measured. Accuracies are fractions in [0, 1].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,10 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
-use crate::graph::Params;
+use crate::graph::{Gradients, Params};
 
 /// The optimizer's settings (learning rate excluded: the schedule gives it per epoch).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,14 +58,14 @@ impl Sgd {
     }
 
     /// Updates every trainable parameter that received a gradient.
-    pub fn step(&mut self, params: &Params, grads: &GradStore, lr: f64) -> candle_core::Result<()> {
+    pub fn step(&mut self, params: &Params, grads: &Gradients, lr: f64) -> candle_core::Result<()> {
         let SgdConfig {
             momentum,
             nesterov,
             weight_decay,
         } = self.config;
         for (name, var) in &params.trainable {
-            let Some(grad) = grads.get(var.as_tensor()) else {
+            let Some(grad) = grads.get(name) else {
                 continue;
             };
             let p = var.as_tensor().detach();
@@ -118,7 +117,8 @@ mod tests {
         let mut after = Vec::new();
         for _ in 0..2 {
             let loss = w.as_tensor().mul(&x).unwrap().sum_all().unwrap();
-            sgd.step(&params, &loss.backward().unwrap(), 0.1).unwrap();
+            let grads = Gradients::from_autograd(&params, &loss.backward().unwrap());
+            sgd.step(&params, &grads, 0.1).unwrap();
             after.push(w.as_tensor().to_vec1::<f32>().unwrap());
         }
         (after[0].clone(), after[1].clone())
@@ -162,7 +162,8 @@ mod tests {
             weight_decay: 0.0,
         });
         let loss = w.as_tensor().sqr().unwrap().sum_all().unwrap();
-        sgd.step(&params, &loss.backward().unwrap(), 0.1).unwrap();
+        let grads = Gradients::from_autograd(&params, &loss.backward().unwrap());
+        sgd.step(&params, &grads, 0.1).unwrap();
         assert!(
             !sgd.state()["w"].track_op(),
             "a buffer attached to autograd keeps every past step alive"

@@ -274,15 +274,16 @@ fn repays_packing(g: &Geometry) -> bool {
     g.batch * g.positions() >= 256
 }
 
-/// `dx = ∂L/∂x` from `dout = ∂L/∂out`; `dx` is `[N, C, H, W]`, overwritten.
-pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
+/// `dx = ∂L/∂x (+ plus)` from `dout = ∂L/∂out`: `dx` is `[N, C, H, W]`, overwritten; `plus`, a
+/// gradient that reached `x` by another path, laid out as `dx`, is added while `dx` is in cache.
+pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], plus: Option<&[f32]>, dx: &mut [f32]) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     if g.keeps_size()
         && fills_narrow_tiles(g.in_per_group())
         && repays_packing(g)
         && narrow::available()
     {
-        return input_grad_as_convolution(g, dout, w, dx);
+        return input_grad_as_convolution(g, dout, w, plus, dx);
     }
     let blocks @ (_, inner) = blocking(g);
     // The column gradient's rows (kk) fill the AVX-512 kernel's tiles: it computes them from
@@ -301,7 +302,7 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
         blocks,
         (dout, g.out_image_len()),
         (dx, g.image_len()),
-        |_, douts, dxs, scratch| {
+        |first, douts, dxs, scratch| {
             let b = douts.len() / g.out_image_len();
             let width = b * positions;
             let Scratch {
@@ -362,6 +363,10 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
                     }
                 }
             }
+            if let Some(plus) = plus {
+                let plus = &plus[first * g.image_len()..][..dxs.len()];
+                dxs.iter_mut().zip(plus).for_each(|(d, p)| *d += p);
+            }
         },
     );
 }
@@ -371,7 +376,13 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
 /// w[o][c][T−1−t] · dout[o][p + shift_t]`, which reads the same offsets as the forward pass:
 /// the AVX-512 kernel reads `dout` where it lies and writes `dx` in place, with no column
 /// gradient and no col2im.
-fn input_grad_as_convolution(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f32]) {
+fn input_grad_as_convolution(
+    g: &Geometry,
+    dout: &[f32],
+    w: &[f32],
+    plus: Option<&[f32]>,
+    dx: &mut [f32],
+) {
     let (og, cg, taps) = (g.out_per_group(), g.in_per_group(), g.kernel * g.kernel);
     let plane_len = g.height * g.width;
     let packed: Vec<Vec<f32>> = w
@@ -392,15 +403,20 @@ fn input_grad_as_convolution(g: &Geometry, dout: &[f32], w: &[f32], dx: &mut [f3
         g,
         (dout, g.out_image_len()),
         (dx, g.image_len()),
-        |_, grad, dx_image, threads| {
+        |n, grad, dx_image, threads| {
             for (group, packed) in packed.iter().enumerate() {
+                let plus = Epilogue {
+                    residual: plus,
+                    ..Epilogue::default()
+                };
+                let at = n * g.image_len() + group * cg * plane_len;
                 let product = Product {
                     packed,
                     channels: cg,
                     data: &grad[group * og * plane_len..],
                     plane_stride: plane_len,
                     reads: &reads,
-                    epilogue: Epilogue::default(),
+                    epilogue: plus.part(group * cg..(group + 1) * cg, at),
                 };
                 let rows = &mut dx_image[group * cg * plane_len..];
                 narrow::forward(&product, rows, plane_len, threads);

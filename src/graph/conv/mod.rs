@@ -175,17 +175,53 @@ impl CustomOp2 for Forward {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // Only the gradients somebody tracks: not the network input's, nor a detached
         // weight's (scoring with gate variables needs neither).
-        let grad = grad.contiguous()?;
-        let dx = match x.track_op() {
-            true => Some(grad.apply_op2_no_bwd(w, &InputGrad(self.0))?),
-            false => None,
-        };
-        let dw = match w.track_op() {
-            true => Some(x.apply_op2_no_bwd(&grad, &WeightGrad(self.0))?),
-            false => None,
-        };
-        Ok((dx, dw))
+        let Geometry {
+            stride,
+            padding,
+            groups,
+            ..
+        } = self.0;
+        let dx = x.track_op().then_some(None);
+        conv2d_grads(x, w, grad, (stride, padding, groups), (dx, w.track_op()))
     }
+}
+
+/// Whether [`conv2d_grads`] covers these tensors: our kernels run on them.
+pub(crate) fn conv2d_grads_cover(x: &Tensor, w: &Tensor) -> bool {
+    use_our_kernels(x, w)
+}
+
+/// `(∂L/∂x, ∂L/∂w)` of `conv2d(x, w, …)` from the output's gradient `dout`, each only where
+/// wanted. `dx` is wanted with `Some(plus)`, a gradient that already reached `x` (`None` for
+/// none): it returns `∂L/∂x + plus`. Only where [`conv2d_grads_cover`] the tensors.
+pub(crate) fn conv2d_grads(
+    x: &Tensor,
+    w: &Tensor,
+    dout: &Tensor,
+    (stride, padding, groups): (usize, usize, usize),
+    (dx_plus, want_dw): (Option<Option<&Tensor>>, bool),
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let g = geometry(x, w, stride, padding, groups)?;
+    let (x, w, dout) = (x.contiguous()?, w.contiguous()?, dout.contiguous()?);
+    let dx = match dx_plus {
+        None => None,
+        Some(None) => Some(dout.apply_op2_no_bwd(&w, &InputGrad(g))?),
+        Some(Some(plus)) => {
+            if plus.dims() != x.dims() {
+                candle_core::bail!(
+                    "conv2d: gradient {:?} for an input {:?}",
+                    plus.dims(),
+                    x.dims()
+                );
+            }
+            Some(dout.apply_op3_no_bwd(&w, &plus.contiguous()?, &InputGrad(g))?)
+        }
+    };
+    let dw = match want_dw {
+        true => Some(x.apply_op2_no_bwd(&dout, &WeightGrad(g))?),
+        false => None,
+    };
+    Ok((dx, dw))
 }
 
 /// The forward convolution with its bias, and possibly a residual and a ReLU, inside: on
@@ -250,8 +286,18 @@ impl CustomOp3 for FusedForward {
     }
 }
 
-/// `(dout, w) → dx`.
+/// `(dout, w) → dx`, or `(dout, w, plus) → dx + plus`.
 struct InputGrad(Geometry);
+
+impl InputGrad {
+    fn compute(&self, dout: &[f32], w: &[f32], plus: Option<&[f32]>) -> (CpuStorage, Shape) {
+        let g = &self.0;
+        let mut dx = vec![0.0f32; g.batch * g.in_channels * g.height * g.width];
+        kernels::input_grad(g, dout, w, plus, &mut dx);
+        let shape = Shape::from((g.batch, g.in_channels, g.height, g.width));
+        (CpuStorage::F32(dx), shape)
+    }
+}
 
 impl CustomOp2 for InputGrad {
     fn name(&self) -> &'static str {
@@ -265,13 +311,25 @@ impl CustomOp2 for InputGrad {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let mut dx = vec![0.0f32; g.batch * g.in_channels * g.height * g.width];
-        kernels::input_grad(g, slice(ds, dl)?, slice(ws, wl)?, &mut dx);
-        Ok((
-            CpuStorage::F32(dx),
-            Shape::from((g.batch, g.in_channels, g.height, g.width)),
-        ))
+        Ok(self.compute(slice(ds, dl)?, slice(ws, wl)?, None))
+    }
+}
+
+impl CustomOp3 for InputGrad {
+    fn name(&self) -> &'static str {
+        "prunelab-conv2d-input-grad-plus"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ds: &CpuStorage,
+        dl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        ps: &CpuStorage,
+        pl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Ok(self.compute(slice(ds, dl)?, slice(ws, wl)?, Some(slice(ps, pl)?)))
     }
 }
 
