@@ -25,8 +25,13 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Every op allocates its output afresh, and large activations freed at the end of a pass are
 /// needed again at the start of the next one. Returning them to the OS in between costs page
 /// faults on every pass (measured: ResNet-50 training 9.1–9.6 → 11.4–13.7 images/s, inference at
-/// batch 64 ≈ 10% faster, minor page faults 70k → 1k per run), for a few percent of peak memory.
+/// batch 64 ≈ 10% faster, minor page faults 70k → 1k per run). The price is peak memory: what
+/// mimalloc keeps is also fragmented across passes. `MIMALLOC_PURGE_DELAY`, where set, is
+/// mimalloc's own setting and is left to it (0 returns memory at once: the lowest peak).
 fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: sets one integer option of the allocator, before any thread but this one exists.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
