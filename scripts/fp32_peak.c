@@ -29,6 +29,7 @@ int main(int argc, char **argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 2;
   struct { const char *name; void *(*f)(void *); int lanes; } kinds[] = {{"AVX-512", run512, 16}, {"AVX2", run256, 8}};
   for (int k = 0; k < 2; k++) {
+    if (k == 0 && !__builtin_cpu_supports("avx512f")) { printf("AVX-512: not on this CPU\n"); continue; }
     pthread_t t[64]; float out[64];
     double start = now();
     for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, kinds[k].f, &out[i]);

@@ -38,7 +38,7 @@ PHASES = [
 # Inside the convolution phases: the first of these from the leaf up.
 CONV_PARTS = [
     ("im2col, col2im, gathers, transposes", re.compile(r"im2col|col2im|shifted_copy|gather_|scatter_rows|transpose|ChannelLast|split_phases")),
-    ("matrix multiply (gemm, our AVX-512 kernels)", re.compile(r"gemm|conv::matmul|kernels::matmul|conv::narrow|conv::outer")),
+    ("matrix multiply (gemm, our AVX-512/AVX2 kernels)", re.compile(r"gemm|conv::matmul|kernels::matmul|conv::narrow|conv::outer")),
 ]
 
 

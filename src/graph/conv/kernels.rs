@@ -14,7 +14,7 @@
 //! multiply writes its product column-major ([`matmul`] says why), and the kernels transpose
 //! it into place.
 //!
-//! With AVX-512 most of this is skipped. A convolution that keeps the size reads the image in
+//! With AVX-512 or AVX2 and FMA ([`simd`](super::simd)) most of this is skipped. A convolution that keeps the size reads the image in
 //! place ([`narrow`] with [`Reads::phases`]), one whose stride divides the input reads the
 //! image's phases (a copy of the image's size, split by row and column parity for stride 2):
 //! no im2col in the forward pass. The input gradient of the first is the convolution of
@@ -143,10 +143,10 @@ fn for_each_image(
 pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue, out: &mut [f32]) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     let blocks @ (_, inner) = blocking(g);
-    // Output channels (per group) that fill its tiles of 16 well: the AVX-512 kernel without
+    // Output channels (per group) that fill its tiles of 16 well: our kernel without
     // packing. Chosen from the shape alone, so that results do not depend on the thread count.
     let narrow = fills_narrow_tiles(og) && repays_packing(g) && narrow::available();
-    let packed: Vec<Vec<f32>> = (0..g.groups)
+    let packed: Vec<narrow::Packed> = (0..g.groups)
         .filter(|_| narrow)
         .map(|group| narrow::pack_weights(&w[group * g.weight_group_len()..], og, kk))
         .collect();
@@ -171,7 +171,6 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue, out: &mut
                     let at = n * g.out_image_len() + group * og * positions;
                     let product = Product {
                         packed,
-                        channels: og,
                         data: &image[group * per_group..],
                         plane_stride: plane_len,
                         reads: &reads,
@@ -223,7 +222,6 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue, out: &mut
                     for (i, image) in images.enumerate() {
                         let product = Product {
                             packed: &packed[group],
-                            channels: og,
                             data: &columns.data[i * positions..],
                             plane_stride: columns.row_stride,
                             reads: &reads,
@@ -286,10 +284,10 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], plus: Option<&[f32]>, d
         return input_grad_as_convolution(g, dout, w, plus, dx);
     }
     let blocks @ (_, inner) = blocking(g);
-    // The column gradient's rows (kk) fill the AVX-512 kernel's tiles: it computes them from
+    // The column gradient's rows (kk) fill our kernel's tiles: it computes them from
     // Wᵀ in place, row-major, as the forward pass computes its output from W.
     let narrow = fills_narrow_tiles(kk) && repays_packing(g) && narrow::available();
-    let packed: Vec<Vec<f32>> = (0..g.groups)
+    let packed: Vec<narrow::Packed> = (0..g.groups)
         .filter(|_| narrow)
         .map(|group| {
             let mut w_t = vec![0.0f32; g.weight_group_len()];
@@ -324,7 +322,6 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], plus: Option<&[f32]>, d
                 if narrow {
                     let product = Product {
                         packed: &packed[group],
-                        channels: kk,
                         data: grad.data,
                         plane_stride: grad.row_stride,
                         reads: &Reads::columns(width),
@@ -374,7 +371,7 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], plus: Option<&[f32]>, d
 /// The input gradient of a convolution that keeps the size, as a convolution of the output
 /// gradient with the weights transposed and their taps reversed, `dx[c][p] = Σ_o Σ_t
 /// w[o][c][T−1−t] · dout[o][p + shift_t]`, which reads the same offsets as the forward pass:
-/// the AVX-512 kernel reads `dout` where it lies and writes `dx` in place, with no column
+/// our kernel reads `dout` where it lies and writes `dx` in place, with no column
 /// gradient and no col2im.
 fn input_grad_as_convolution(
     g: &Geometry,
@@ -385,7 +382,7 @@ fn input_grad_as_convolution(
 ) {
     let (og, cg, taps) = (g.out_per_group(), g.in_per_group(), g.kernel * g.kernel);
     let plane_len = g.height * g.width;
-    let packed: Vec<Vec<f32>> = w
+    let packed: Vec<narrow::Packed> = w
         .chunks(g.weight_group_len())
         .map(|w| {
             let mut reversed = vec![0.0f32; w.len()];
@@ -412,7 +409,6 @@ fn input_grad_as_convolution(
                 let at = n * g.image_len() + group * cg * plane_len;
                 let product = Product {
                     packed,
-                    channels: cg,
                     data: &grad[group * og * plane_len..],
                     plane_stride: plane_len,
                     reads: &reads,

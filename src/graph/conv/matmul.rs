@@ -326,7 +326,7 @@ mod tests {
     fn gemm_shapes() {
         use std::time::Instant;
         let (avx512, avx2) = available();
-        if !(avx512 && avx2) {
+        if !avx2 {
             return;
         }
         // ResNet-20's multiplies (per block of images) for 16, 32 and 64 channels: the
@@ -371,6 +371,10 @@ mod tests {
                 let flops = 2.0 * (m * n * k) as f64;
                 let mut rates = Vec::new();
                 for isa in [Isa::Avx2, Isa::Avx512] {
+                    if isa == Isa::Avx512 && !avx512 {
+                        rates.push(f64::NAN);
+                        continue;
+                    }
                     // gemm itself, with the destination's strides of either layout.
                     let (dst_cs, dst_rs) = if column_major { (m, 1) } else { (1, n) };
                     let run = |dst: &mut [f32]| {

@@ -8,6 +8,7 @@ mod narrow;
 mod outer;
 mod reads;
 mod shared;
+mod simd;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

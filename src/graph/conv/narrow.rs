@@ -1,11 +1,12 @@
 //! The forward multiply of convolutions whose output channels (per group) fill tiles of 16,
-//! in AVX-512 and without packing; the input gradient's multiply (Wᵀ times the output
+//! in AVX-512 or AVX2 and without packing of the columns; the input gradient's multiply (Wᵀ times the output
 //! gradient) runs here too, its rows taking the channels' place.
 //!
 //! gemm packs the column matrix before multiplying, and with 16 output channels each packed
 //! value is used only 16 times: the packing costs about as much as the arithmetic, and those
-//! multiplies ran at 70–80 GFLOP/s on one core, against ~200 for 32 or more channels. Here a
-//! tile of 16 output positions × 16 channels lives in 16 registers; each step of the inner
+//! multiplies ran at 70–80 GFLOP/s on one Zen 5 core, against ~200 for 32 or more channels.
+//! Here a tile of 16 output positions × 16 channels lives in 16 AVX-512 registers (× 6
+//! channels in 12 AVX2 registers, [`simd`]); each step of the inner
 //! dimension loads 16 positions of one row of the column matrix, where im2col left them, and
 //! adds them, times each channel's weight (broadcast from memory), into the accumulators. The
 //! output is written row-major, in place, with the bias and the ReLU applied in registers.
@@ -18,45 +19,60 @@
 use rayon::prelude::*;
 
 use super::epilogue::Epilogue;
-use super::reads::{lanes, Reads};
+use super::reads::Reads;
 use super::shared::Shared;
+use super::simd::{self, lanes, Vectors};
 
-/// Channels of a tile: one AVX-512 register of f32 per output channel.
+/// Channels of a tile in AVX-512: one register of f32 per output channel. The other kernels
+/// use it as their own unit of 16 lanes.
 pub(super) const CHANNELS: usize = 16;
 
-/// Whether [`forward`] can run here: AVX-512F on this CPU.
+/// Whether [`forward`] can run here: AVX-512F, or AVX2 with FMA, on this CPU.
 pub(super) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    simd::detected().is_some()
 }
 
-/// The weights `[channels × k]` (row-major) as tiles of 16 channels, each `[k × 16]`; the
-/// last tile's channels past `channels` are zero.
-pub(super) fn pack_weights(w: &[f32], channels: usize, k: usize) -> Vec<f32> {
-    assert!(w.len() >= channels * k);
-    let mut packed = vec![0.0f32; channels.div_ceil(CHANNELS) * k * CHANNELS];
-    for (o, row) in w.chunks(k.max(1)).take(channels).enumerate() {
-        let tile = &mut packed[o / CHANNELS * k * CHANNELS..];
-        for (step, &v) in row.iter().enumerate() {
-            tile[step * CHANNELS + o % CHANNELS] = v;
+/// Weights `[channels × k]` as the kernel reads them for one instruction set: tiles of the
+/// channels it keeps in registers at once, each `[k × tile]`; the last tile's channels past
+/// `channels` are zero.
+pub(super) struct Packed {
+    weights: Vec<f32>,
+    vectors: Vectors,
+    channels: usize,
+    k: usize,
+}
+
+/// The weights `[channels × k]` (row-major) packed for this CPU's instruction set.
+pub(super) fn pack_weights(w: &[f32], channels: usize, k: usize) -> Packed {
+    let vectors = simd::detected().expect("the convolution kernel needs AVX-512F or AVX2 with FMA");
+    Packed::new(vectors, w, channels, k)
+}
+
+impl Packed {
+    pub(super) fn new(vectors: Vectors, w: &[f32], channels: usize, k: usize) -> Packed {
+        assert!(w.len() >= channels * k);
+        let tile = vectors.channels();
+        let mut weights = vec![0.0f32; channels.div_ceil(tile) * k * tile];
+        for (o, row) in w.chunks(k.max(1)).take(channels).enumerate() {
+            let tile_weights = &mut weights[o / tile * k * tile..];
+            for (step, &v) in row.iter().enumerate() {
+                tile_weights[step * tile + o % tile] = v;
+            }
+        }
+        Packed {
+            weights,
+            vectors,
+            channels,
+            k,
         }
     }
-    packed
 }
 
 /// One output row block: `out[o·out_stride + p] = Σ_s w[s][o]·row_s[p]`, then the epilogue
-/// (its residual laid out as `out`), for channels `o < channels` and positions
+/// (its residual laid out as `out`), for the packed channels `o` and positions
 /// `p < reads.width`, where `row_s` is the column matrix's row `s` as [`Reads`] describes it.
 pub(super) struct Product<'a> {
-    /// [`pack_weights`]' layout: tiles of `k × 16`.
-    pub packed: &'a [f32],
-    pub channels: usize,
+    pub packed: &'a Packed,
     /// The planes the rows are read from, `plane_stride` apart.
     pub data: &'a [f32],
     pub plane_stride: usize,
@@ -65,41 +81,44 @@ pub(super) struct Product<'a> {
 }
 
 /// Computes `product` into `out` (rows `out_stride` apart), its tiles of 16 columns spread
-/// over `threads` threads: each output value is computed the same way whatever the split.
-/// Panics if AVX-512F is missing (check [`available`]) or a slice is too short.
+/// over `threads` threads: each output value is computed the same way whatever the split,
+/// and whatever the instruction set. Panics if a slice is too short.
 pub(super) fn forward(product: &Product, out: &mut [f32], out_stride: usize, threads: usize) {
     let p = product;
-    let width = p.reads.width;
-    if width == 0 || p.channels == 0 {
+    let (width, channels, k) = (p.reads.width, p.packed.channels, p.packed.k);
+    if width == 0 || channels == 0 {
         return;
     }
-    let k = p.packed.len() / CHANNELS / p.channels.div_ceil(CHANNELS);
     let taps = p.reads.shifts.len();
-    assert!(p.packed.len() == p.channels.div_ceil(CHANNELS) * k * CHANNELS);
     assert!(
         k.is_multiple_of(taps),
         "{k} rows are not whole planes of {taps} taps"
     );
     assert!(p.reads.masks.len() == width.div_ceil(16) * taps);
     let e = &p.epilogue;
-    assert!(e.bias.is_none_or(|b| b.len() >= p.channels));
+    assert!(e.bias.is_none_or(|b| b.len() >= channels));
     assert!(e
         .residual
-        .is_none_or(|r| (p.channels - 1) * out_stride + width <= r.len()));
+        .is_none_or(|r| (channels - 1) * out_stride + width <= r.len()));
     assert!(k == 0 || (k / taps - 1) * p.plane_stride + p.reads.extent <= p.data.len());
-    assert!((p.channels - 1) * out_stride + width <= out.len());
-    assert!(available(), "the AVX-512 convolution kernel needs AVX-512F");
+    assert!((channels - 1) * out_stride + width <= out.len());
+    let vectors = p.packed.vectors;
+    assert!(
+        simd::usable().contains(&vectors),
+        "{vectors:?} is missing on this CPU"
+    );
     let per_task = width.div_ceil(16).div_ceil(threads.max(1)) * 16;
     let out = Shared(out.as_mut_ptr());
     let columns = |start: usize| {
         let end = (start + per_task).min(width);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512F is present (asserted); `Reads` only unmasks lanes that stay within
-        // `extent` of their plane's start, and the assertions above keep every plane and every
-        // store inside `data` and `out`; the tasks write disjoint columns of `out`, which is
-        // borrowed mutably for the whole call.
+        // SAFETY: the instruction set is present (asserted); `Reads` only unmasks lanes that
+        // stay within `extent` of their plane's start, and the assertions above keep every
+        // plane and every store inside `data` and `out`; the weights of a tile's channels past
+        // `channels` are zero and never stored; the tasks write disjoint columns of `out`,
+        // which is borrowed mutably for the whole call.
         unsafe {
-            x86::forward(p, k, (out.get(), out_stride), start..end)
+            x86::forward(p, (out.get(), out_stride), start..end)
         }
     };
     if per_task >= width {
@@ -114,97 +133,115 @@ pub(super) fn forward(product: &Product, out: &mut [f32], out_stride: usize, thr
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::x86_64::*;
-
     use std::ops::Range;
 
-    use super::{Product, CHANNELS};
+    use super::super::simd::x86::{Ymm2, Zmm};
+    use super::super::simd::Sixteen;
+    use super::{lanes, Product, Vectors};
 
     /// Columns `columns` of the product, into `out` (rows `out_stride` apart).
+    pub(super) unsafe fn forward(p: &Product, out: (*mut f32, usize), columns: Range<usize>) {
+        // One loop over the accumulators per compiled function: with two in one function, or
+        // a nested loop over a run-time count of taps, LLVM kept them in memory (2.5× slower).
+        let one_tap = p.reads.shifts.len() == 1;
+        match (p.packed.vectors, one_tap) {
+            (Vectors::Avx512, true) => avx512::<true>(p, out, columns),
+            (Vectors::Avx512, false) => avx512::<false>(p, out, columns),
+            (Vectors::Avx2, true) => avx2::<true>(p, out, columns),
+            (Vectors::Avx2, false) => avx2::<false>(p, out, columns),
+        }
+    }
+
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn forward(
+    unsafe fn avx512<const ONE_TAP: bool>(
         p: &Product,
-        k: usize,
         out: (*mut f32, usize),
         columns: Range<usize>,
     ) {
-        // One loop per compiled function: with two loops over the accumulators in one
-        // function, or a nested loop over a run-time count of taps, LLVM kept them in memory
-        // (2.5× slower).
-        if p.reads.shifts.len() == 1 {
-            tiles::<true>(p, k, out, columns)
-        } else {
-            tiles::<false>(p, k, out, columns)
-        }
+        tiles::<Zmm, { Zmm::CHANNELS }, ONE_TAP>(p, out, columns)
     }
 
-    /// `acc[o] += x · w[o]` for the 16 channels.
-    #[inline(always)]
-    unsafe fn add_outer(acc: &mut [__m512; CHANNELS], x: __m512, w: *const f32) {
-        for (o, a) in acc.iter_mut().enumerate() {
-            *a = _mm512_fmadd_ps(x, _mm512_set1_ps(*w.add(o)), *a);
-        }
-    }
-
-    /// [`forward`] for rows read at one tap (a column matrix, rows a stride apart) or at
-    /// several (an image, through a table of offsets).
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tiles<const ONE_TAP: bool>(
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const ONE_TAP: bool>(
         p: &Product,
-        k: usize,
+        out: (*mut f32, usize),
+        columns: Range<usize>,
+    ) {
+        tiles::<Ymm2, { Ymm2::CHANNELS }, ONE_TAP>(p, out, columns)
+    }
+
+    /// The product for tiles of `TILE` channels, with rows read at one tap (a column matrix,
+    /// rows a stride apart) or at several (an image, through a table of offsets).
+    #[inline(always)]
+    unsafe fn tiles<V: Sixteen, const TILE: usize, const ONE_TAP: bool>(
+        p: &Product,
         (out, out_stride): (*mut f32, usize),
         columns: Range<usize>,
     ) {
+        let (channels, k) = (p.packed.channels, p.packed.k);
         let taps = p.reads.shifts.len();
         // Row s of the column matrix: plane s / taps at shift s % taps.
         let offsets: Vec<isize> = (0..k)
             .filter(|_| !ONE_TAP)
             .map(|s| (s / taps * p.plane_stride) as isize + p.reads.shifts[s % taps])
             .collect();
+        let mut masks = Vec::with_capacity(taps);
         for start in columns.clone().step_by(16) {
-            let store: __mmask16 = super::lanes(columns.end - start);
-            let masks = &p.reads.masks[start / 16 * taps..][..taps];
+            let bits = lanes(columns.end - start);
+            let store = V::mask(bits);
+            masks.clear();
+            // A loop, not a closure: a closure is compiled without the target features, and
+            // its intrinsics would not be inlined.
+            for &m in &p.reads.masks[start / 16 * taps..][..taps] {
+                masks.push(V::mask(m));
+            }
             let data = p.data.as_ptr().wrapping_add(start);
             // Every tile of channels reads the same 16 columns, while they are in L1.
-            for first in (0..p.channels).step_by(CHANNELS) {
-                let channels = (p.channels - first).min(CHANNELS);
-                let mut acc = [_mm512_setzero_ps(); CHANNELS];
+            for first in (0..channels).step_by(TILE) {
+                let filled = (channels - first).min(TILE);
+                let mut acc = [V::zero(); TILE];
                 if let Some(bias) = p.epilogue.bias {
-                    for (a, &b) in acc.iter_mut().zip(&bias[first..first + channels]) {
-                        *a = _mm512_set1_ps(b);
+                    for (a, &b) in acc.iter_mut().zip(&bias[first..first + filled]) {
+                        *a = V::splat(b);
                     }
                 }
-                let packed = p.packed.as_ptr().add(first * k);
+                let weights = p.packed.weights.as_ptr().add(first * k);
                 // Masked-off lanes are not read (nor can they fault).
                 if ONE_TAP {
                     for step in 0..k {
-                        let row = data.wrapping_add(step * p.plane_stride);
-                        let x = _mm512_maskz_loadu_ps(masks[0], row);
-                        add_outer(&mut acc, x, packed.add(step * CHANNELS));
+                        let x = V::load(masks[0], data.wrapping_add(step * p.plane_stride));
+                        add_outer(&mut acc, x, weights.add(step * TILE));
                     }
                 } else {
                     let mut tap = 0;
                     for (step, &offset) in offsets.iter().enumerate() {
-                        let x = _mm512_maskz_loadu_ps(masks[tap], data.wrapping_offset(offset));
+                        let x = V::load(masks[tap], data.wrapping_offset(offset));
                         tap = if tap + 1 == taps { 0 } else { tap + 1 };
-                        add_outer(&mut acc, x, packed.add(step * CHANNELS));
+                        add_outer(&mut acc, x, weights.add(step * TILE));
                     }
                 }
                 let at = first * out_stride + start;
                 let residual = p.epilogue.residual.map(|r| r.as_ptr().add(at));
                 let out = out.add(at);
-                for (o, a) in acc.iter().enumerate().take(channels) {
+                for (o, a) in acc.iter().enumerate().take(filled) {
                     let mut v = *a;
                     if let Some(residual) = residual {
-                        let r = _mm512_maskz_loadu_ps(store, residual.add(o * out_stride));
-                        v = _mm512_add_ps(v, r);
+                        v = v.add(V::load(store, residual.add(o * out_stride)));
                     }
                     if p.epilogue.relu {
-                        v = _mm512_max_ps(v, _mm512_setzero_ps());
+                        v = v.relu();
                     }
-                    _mm512_mask_storeu_ps(out.add(o * out_stride), store, v);
+                    v.store(store, bits, out.add(o * out_stride));
                 }
             }
+        }
+    }
+
+    /// `acc[o] += x · w[o]` for the tile's channels.
+    #[inline(always)]
+    unsafe fn add_outer<V: Sixteen, const TILE: usize>(acc: &mut [V; TILE], x: V, w: *const f32) {
+        for (o, a) in acc.iter_mut().enumerate() {
+            *a = a.add_product(x, w.add(o));
         }
     }
 }
@@ -215,11 +252,10 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
+    /// Every instruction set of this CPU, each with a float64 sum, and all of them with the
+    /// same bits.
     #[test]
     fn tiles_equal_a_float64_product_at_every_width_and_channel_count() {
-        if !available() {
-            return;
-        }
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for (channels, k, width) in [
             (16, 144, 1024),
@@ -240,16 +276,21 @@ mod tests {
             let residual: Vec<f32> = (0..channels * out_stride)
                 .map(|_| rng.random_range(-1.0..1.0))
                 .collect();
-            let packed = pack_weights(&w, channels, k);
-            for (with_bias, with_residual, relu) in [
-                (false, false, false),
-                (true, false, true),
-                (false, true, false),
-                (true, true, true),
-            ] {
+            let mut first_bits: Option<Vec<u32>> = None;
+            for (vectors, with_bias, with_residual, relu) in
+                simd::usable().into_iter().flat_map(|v| {
+                    [
+                        (false, false, false),
+                        (true, false, true),
+                        (false, true, false),
+                        (true, true, true),
+                    ]
+                    .map(|(b, r, relu)| (v, b, r, relu))
+                })
+            {
+                let packed = Packed::new(vectors, &w, channels, k);
                 let product = Product {
                     packed: &packed,
-                    channels,
                     data: &cols,
                     plane_stride: cols_stride,
                     reads: &Reads::columns(width),
@@ -265,6 +306,10 @@ mod tests {
                 forward(&product, &mut split, out_stride, 3);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&out), bits(&split), "the split changed a value");
+                if (with_bias, with_residual, relu) == (true, true, true) {
+                    let first = first_bits.get_or_insert_with(|| bits(&out));
+                    assert_eq!(*first, bits(&out), "{vectors:?} changed a value");
+                }
                 for o in 0..channels {
                     for p in 0..width {
                         let sum: f64 = (0..k)
@@ -280,7 +325,7 @@ mod tests {
                         let got = out[o * out_stride + p] as f64;
                         assert!(
                             (got - want).abs() <= 1e-5 * (1.0 + (k as f64).sqrt()),
-                            "{channels}×{k}×{width} ({o}, {p}): {got} vs {want}"
+                            "{vectors:?} {channels}×{k}×{width} ({o}, {p}): {got} vs {want}"
                         );
                     }
                     // Nothing past the row's width is written.
@@ -295,9 +340,6 @@ mod tests {
     /// separated by NaN, so a read outside its plane would show.
     #[test]
     fn phase_reads_equal_a_float64_convolution() {
-        if !available() {
-            return;
-        }
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         // Output height and width; the input is `stride` times larger.
         for (planes, channels, height, width, kernel, stride, padding) in [
@@ -335,36 +377,38 @@ mod tests {
             let w: Vec<f32> = (0..channels * k)
                 .map(|_| rng.random_range(-1.0..1.0))
                 .collect();
-            let packed = pack_weights(&w, channels, k);
             let reads = Reads::phases(height, width, kernel, padding, stride);
-            let product = Product {
-                packed: &packed,
-                channels,
-                data: &data[11..],
-                plane_stride,
-                reads: &reads,
-                epilogue: Epilogue::default(),
-            };
-            let mut out = vec![f32::NAN; channels * positions];
-            forward(&product, &mut out, positions, 2);
-            for (o, p) in (0..channels).flat_map(|o| (0..positions).map(move |p| (o, p))) {
-                let (y, x) = (p / width, p % width);
-                let mut want = 0.0f64;
-                for (c, t) in (0..planes).flat_map(|c| (0..taps).map(move |t| (c, t))) {
-                    let iy = (stride * y + t / kernel) as isize - padding as isize;
-                    let ix = (stride * x + t % kernel) as isize - padding as isize;
-                    if (0..in_height as isize).contains(&iy) && (0..in_width as isize).contains(&ix)
-                    {
-                        let v = pixel(c, iy as usize, ix as usize);
-                        want += w[o * k + c * taps + t] as f64 * v as f64;
+            for vectors in simd::usable() {
+                let packed = Packed::new(vectors, &w, channels, k);
+                let product = Product {
+                    packed: &packed,
+                    data: &data[11..],
+                    plane_stride,
+                    reads: &reads,
+                    epilogue: Epilogue::default(),
+                };
+                let mut out = vec![f32::NAN; channels * positions];
+                forward(&product, &mut out, positions, 2);
+                for (o, p) in (0..channels).flat_map(|o| (0..positions).map(move |p| (o, p))) {
+                    let (y, x) = (p / width, p % width);
+                    let mut want = 0.0f64;
+                    for (c, t) in (0..planes).flat_map(|c| (0..taps).map(move |t| (c, t))) {
+                        let iy = (stride * y + t / kernel) as isize - padding as isize;
+                        let ix = (stride * x + t % kernel) as isize - padding as isize;
+                        if (0..in_height as isize).contains(&iy)
+                            && (0..in_width as isize).contains(&ix)
+                        {
+                            let v = pixel(c, iy as usize, ix as usize);
+                            want += w[o * k + c * taps + t] as f64 * v as f64;
+                        }
                     }
+                    let got = out[o * positions + p] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + (k as f64).sqrt()),
+                        "{vectors:?} {planes}×{height}×{width}, {kernel}×{kernel} stride {stride} \
+                     ({o}, {p}): {got} vs {want}"
+                    );
                 }
-                let got = out[o * positions + p] as f64;
-                assert!(
-                    (got - want).abs() <= 1e-5 * (1.0 + (k as f64).sqrt()),
-                    "{planes}×{height}×{width}, {kernel}×{kernel} stride {stride} ({o}, {p}): \
-                     {got} vs {want}"
-                );
             }
         }
     }
@@ -402,7 +446,6 @@ mod tests {
             let mut out = vec![0.0f32; channels * width];
             let product = Product {
                 packed: &packed,
-                channels,
                 data: &planes,
                 plane_stride,
                 reads: &reads,

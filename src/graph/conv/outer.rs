@@ -1,19 +1,20 @@
-//! The weight gradient in AVX-512, as sums of outer products read in place: no column matrix.
+//! The weight gradient in AVX-512 or AVX2, as sums of outer products read in place: no
+//! column matrix.
 //!
 //! For kernel position `t`, `dW[o][c][t] = Σ_p dout[o][p] · x[c][q_t(p)]`, over the output
 //! positions `p` whose input position `q_t(p)` lies inside the image. With both operands turned
 //! channel-last (`x` as `[q][c]`, `dout` as `[p][o]`), each position adds an outer product: the
-//! 16 channels `c` of one tile are one load, each of 16 output channels `o` is broadcast, and
-//! a 16 × 16 tile of `dW` for one `t` stays in 16 registers across all the positions of a
-//! block of images. Each sum runs over the images and positions in order, so the result does
-//! not depend on how the tiles are spread over the threads.
+//! 16 channels `c` of one tile are one load, each of 16 output channels `o` (6 in AVX2) is
+//! broadcast, and a 16 × 16 (16 × 6) tile of `dW` for one `t` stays in registers across all
+//! the positions of a block of images. Each sum runs over the images and positions in order,
+//! so the result does not depend on how the tiles are spread over the threads.
 
 use rayon::prelude::*;
 
 use super::kernels::{transpose, Geometry};
 use super::narrow::CHANNELS;
-use super::reads::lanes;
 use super::shared::Shared;
+use super::simd::{self, lanes, Vectors};
 
 /// Output positions `p .. p + len` of one row, which read the input from `q`, the stride apart.
 #[derive(Debug, Clone, Copy)]
@@ -85,8 +86,20 @@ impl ChannelLast {
 }
 
 /// Adds the block's weight gradient into `sums`, laid out `[group][t][o][c]` (`o` and `c`
-/// within the group), over `threads` threads.
+/// within the group), over `threads` threads, with this CPU's best instruction set.
 pub(super) fn accumulate(g: &Geometry, block: &ChannelLast, sums: &mut [f32], threads: usize) {
+    let vectors = simd::detected().expect("the weight gradient kernel needs AVX-512F or AVX2");
+    accumulate_with(vectors, g, block, sums, threads)
+}
+
+/// [`accumulate`] with the instruction set given.
+fn accumulate_with(
+    vectors: Vectors,
+    g: &Geometry,
+    block: &ChannelLast,
+    sums: &mut [f32],
+    threads: usize,
+) {
     let (og, cg, taps) = (
         g.out_channels / g.groups,
         g.in_channels / g.groups,
@@ -94,15 +107,16 @@ pub(super) fn accumulate(g: &Geometry, block: &ChannelLast, sums: &mut [f32], th
     );
     assert!(sums.len() == g.groups * taps * og * cg);
     assert!(
-        super::narrow::available(),
-        "the AVX-512 weight gradient needs AVX-512F"
+        simd::usable().contains(&vectors),
+        "{vectors:?} is missing on this CPU"
     );
     let runs = runs(g);
+    let outs = vectors.channels();
     let tiles: Vec<(usize, usize, usize, usize)> = (0..g.groups)
         .flat_map(|group| (0..taps).map(move |t| (group, t)))
         .flat_map(|(group, t)| {
             (0..og)
-                .step_by(CHANNELS)
+                .step_by(outs)
                 .flat_map(move |o| (0..cg).step_by(CHANNELS).map(move |c| (group, t, o, c)))
         })
         .collect();
@@ -110,17 +124,16 @@ pub(super) fn accumulate(g: &Geometry, block: &ChannelLast, sums: &mut [f32], th
     let tile = |&(group, t, o, c): &(usize, usize, usize, usize)| {
         let first = ((group * taps + t) * og + o) * cg + c;
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512F is present (asserted). The tile reads and writes `sums` only at
-        // rows `o..o + 16` (below og) and columns `c..c + 16` (below cg) of its (group, t)
-        // block, so tiles touch disjoint elements; `runs` keeps every `p` and `q` inside the
-        // image, the channel loads are masked at `cg`, and the broadcasts of a partial tile
-        // end inside `dout`'s padding.
+        // SAFETY: the instruction set is present (asserted). The tile reads and writes `sums`
+        // only at rows `o..o + outs` (below og) and columns `c..c + 16` (below cg) of its
+        // (group, t) block, so tiles touch disjoint elements; `runs` keeps every `p` and `q`
+        // inside the image, the channel loads are masked at `cg`, and the broadcasts of a
+        // partial tile end inside `dout`'s padding.
         unsafe {
             x86::tile(
-                g,
-                block,
-                &runs[t],
-                (group * og + o, (og - o).min(CHANNELS)),
+                vectors,
+                (g, block, &runs[t]),
+                (group * og + o, (og - o).min(outs)),
                 (group * cg + c, (cg - c).min(CHANNELS)),
                 (sums.get().add(first), cg),
             )
@@ -135,26 +148,63 @@ pub(super) fn accumulate(g: &Geometry, block: &ChannelLast, sums: &mut [f32], th
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::x86_64::*;
+    use super::super::simd::x86::{Ymm2, Zmm};
+    use super::super::simd::Sixteen;
+    use super::{lanes, ChannelLast, Geometry, Run, Vectors};
 
-    use super::{lanes, ChannelLast, Geometry, Run, CHANNELS};
+    /// The operands of a tile: the convolution, its block of images and the runs of one
+    /// kernel position.
+    type Operands<'a> = (&'a Geometry, &'a ChannelLast, &'a [Run]);
 
     /// One tile: adds, for `outs` output channels from `o_first` and `chans` input channels
-    /// from `c_first`, the sums over the block's images and the `runs` of one kernel
-    /// position into `sums` (rows `row_stride` apart).
-    #[target_feature(enable = "avx512f")]
+    /// from `c_first`, the sums over the block's images and the runs into `sums` (rows
+    /// `row_stride` apart).
     pub(super) unsafe fn tile(
-        g: &Geometry,
-        block: &ChannelLast,
-        runs: &[Run],
+        vectors: Vectors,
+        operands: Operands,
+        outs: (usize, usize),
+        chans: (usize, usize),
+        sums: (*mut f32, usize),
+    ) {
+        match vectors {
+            Vectors::Avx512 => avx512(operands, outs, chans, sums),
+            Vectors::Avx2 => avx2(operands, outs, chans, sums),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512(
+        operands: Operands,
+        outs: (usize, usize),
+        chans: (usize, usize),
+        sums: (*mut f32, usize),
+    ) {
+        sum::<Zmm, { Zmm::CHANNELS }>(operands, outs, chans, sums)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(
+        operands: Operands,
+        outs: (usize, usize),
+        chans: (usize, usize),
+        sums: (*mut f32, usize),
+    ) {
+        sum::<Ymm2, { Ymm2::CHANNELS }>(operands, outs, chans, sums)
+    }
+
+    /// [`tile`] for `TILE` output channels at once (`outs` of them kept).
+    #[inline(always)]
+    unsafe fn sum<V: Sixteen, const TILE: usize>(
+        (g, block, runs): Operands,
         (o_first, outs): (usize, usize),
         (c_first, chans): (usize, usize),
         (sums, row_stride): (*mut f32, usize),
     ) {
-        let mask = lanes(chans);
-        let mut acc = [_mm512_setzero_ps(); CHANNELS];
+        let bits = lanes(chans);
+        let mask = V::mask(bits);
+        let mut acc = [V::zero(); TILE];
         for (o, a) in acc.iter_mut().enumerate().take(outs) {
-            *a = _mm512_maskz_loadu_ps(mask, sums.add(o * row_stride));
+            *a = V::load(mask, sums.add(o * row_stride));
         }
         let (plane, positions) = (g.height * g.width, g.out_height() * g.out_width());
         let (ins_all, outs_all, stride) = (g.in_channels, g.out_channels, g.stride);
@@ -166,16 +216,16 @@ mod x86 {
                 .add(image * positions * outs_all + o_first);
             for run in runs {
                 for j in 0..run.len {
-                    let xs = _mm512_maskz_loadu_ps(mask, x.add((run.q + j * stride) * ins_all));
+                    let xs = V::load(mask, x.add((run.q + j * stride) * ins_all));
                     let ds = d.add((run.p + j) * outs_all);
                     for (o, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(_mm512_set1_ps(*ds.add(o)), xs, *a);
+                        *a = a.add_product(xs, ds.add(o));
                     }
                 }
             }
         }
         for (o, a) in acc.iter().enumerate().take(outs) {
-            _mm512_mask_storeu_ps(sums.add(o * row_stride), mask, *a);
+            a.store(mask, bits, sums.add(o * row_stride));
         }
     }
 }
@@ -190,9 +240,6 @@ mod tests {
     /// against a float64 sum; and the same bits whether the tiles run on one thread or three.
     #[test]
     fn sums_equal_float64_and_do_not_depend_on_the_threads() {
-        if !crate::graph::conv::narrow::available() {
-            return;
-        }
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         for (batch, in_channels, height, width, out_channels, kernel, stride, padding, groups) in [
             (3, 18, 7, 6, 20, 3, 2, 1, 1),
@@ -219,12 +266,15 @@ mod tests {
             let mut block = ChannelLast::new();
             block.fill(&g, &x, &dout, batch);
             let (og, cg, taps) = (out_channels / groups, in_channels / groups, kernel * kernel);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             let mut one = vec![0.0f32; groups * taps * og * cg];
             accumulate(&g, &block, &mut one, 1);
-            let mut three = vec![0.0f32; one.len()];
-            accumulate(&g, &block, &mut three, 3);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&one), bits(&three), "the threads changed a value");
+            // Every instruction set of this CPU on three threads gives the same bits.
+            for vectors in simd::usable() {
+                let mut three = vec![0.0f32; one.len()];
+                accumulate_with(vectors, &g, &block, &mut three, 3);
+                assert_eq!(bits(&one), bits(&three), "{vectors:?} on three threads");
+            }
             for (i, &got) in one.iter().enumerate() {
                 let (c, o, t, group) = (
                     i % cg,
@@ -261,9 +311,6 @@ mod tests {
     #[ignore = "a benchmark"]
     fn outer_shapes() {
         use std::time::Instant;
-        if !crate::graph::conv::narrow::available() {
-            return;
-        }
         println!("| channels | side | images | GFLOP/s (with the turn) | GFLOP/s (sums alone) |");
         println!("|---|---|---|---|---|");
         for (channels, side, images) in [(16, 32, 1), (32, 16, 1), (64, 8, 4), (16, 32, 4)] {

@@ -1,5 +1,7 @@
-//! Where the AVX-512 kernel ([`super::narrow`]) reads the rows of its column matrix: a
+//! Where the kernel of [`super::narrow`] reads the rows of its column matrix: a
 //! column matrix itself, or an image at a convolution's offsets under masks (implicit im2col).
+
+use super::simd::lanes;
 
 /// Where the rows of a product's column matrix are read: row `c·taps + t` is plane `c` of the
 /// data read at offset `shifts[t]`, and `masks[tile·taps + t]` says which of a tile's 16
@@ -77,14 +79,5 @@ impl Reads {
             width: positions,
             extent: stride * stride * positions,
         }
-    }
-}
-
-/// The mask of the first `n` of 16 lanes.
-pub(super) fn lanes(n: usize) -> u16 {
-    if n >= 16 {
-        !0
-    } else {
-        (1u16 << n) - 1
     }
 }

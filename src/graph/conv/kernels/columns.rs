@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::Geometry;
 use crate::graph::conv::matmul::View;
+use crate::graph::conv::simd;
 
 /// Fills the `(C/g)·k·k` rows of `Ho·Wo` values that start every `row_stride` in `cols` with
 /// group `group` of one image; with `parallel`, input channels are spread over the threads
@@ -131,26 +132,32 @@ pub(super) fn col2im(
 }
 
 /// `dst[c·rows + r] = src[r·cols + c]`: the transpose of a row-major `rows × cols` matrix, in
-/// square tiles that stay in L1 (whole tiles of 16 × 16 in AVX-512 registers, where present).
+/// square tiles that stay in L1 (whole tiles of 16 × 16 in AVX-512 or AVX2 registers, where present).
 pub(in crate::graph::conv) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const TILE: usize = 16;
     let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
-    let simd = super::narrow::available();
+    let vectors = simd::detected();
     for r0 in (0..rows).step_by(TILE) {
         let r1 = (r0 + TILE).min(rows);
         for c0 in (0..cols).step_by(TILE) {
             let c1 = (c0 + TILE).min(cols);
             #[cfg(target_arch = "x86_64")]
-            if simd && r1 - r0 == TILE && c1 - c0 == TILE {
-                // SAFETY: AVX-512F is present; the tile's 16 rows of 16 lie inside `src`
-                // (rows r0..r1, columns c0..c1) and its 16 columns inside `dst`.
+            if let Some(vectors) = vectors.filter(|_| r1 - r0 == TILE && c1 - c0 == TILE) {
+                let from = (src.as_ptr().wrapping_add(r0 * cols + c0), cols);
+                let to = (dst.as_mut_ptr().wrapping_add(c0 * rows + r0), rows);
+                // SAFETY: the instruction set is present; the tile's 16 rows of 16 lie inside
+                // `src` (rows r0..r1, columns c0..c1) and its 16 columns inside `dst`.
                 unsafe {
-                    x86::transpose_tile(
-                        src.as_ptr().add(r0 * cols + c0),
-                        cols,
-                        dst.as_mut_ptr().add(c0 * rows + r0),
-                        rows,
-                    )
+                    match vectors {
+                        simd::Vectors::Avx512 => x86::transpose_tile(from, to),
+                        simd::Vectors::Avx2 => {
+                            for (dr, dc) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
+                                let from = (from.0.add(dr * cols + dc), cols);
+                                let to = (to.0.add(dc * rows + dr), rows);
+                                x86::transpose_eight(from, to);
+                            }
+                        }
+                    }
                 };
                 continue;
             }
@@ -173,10 +180,8 @@ mod x86 {
     /// then the lanes put in place by two rounds of lane shuffles.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transpose_tile(
-        src: *const f32,
-        src_stride: usize,
-        dst: *mut f32,
-        dst_stride: usize,
+        (src, src_stride): (*const f32, usize),
+        (dst, dst_stride): (*mut f32, usize),
     ) {
         let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * src_stride)));
         // Pairs of rows interleaved: t[2i] holds elements 4j, 4j+1 of rows 2i, 2i+1 in lane j;
@@ -220,6 +225,46 @@ mod x86 {
             _mm512_storeu_ps(
                 dst.add((12 + m) * dst_stride),
                 _mm512_shuffle_f32x4::<0xDD>(y, w),
+            );
+        }
+    }
+
+    /// Transposes the 8 × 8 tile at `src` (rows `src_stride` apart) into `dst` (rows
+    /// `dst_stride` apart), in AVX2: pairs of rows interleaved, then pairs of pairs, then the
+    /// 128-bit halves put in place.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose_eight(
+        (src, src_stride): (*const f32, usize),
+        (dst, dst_stride): (*mut f32, usize),
+    ) {
+        let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * src_stride)));
+        // t[2i], t[2i+1]: rows 2i and 2i+1 interleaved (low, high pairs of each half).
+        let t: [__m256; 8] = std::array::from_fn(|i| {
+            let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_ps(a, b)
+            } else {
+                _mm256_unpackhi_ps(a, b)
+            }
+        });
+        // u[4g + m]: in each half, element m (of 4) of rows 4g .. 4g + 4.
+        let u: [__m256; 8] = std::array::from_fn(|i| {
+            let (g, m) = (i / 4, i % 4);
+            let (a, b) = (t[4 * g + m / 2], t[4 * g + 2 + m / 2]);
+            if m % 2 == 0 {
+                _mm256_shuffle_ps::<0x44>(a, b)
+            } else {
+                _mm256_shuffle_ps::<0xEE>(a, b)
+            }
+        });
+        for m in 0..4 {
+            _mm256_storeu_ps(
+                dst.add(m * dst_stride),
+                _mm256_permute2f128_ps::<0x20>(u[m], u[4 + m]),
+            );
+            _mm256_storeu_ps(
+                dst.add((4 + m) * dst_stride),
+                _mm256_permute2f128_ps::<0x31>(u[m], u[4 + m]),
             );
         }
     }

@@ -1,4 +1,4 @@
-//! The weight gradient: fixed runs of images, each summed by [`outer`] (AVX-512) or by
+//! The weight gradient: fixed runs of images, each summed by [`outer`] (AVX-512 or AVX2) or by
 //! multiplies of the column matrix, then added in order.
 
 use std::ops::Range;
@@ -23,7 +23,7 @@ const WEIGHT_GRAD_PARTS: usize = 4;
 /// thread count, and their partial sums are added in order: the result depends neither on
 /// scheduling nor on the number of threads, so a run resumed with other `--threads` stays
 /// bit-identical. (Threads beyond the runs work inside each run, on disjoint parts of its sum.)
-/// With AVX-512, the sums are outer products read in place ([`outer`]); otherwise they are
+/// With AVX-512 or AVX2, the sums are outer products read in place ([`outer`]); otherwise they are
 /// multiplies of the column matrix.
 pub fn weight_grad(g: &Geometry, x: &[f32], dout: &[f32], dw: &mut [f32]) {
     let chunk = g.batch.div_ceil(WEIGHT_GRAD_PARTS).max(1);

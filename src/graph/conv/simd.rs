@@ -1,0 +1,204 @@
+//! Sixteen f32 lanes, the unit the convolution kernels ([`super::narrow`], [`super::outer`])
+//! compute in: one AVX-512 register, or two AVX2 registers on CPUs without AVX-512 (Zen 3 and
+//! older, most Intel client parts).
+//!
+//! The kernels are written once, generic over [`Sixteen`]; each instruction set compiles them
+//! in a function of its own with its target features. Every lane runs the same sequence of
+//! fused multiply-adds either way, so both give the same bits.
+
+/// The instruction set the kernels run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::graph::conv) enum Vectors {
+    Avx512,
+    /// AVX2 with FMA.
+    Avx2,
+}
+
+impl Vectors {
+    /// Output channels whose accumulators, 16 lanes each, the kernels keep in registers at
+    /// once.
+    pub(super) fn channels(self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use x86::{Ymm2, Zmm};
+            match self {
+                Vectors::Avx512 => Zmm::CHANNELS,
+                Vectors::Avx2 => Ymm2::CHANNELS,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no instruction set is detected off x86-64")
+    }
+}
+
+/// The best instruction set of this CPU for the kernels, if it has one.
+pub(in crate::graph::conv) fn detected() -> Option<Vectors> {
+    usable().first().copied()
+}
+
+/// Every instruction set this CPU can run the kernels with, the best first.
+pub(super) fn usable() -> Vec<Vectors> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        [(avx512, Vectors::Avx512), (avx2, Vectors::Avx2)]
+            .into_iter()
+            .filter_map(|(present, v)| present.then_some(v))
+            .collect()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
+}
+
+/// The mask of the first `n` of 16 lanes.
+pub(super) fn lanes(n: usize) -> u16 {
+    if n >= 16 {
+        !0
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
+/// Sixteen f32 lanes in registers. The methods are only called from functions compiled with
+/// the instruction set's target features (and inlined there).
+#[cfg(target_arch = "x86_64")]
+pub(super) trait Sixteen: Copy {
+    /// Output channels whose accumulators a kernel keeps in registers at once, with room left
+    /// for the loads and the broadcast weight.
+    const CHANNELS: usize;
+    /// A lane mask, as the loads and stores take it.
+    type Mask: Copy;
+    unsafe fn mask(bits: u16) -> Self::Mask;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(v: f32) -> Self;
+    /// The lanes under `mask` from `p`, zero elsewhere; masked-off lanes are not read.
+    unsafe fn load(mask: Self::Mask, p: *const f32) -> Self;
+    /// `self + x · *w`.
+    unsafe fn add_product(self, x: Self, w: *const f32) -> Self;
+    unsafe fn add(self, other: Self) -> Self;
+    unsafe fn relu(self) -> Self;
+    /// Writes the lanes under `mask` (`bits` as given to [`Sixteen::mask`]) to `p`.
+    unsafe fn store(self, mask: Self::Mask, bits: u16, p: *mut f32);
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Sixteen;
+
+    /// One AVX-512 register.
+    #[derive(Clone, Copy)]
+    pub(in crate::graph::conv) struct Zmm(__m512);
+
+    impl Sixteen for Zmm {
+        // 16 accumulators of the 32 registers.
+        const CHANNELS: usize = 16;
+        type Mask = __mmask16;
+        #[inline(always)]
+        unsafe fn mask(bits: u16) -> __mmask16 {
+            bits
+        }
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Zmm(_mm512_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Zmm(_mm512_set1_ps(v))
+        }
+        #[inline(always)]
+        unsafe fn load(mask: __mmask16, p: *const f32) -> Self {
+            Zmm(_mm512_maskz_loadu_ps(mask, p))
+        }
+        #[inline(always)]
+        unsafe fn add_product(self, x: Self, w: *const f32) -> Self {
+            Zmm(_mm512_fmadd_ps(x.0, _mm512_set1_ps(*w), self.0))
+        }
+        #[inline(always)]
+        unsafe fn add(self, other: Self) -> Self {
+            Zmm(_mm512_add_ps(self.0, other.0))
+        }
+        #[inline(always)]
+        unsafe fn relu(self) -> Self {
+            Zmm(_mm512_max_ps(self.0, _mm512_setzero_ps()))
+        }
+        #[inline(always)]
+        unsafe fn store(self, mask: __mmask16, _: u16, p: *mut f32) {
+            _mm512_mask_storeu_ps(p, mask, self.0)
+        }
+    }
+
+    /// Two AVX2 registers: lanes 0–7 and 8–15.
+    #[derive(Clone, Copy)]
+    pub(in crate::graph::conv) struct Ymm2(__m256, __m256);
+
+    impl Sixteen for Ymm2 {
+        // 12 accumulators of the 16 registers, two for the loads and one for the weight.
+        const CHANNELS: usize = 6;
+        type Mask = (__m256i, __m256i);
+        #[inline(always)]
+        unsafe fn mask(bits: u16) -> Self::Mask {
+            // Lane i of each half is set where bit i of its byte is.
+            let select = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+            let low = _mm256_and_si256(_mm256_set1_epi32(i32::from(bits & 0xff)), select);
+            let high = _mm256_and_si256(_mm256_set1_epi32(i32::from(bits >> 8)), select);
+            (
+                _mm256_cmpeq_epi32(low, select),
+                _mm256_cmpeq_epi32(high, select),
+            )
+        }
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Ymm2(_mm256_setzero_ps(), _mm256_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Ymm2(_mm256_set1_ps(v), _mm256_set1_ps(v))
+        }
+        #[inline(always)]
+        unsafe fn load(mask: Self::Mask, p: *const f32) -> Self {
+            Ymm2(
+                _mm256_maskload_ps(p, mask.0),
+                _mm256_maskload_ps(p.wrapping_add(8), mask.1),
+            )
+        }
+        #[inline(always)]
+        unsafe fn add_product(self, x: Self, w: *const f32) -> Self {
+            let w = _mm256_broadcast_ss(&*w);
+            Ymm2(
+                _mm256_fmadd_ps(x.0, w, self.0),
+                _mm256_fmadd_ps(x.1, w, self.1),
+            )
+        }
+        #[inline(always)]
+        unsafe fn add(self, other: Self) -> Self {
+            Ymm2(
+                _mm256_add_ps(self.0, other.0),
+                _mm256_add_ps(self.1, other.1),
+            )
+        }
+        #[inline(always)]
+        unsafe fn relu(self) -> Self {
+            let zero = _mm256_setzero_ps();
+            Ymm2(_mm256_max_ps(self.0, zero), _mm256_max_ps(self.1, zero))
+        }
+        #[inline(always)]
+        unsafe fn store(self, mask: Self::Mask, bits: u16, p: *mut f32) {
+            // Masked stores are slow on AMD's cores: whole halves are stored plainly.
+            let halves = [(self.0, mask.0, bits & 0xff), (self.1, mask.1, bits >> 8)];
+            for (i, (v, m, b)) in halves.into_iter().enumerate() {
+                let p = p.wrapping_add(8 * i);
+                if b == 0xff {
+                    _mm256_storeu_ps(p, v);
+                } else if b != 0 {
+                    _mm256_maskstore_ps(p, m, v);
+                }
+            }
+        }
+    }
+}
