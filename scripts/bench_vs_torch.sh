@@ -4,6 +4,7 @@
 # (candle's conv) and PyTorch run back to back, one process each. Prints the medians over the
 # rounds and the ratios to PyTorch.
 #   scripts/bench_vs_torch.sh [rounds=3] [models=resnet20,resnet56,resnet50] [threads=2]
+# (CANDLE_CONV=0 leaves out candle's convolution, which is slow on the large models.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}; models=${2:-resnet20,resnet56,resnet50}; threads=${3:-2}; seconds=${SECONDS_PER_MEASUREMENT:-5}
@@ -12,7 +13,8 @@ cargo build --release -q
 out=$(mktemp -d)
 for round in $(seq "$rounds"); do
   for model in ${models//,/ }; do
-    for conv in ours candle; do
+    convs="ours candle"; [ "${CANDLE_CONV:-1}" = 0 ] && convs=ours
+    for conv in $convs; do
       ./target/release/prunelab bench --models "$model" --threads "$threads" --conv "$conv" --seconds "$seconds" --warmup 1 --min-runs 3 \
         --json "$out/$round-$model-$conv.json" > /dev/null
     done
@@ -36,7 +38,7 @@ print("|---|---|---|---|---|---|")
 models = list(dict.fromkeys(r["model"] for r in rows))
 for m in models:
     torch = {k: statistics.median(r[k] for r in med[(m, "pytorch")]) for k in keys}
-    for conv in ["fast", "candle", "pytorch"]:
+    for conv in [c for c in ["fast", "candle", "pytorch"] if (m, c) in med]:
         v = {k: statistics.median(r[k] for r in med[(m, conv)]) for k in keys}
         cells = [f"{v[k]:.1f}" + ("" if conv == "pytorch" else f" ({v[k] / torch[k]:.2f}×)") for k in keys[:3]]
         name = {"fast": "prunelab", "candle": "prunelab, candle's conv", "pytorch": "PyTorch"}[conv]
