@@ -186,6 +186,12 @@ mod x86 {
             .map(|s| (s / taps * p.plane_stride) as isize + p.reads.shifts[s % taps])
             .collect();
         let mut masks = Vec::with_capacity(taps);
+        // With more than one tile of channels, the block's rows are copied where every tile
+        // reads them in order: read in place, rows a plane apart (often a multiple of 4 KiB)
+        // fell into the same few L1 sets and were evicted before the next tile came back.
+        let in_place = ONE_TAP && channels <= TILE;
+        let mut panel = vec![V::zero(); if in_place { 0 } else { k }];
+        let rows = panel.as_mut_ptr().cast::<f32>();
         for start in columns.clone().step_by(16) {
             let bits = lanes(columns.end - start);
             let store = V::mask(bits);
@@ -196,7 +202,23 @@ mod x86 {
                 masks.push(V::mask(m));
             }
             let data = p.data.as_ptr().wrapping_add(start);
-            // Every tile of channels reads the same 16 columns, while they are in L1.
+            // Masked-off lanes are not read (nor can they fault), and are zero in the panel.
+            let (mask, row_at, row_stride) = if in_place {
+                (masks[0], data, p.plane_stride)
+            } else {
+                let mut tap = 0;
+                for step in 0..k {
+                    let offset = if ONE_TAP {
+                        (step * p.plane_stride) as isize
+                    } else {
+                        offsets[step]
+                    };
+                    V::load(masks[tap], data.wrapping_offset(offset))
+                        .store_all(rows.add(step * 16));
+                    tap = if tap + 1 == taps { 0 } else { tap + 1 };
+                }
+                (V::mask(!0), rows.cast_const(), 16)
+            };
             for first in (0..channels).step_by(TILE) {
                 let filled = (channels - first).min(TILE);
                 let mut acc = [V::zero(); TILE];
@@ -206,19 +228,9 @@ mod x86 {
                     }
                 }
                 let weights = p.packed.weights.as_ptr().add(first * k);
-                // Masked-off lanes are not read (nor can they fault).
-                if ONE_TAP {
-                    for step in 0..k {
-                        let x = V::load(masks[0], data.wrapping_add(step * p.plane_stride));
-                        add_outer(&mut acc, x, weights.add(step * TILE));
-                    }
-                } else {
-                    let mut tap = 0;
-                    for (step, &offset) in offsets.iter().enumerate() {
-                        let x = V::load(masks[tap], data.wrapping_offset(offset));
-                        tap = if tap + 1 == taps { 0 } else { tap + 1 };
-                        add_outer(&mut acc, x, weights.add(step * TILE));
-                    }
+                for step in 0..k {
+                    let x = V::load(mask, row_at.wrapping_add(step * row_stride));
+                    add_outer(&mut acc, x, weights.add(step * TILE));
                 }
                 let at = first * out_stride + start;
                 let residual = p.epilogue.residual.map(|r| r.as_ptr().add(at));

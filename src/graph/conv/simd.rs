@@ -77,6 +77,8 @@ pub(super) trait Sixteen: Copy {
     unsafe fn splat(v: f32) -> Self;
     /// The lanes under `mask` from `p`, zero elsewhere; masked-off lanes are not read.
     unsafe fn load(mask: Self::Mask, p: *const f32) -> Self;
+    /// Writes all sixteen lanes to `p`.
+    unsafe fn store_all(self, p: *mut f32);
     /// `self + x · *w`.
     unsafe fn add_product(self, x: Self, w: *const f32) -> Self;
     unsafe fn add(self, other: Self) -> Self;
@@ -114,6 +116,10 @@ pub(super) mod x86 {
         #[inline(always)]
         unsafe fn load(mask: __mmask16, p: *const f32) -> Self {
             Zmm(_mm512_maskz_loadu_ps(mask, p))
+        }
+        #[inline(always)]
+        unsafe fn store_all(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self.0)
         }
         #[inline(always)]
         unsafe fn add_product(self, x: Self, w: *const f32) -> Self {
@@ -166,6 +172,11 @@ pub(super) mod x86 {
                 _mm256_maskload_ps(p, mask.0),
                 _mm256_maskload_ps(p.wrapping_add(8), mask.1),
             )
+        }
+        #[inline(always)]
+        unsafe fn store_all(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0);
+            _mm256_storeu_ps(p.add(8), self.1);
         }
         #[inline(always)]
         unsafe fn add_product(self, x: Self, w: *const f32) -> Self {
