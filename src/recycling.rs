@@ -95,7 +95,7 @@ impl Blocks {
     fn reuse(&mut self, len: usize, align: usize) -> Option<usize> {
         let i = (0..self.kept)
             .rev()
-            .find(|&i| self.free[i].1 == len && self.free[i].0 % align == 0)?;
+            .find(|&i| self.free[i].1 == len && self.free[i].0.is_multiple_of(align))?;
         let (address, _) = self.free[i];
         self.free.copy_within(i + 1..self.kept, i);
         self.kept -= 1;

@@ -104,7 +104,10 @@ fn kept_blocks_are_unmapped_oldest_first_to_stay_within_the_peak_and_slack() {
         recycling.dealloc(c, bytes(two_and_a_half));
         // 0.5 beside the 2.5 kept is within the peak of 2.5 and the slack.
         let d = recycling.alloc(bytes(one / 2));
-        assert_eq!(recycling.mapped(), (mapped(one / 2), mapped(two_and_a_half)));
+        assert_eq!(
+            recycling.mapped(),
+            (mapped(one / 2), mapped(two_and_a_half))
+        );
         recycling.dealloc(d, bytes(one / 2));
     }
 }

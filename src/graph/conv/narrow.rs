@@ -182,7 +182,6 @@ mod x86 {
         let taps = p.reads.shifts.len();
         // Row s of the column matrix: plane s / taps at shift s % taps.
         let offsets: Vec<isize> = (0..k)
-            .filter(|_| !ONE_TAP)
             .map(|s| (s / taps * p.plane_stride) as isize + p.reads.shifts[s % taps])
             .collect();
         let mut masks = Vec::with_capacity(taps);
@@ -207,12 +206,7 @@ mod x86 {
                 (masks[0], data, p.plane_stride)
             } else {
                 let mut tap = 0;
-                for step in 0..k {
-                    let offset = if ONE_TAP {
-                        (step * p.plane_stride) as isize
-                    } else {
-                        offsets[step]
-                    };
+                for (step, &offset) in offsets.iter().enumerate() {
                     V::load(masks[tap], data.wrapping_offset(offset))
                         .store_all(rows.add(step * 16));
                     tap = if tap + 1 == taps { 0 } else { tap + 1 };
