@@ -26,12 +26,12 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Every op allocates its output afresh, and large activations freed at the end of a pass are
 /// needed again at the start of the next one. Returning them to the OS in between costs page
 /// faults on every pass (measured: ResNet-50 training 9.1–9.6 → 11.4–13.7 images/s, inference at
-/// batch 64 ≈ 10% faster, minor page faults 70k → 1k per run). The price is peak memory: what
-/// mimalloc keeps is also fragmented across passes. `MIMALLOC_PURGE_DELAY`, where set, is
-/// mimalloc's own setting and is left to it (0 returns memory at once). `PRUNELAB_RECYCLE=1`
-/// recycles large blocks within the peak instead ([`Recycling`]): the lowest peak.
+/// batch 64 ≈ 10% faster, minor page faults 70k → 1k per run). So large blocks are recycled
+/// within the peak ([`Recycling`]; `PRUNELAB_RECYCLE=0` leaves them to mimalloc), and mimalloc
+/// keeps the small ones it frees. `MIMALLOC_PURGE_DELAY`, where set, is mimalloc's own setting
+/// and is left to it (0 returns memory at once).
 fn keep_freed_memory() {
-    if std::env::var_os("PRUNELAB_RECYCLE").is_some_and(|v| v == "1") {
+    if std::env::var_os("PRUNELAB_RECYCLE").is_none_or(|v| v != "0") {
         // SAFETY: nothing has allocated a large block yet.
         unsafe { ALLOCATOR.enable() };
     }

@@ -2,14 +2,14 @@
 //! same sizes on every pass. Blocks of at least [`LARGE`] bytes are mapped from the OS and, when
 //! freed, kept for the next request of the same length, so a pass reuses the last pass's pages
 //! without faulting them in again. Kept blocks are unmapped, oldest first, where a new block
-//! would take the mapped total past the most the live blocks have needed at once: the peak stays
-//! the program's own, without the fragmentation of a general allocator that keeps what it frees.
+//! would take the mapped total past the most the live blocks have needed at once (and a
+//! [`SLACK`]): the peak stays near the program's own, without the fragmentation of a general
+//! allocator that keeps what it frees. Blocks of a huge page or more lie on huge pages.
 //! Smaller blocks go to the wrapped allocator, and so do all blocks until [`Recycling::enable`].
 //!
-//! It is a choice for the lowest peak, not the default: ResNet-50's training peak falls from
-//! 5.5 to 3.7 GB at the same speed, but on ResNet-20 training runs ~10% slower than with
-//! mimalloc keeping everything it frees, which backs nearly all of it with transparent huge
-//! pages and faults nothing in between steps.
+//! Against mimalloc keeping everything it frees (which backs it with transparent huge pages
+//! too): ResNet-50's training peak falls from 5.5 to 3.8 GB, and ResNet-20/56 train at the same
+//! speed (`paper_figures/benchmarks.md`).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +18,8 @@ use std::sync::{Mutex, MutexGuard};
 /// Blocks of at least this many bytes are recycled.
 pub const LARGE: usize = 256 << 10;
 const PAGE: usize = 4096;
+/// A transparent huge page.
+const HUGE: usize = 2 << 20;
 /// How far past the peak the mapped total may go before kept blocks are unmapped: blocks of
 /// one length are needed again soon after the peak, and unmapping them at the peak only to
 /// map them again costs page faults on every step.
@@ -200,29 +202,27 @@ impl<A> Recycling<A> {
             blocks.peak_bytes = blocks.peak_bytes.max(blocks.live_bytes);
             break;
         }
-        let block = match moved {
-            Some((address, old_len)) => libc::mremap(
-                (address & !(PAGE - 1)) as *mut libc::c_void,
-                old_len,
-                len,
-                libc::MREMAP_MAYMOVE,
-            ),
-            None => libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            ),
-        };
-        if moved.is_none() && block != libc::MAP_FAILED {
-            libc::madvise(block, len, libc::MADV_HUGEPAGE);
-        }
-        if block == libc::MAP_FAILED {
-            if let Some((address, len)) = moved {
-                unmap(address, len);
+        let (block, fresh) = match moved {
+            // Moving a huge block would lose its alignment to huge pages.
+            Some((address, old_len)) if len < HUGE => {
+                let block = libc::mremap(
+                    (address & !(PAGE - 1)) as *mut libc::c_void,
+                    old_len,
+                    len,
+                    libc::MREMAP_MAYMOVE,
+                );
+                if block == libc::MAP_FAILED {
+                    unmap(address, old_len);
+                }
+                (block, false)
             }
+            Some((address, old_len)) => {
+                unmap(address, old_len);
+                (map(len), true)
+            }
+            None => (map(len), true),
+        };
+        if block == libc::MAP_FAILED {
             self.blocks().live_bytes -= len;
             return (std::ptr::null_mut(), true);
         }
@@ -234,8 +234,36 @@ impl<A> Recycling<A> {
                 blocks.colors * 320 % PAGE / align * align
             }
         };
-        (block.cast::<u8>().add(color), moved.is_none())
+        (block.cast::<u8>().add(color), fresh)
     }
+}
+
+/// A fresh mapping of `len` bytes. One of a huge page or more starts on a huge page and is
+/// advised to use them: transparent huge pages then back all of it but its tail, and every
+/// pass over it misses the TLB 512 times less often.
+unsafe fn map(len: usize) -> *mut libc::c_void {
+    let extra = if len >= HUGE { HUGE } else { 0 };
+    let block = libc::mmap(
+        std::ptr::null_mut(),
+        len + extra,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    );
+    if block == libc::MAP_FAILED || extra == 0 {
+        return block;
+    }
+    let start = (block as usize).next_multiple_of(HUGE);
+    let head = start - block as usize;
+    if head > 0 {
+        libc::munmap(block, head);
+    }
+    if extra > head {
+        libc::munmap((start + len) as *mut libc::c_void, extra - head);
+    }
+    libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+    start as *mut libc::c_void
 }
 
 unsafe fn unmap(address: usize, len: usize) {

@@ -1,7 +1,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Recycling, LARGE, PAGE, SLACK};
+use super::{Recycling, HUGE, LARGE, PAGE, SLACK};
 
 /// The system allocator, counting the blocks it hands out.
 #[derive(Default)]
@@ -134,5 +134,22 @@ fn realloc_keeps_the_contents_across_small_and_large_blocks() {
         }
         recycling.dealloc(p, bytes(len));
         assert_eq!(recycling.mapped().0, 0);
+    }
+}
+
+#[test]
+fn blocks_of_a_huge_page_or_more_start_on_one() {
+    let recycling = enabled(System);
+    unsafe {
+        for n in [HUGE, 3 * HUGE + 5] {
+            let p = recycling.alloc_zeroed(bytes(n));
+            assert_eq!((p as usize & !(PAGE - 1)) % HUGE, 0);
+            p.write_bytes(1, n);
+            recycling.dealloc(p, bytes(n));
+        }
+        // Not moved to a new length, which would lose the alignment: a fresh mapping.
+        let p = recycling.alloc(bytes(SLACK * 4));
+        assert_eq!((p as usize & !(PAGE - 1)) % HUGE, 0);
+        recycling.dealloc(p, bytes(SLACK * 4));
     }
 }
