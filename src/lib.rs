@@ -24,6 +24,7 @@ pub mod models;
 pub mod oracle_stage;
 pub mod prune;
 pub mod prune_stage;
+#[cfg(target_os = "linux")]
 pub mod recycling;
 pub mod report;
 mod run_lock;

@@ -9,6 +9,7 @@ use clap::Parser;
 use prunelab::eval::{bench_model, BenchBudget};
 use prunelab::graph::set_conv_backend;
 use prunelab::latency::Pruning;
+#[cfg(target_os = "linux")]
 use prunelab::recycling::Recycling;
 use prunelab::report::console;
 use prunelab::{experiment, Experiment, Plan, RunOptions};
@@ -17,8 +18,13 @@ mod cli;
 
 use cli::{BenchArgs, Cli, Command, LatencyArgs, RunArgs};
 
+// Recycling maps and remaps its blocks with Linux's `mremap`; elsewhere mimalloc has them all.
+#[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: Recycling<mimalloc::MiMalloc> = Recycling::new(mimalloc::MiMalloc);
+#[cfg(not(target_os = "linux"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's `mi_option_purge_delay` (mimalloc.h; the crate names no constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
@@ -31,6 +37,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// keeps the small ones it frees. `MIMALLOC_PURGE_DELAY`, where set, is mimalloc's own setting
 /// and is left to it (0 returns memory at once).
 fn keep_freed_memory() {
+    #[cfg(target_os = "linux")]
     if std::env::var_os("PRUNELAB_RECYCLE").is_none_or(|v| v != "0") {
         // SAFETY: nothing has allocated a large block yet.
         unsafe { ALLOCATOR.enable() };
