@@ -44,6 +44,8 @@ struct Blocks {
     kept_bytes: usize,
     /// The most `live_bytes` has been.
     peak_bytes: usize,
+    /// Blocks mapped so far: each starts at another cache-line offset in its first page, so
+    /// that arrays used together do not all fall into the same L1 sets.
     colors: usize,
 }
 
@@ -88,6 +90,7 @@ impl<A> Recycling<A> {
     }
 }
 
+/// The length mapped for `layout`: whole pages, and one more for the offset in the first.
 fn mapped_len(layout: Layout) -> usize {
     layout.size().div_ceil(PAGE) * PAGE + PAGE
 }
@@ -116,9 +119,9 @@ impl Blocks {
     }
 }
 
-// SAFETY: large blocks are mapped anonymous memory, page-aligned (their alignment is at most a
-// page), at least `size` long, and unmapped only when neither in use nor kept; everything else
-// is the wrapped allocator's.
+// SAFETY: large blocks are anonymous mappings, each used from an offset in its first page that
+// is a multiple of its alignment (at most a page), `size` long past that offset, and unmapped
+// only when neither in use nor kept; everything else is the wrapped allocator's.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Recycling<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if !self.recycles(layout) {
@@ -188,7 +191,7 @@ impl<A> Recycling<A> {
                 return (address as *mut u8, false);
             }
             // Making room by unmapping the oldest kept blocks keeps the mapped total within
-            // the peak.
+            // the peak and the slack.
             let limit = (blocks.peak_bytes + SLACK).max(blocks.live_bytes + len);
             if blocks.kept > 0 && blocks.live_bytes + blocks.kept_bytes + len > limit {
                 let evicted = blocks.evict();
