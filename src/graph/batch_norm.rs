@@ -16,12 +16,15 @@
 //! running sums (so that they vectorise), channel by channel in a fixed order, so results do not
 //! depend on thread scheduling.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
 };
-use rayon::prelude::*;
 
-use super::channelwise::{contiguous, dims, lane_sum, lane_sum_pairs, per_channel_sums, relu_grad};
+use super::channelwise::{
+    contiguous, dims, lane_sum, lane_sum_pairs, per_channel_sums, relu_grad, written,
+};
 use super::then::Then;
 
 /// Per-channel batch statistics of `[N, C, H, W]`.
@@ -159,29 +162,35 @@ impl NormalizeOp {
         let residual = residual.map(|(rs, rl)| contiguous(rs, rl)).transpose()?;
         let (_, c, hw) = dims(xl)?;
         let (gamma, beta) = affine.split_at(c);
-        let mut y = vec![0.0f32; x.len()];
-        y.par_chunks_mut(c * hw)
-            .zip(x.par_chunks(c * hw))
-            .enumerate()
-            .for_each(|(image, (yi, xi))| {
-                for ch in 0..c {
+        let image_len = c * hw;
+        // SAFETY: `normalize` writes each plane of the image whole.
+        let y = unsafe {
+            written(x.len(), image_len, |image, yi| {
+                let at = image * image_len;
+                let (xi, ri) = (
+                    &x[at..][..image_len],
+                    residual.map(|r| &r[at..][..image_len]),
+                );
+                for (ch, yo) in yi.chunks_mut(hw).enumerate() {
                     let scale = gamma[ch] * self.inv_std[ch];
                     let shift = beta[ch] - self.mean[ch] * scale;
-                    let at = ch * hw;
-                    let (yo, xo) = (&mut yi[at..][..hw], &xi[at..][..hw]);
-                    yo.iter_mut()
-                        .zip(xo)
-                        .for_each(|(o, &v)| *o = v * scale + shift);
-                    if let Some(r) = &residual {
-                        let ro = &r[image * c * hw + at..][..hw];
-                        yo.iter_mut().zip(ro).for_each(|(o, &v)| *o += v);
-                    }
-                    if self.relu {
-                        yo.iter_mut().for_each(|o| *o = o.max(0.0));
+                    let plane = ch * hw..(ch + 1) * hw;
+                    let normalized = xi[plane.clone()].iter().map(|&v| v * scale + shift);
+                    match ri {
+                        Some(r) => self.write(yo, normalized.zip(&r[plane]).map(|(v, &r)| v + r)),
+                        None => self.write(yo, normalized),
                     }
                 }
-            });
+            })
+        };
         Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    /// Writes `values` into `out` (as many as it holds), through the ReLU if one follows.
+    fn write(&self, out: &mut [MaybeUninit<f32>], values: impl Iterator<Item = f32>) {
+        for (o, v) in out.iter_mut().zip(values) {
+            o.write(if self.relu { v.max(0.0) } else { v });
+        }
     }
 
     /// ∂L/∂x, ∂L/∂[γ; β] and the gradient that reaches the residual (dy through the ReLU).
@@ -328,24 +337,23 @@ impl CustomOp2 for GradInputOp<'_> {
         let (n, c, hw) = dims(xl)?;
         let m = (n * hw) as f32;
         let op = self.op;
-        let mut dx = vec![0.0f32; x.len()];
-        dx.par_chunks_mut(c * hw)
-            .zip(x.par_chunks(c * hw).zip(dy.par_chunks(c * hw)))
-            .for_each(|(gi, (xi, di))| {
-                for ch in 0..c {
+        let image_len = c * hw;
+        // SAFETY: each plane of `dx` is zipped with planes of `x` and `dy` of its length.
+        let dx = unsafe {
+            written(x.len(), image_len, |image, gi| {
+                let at = image * image_len;
+                let (xi, di) = (&x[at..][..image_len], &dy[at..][..image_len]);
+                for (ch, go) in gi.chunks_mut(hw).enumerate() {
                     let (mean, s) = (op.mean[ch], op.inv_std[ch]);
                     let (mean_dy_xhat, mean_dy) = (self.sums[0][ch] / m, self.sums[1][ch] / m);
                     let k = op.gamma[ch] * s;
-                    let (go, xo, d) = (
-                        &mut gi[ch * hw..][..hw],
-                        &xi[ch * hw..][..hw],
-                        &di[ch * hw..][..hw],
-                    );
-                    for ((g, &v), &dv) in go.iter_mut().zip(xo).zip(d) {
-                        *g = k * (dv - mean_dy - (v - mean) * s * mean_dy_xhat);
+                    let plane = ch * hw..(ch + 1) * hw;
+                    for ((g, &v), &dv) in go.iter_mut().zip(&xi[plane.clone()]).zip(&di[plane]) {
+                        g.write(k * (dv - mean_dy - (v - mean) * s * mean_dy_xhat));
                     }
                 }
-            });
+            })
+        };
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }

@@ -1,5 +1,7 @@
 //! Helpers and ops over the channels of contiguous f32 `[N, C, H, W]` tensors on the CPU.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -34,6 +36,30 @@ pub(super) fn per_channel_sums<const K: usize>(
             total
         })
         .collect()
+}
+
+/// `len` values that `fill(index, chunk)` writes, chunk by chunk (`chunk` values each, the last
+/// one shorter), in parallel. They are not zeroed first: an op's output is a fresh block of
+/// tens of MiB, often one the allocator kept, and a memset of it costs about as much as the
+/// op's own pass.
+///
+/// # Safety
+///
+/// `fill` must write every value of each chunk it is handed.
+pub(super) unsafe fn written(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, values)| fill(i, values));
+    // SAFETY: the chunks cover the first `len` values and `fill` wrote each of them (the
+    // caller's promise). A panic in `fill` leaves the length at 0.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// Running sums [`lane_sum_pairs`] keeps: enough independent adds to fill the vector units.
@@ -134,6 +160,9 @@ impl candle_core::CustomOp1 for ChannelSum {
     }
 }
 
+/// Values per parallel task in the elementwise ops.
+const CHUNK: usize = 1 << 14;
+
 /// `max(x, 0)` with a one-pass gradient `dy · [y > 0]` (candle's takes four passes).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     if !x.device().is_cpu() || x.dtype() != DType::F32 {
@@ -151,12 +180,15 @@ impl candle_core::CustomOp1 for Relu {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous(storage, layout)?;
-        let mut y = vec![0.0f32; x.len()];
-        y.par_chunks_mut(1 << 14)
-            .zip(x.par_chunks(1 << 14))
-            .for_each(|(o, i)| {
-                o.iter_mut().zip(i).for_each(|(o, &v)| *o = v.max(0.0));
-            });
+        // SAFETY: each chunk of `y` is zipped with the chunk of `x` of the same length.
+        let y = unsafe {
+            written(x.len(), CHUNK, |i, o| {
+                let x = &x[i * CHUNK..][..o.len()];
+                o.iter_mut().zip(x).for_each(|(o, &v)| {
+                    o.write(v.max(0.0));
+                });
+            })
+        };
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
@@ -186,14 +218,18 @@ impl CustomOp2 for ReluGrad {
         yl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (dy, y) = (contiguous(ds, dl)?, contiguous(ys, yl)?);
-        let mut dx = vec![0.0f32; dy.len()];
-        dx.par_chunks_mut(1 << 14)
-            .zip(dy.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
-            .for_each(|(o, (d, y))| {
-                o.iter_mut()
-                    .zip(d.iter().zip(y))
-                    .for_each(|(o, (&d, &y))| *o = if y > 0.0 { d } else { 0.0 });
-            });
+        if dy.len() != y.len() {
+            candle_core::bail!("relu-grad: {} values against {}", dy.len(), y.len());
+        }
+        // SAFETY: each chunk of `dx` is zipped with the chunks of `dy` and `y` of its length.
+        let dx = unsafe {
+            written(dy.len(), CHUNK, |i, o| {
+                let (d, y) = (&dy[i * CHUNK..][..o.len()], &y[i * CHUNK..][..o.len()]);
+                o.iter_mut().zip(d.iter().zip(y)).for_each(|(o, (&d, &y))| {
+                    o.write(if y > 0.0 { d } else { 0.0 });
+                });
+            })
+        };
         Ok((CpuStorage::F32(dx), dl.shape().clone()))
     }
 }
