@@ -22,9 +22,8 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
 };
 
-use super::channelwise::{
-    contiguous, dims, lane_sum, lane_sum_pairs, per_channel_sums, relu_grad, written,
-};
+use super::channelwise::{contiguous, dims, lane_sum, lane_sum_pairs, per_channel_sums, relu_grad};
+use super::output::written;
 use super::then::Then;
 
 /// Per-channel batch statistics of `[N, C, H, W]`.

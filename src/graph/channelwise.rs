@@ -1,9 +1,9 @@
 //! Helpers and ops over the channels of contiguous f32 `[N, C, H, W]` tensors on the CPU.
 
-use std::mem::MaybeUninit;
-
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::output::written;
 
 /// The contiguous f32 data of a custom op's argument.
 pub(super) fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
@@ -36,30 +36,6 @@ pub(super) fn per_channel_sums<const K: usize>(
             total
         })
         .collect()
-}
-
-/// `len` values that `fill(index, chunk)` writes, chunk by chunk (`chunk` values each, the last
-/// one shorter), in parallel. They are not zeroed first: an op's output is a fresh block of
-/// tens of MiB, often one the allocator kept, and a memset of it costs about as much as the
-/// op's own pass.
-///
-/// # Safety
-///
-/// `fill` must write every value of each chunk it is handed.
-pub(super) unsafe fn written(
-    len: usize,
-    chunk: usize,
-    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
-) -> Vec<f32> {
-    let mut out = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk.max(1))
-        .enumerate()
-        .for_each(|(i, values)| fill(i, values));
-    // SAFETY: the chunks cover the first `len` values and `fill` wrote each of them (the
-    // caller's promise). A panic in `fill` leaves the length at 0.
-    unsafe { out.set_len(len) };
-    out
 }
 
 /// Running sums [`lane_sum_pairs`] keeps: enough independent adds to fill the vector units.

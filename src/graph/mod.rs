@@ -11,6 +11,7 @@ mod exec;
 mod fuse;
 mod io;
 mod ir;
+mod output;
 mod params;
 mod surgery;
 mod taps;

@@ -21,6 +21,8 @@
 //! `dout` with the weights transposed and their taps reversed: no column gradient, no col2im. The weight gradient of every convolution is a sum of outer
 //! products over channel-last copies of `x` and `dout` ([`outer`]): no im2col either.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 mod columns;
@@ -32,6 +34,7 @@ use columns::{col2im, gather_columns, group_rows};
 pub use geometry::Geometry;
 pub use weight_grad::weight_grad;
 
+use super::super::output::{filled_by, zeroed};
 use super::epilogue::Epilogue;
 use super::matmul::{matmul, Dims, View};
 use super::narrow::{self, Product};
@@ -91,14 +94,17 @@ impl Scratch {
 
 /// Runs `f(first, inputs, outputs, scratch)` over blocks of `images` images (`first` the index
 /// of a block's first image), in parallel when `inner` is 1 (each block on one thread), in
-/// order otherwise (threads inside each multiply).
+/// order otherwise (threads inside each multiply). Each block's outputs are zeroed just before
+/// `f` runs, so every output value is initialised once this returns.
 fn for_each_block(
     g: &Geometry,
     (images, inner): (usize, usize),
     (inputs, input_len): (&[f32], usize),
-    (outputs, output_len): (&mut [f32], usize),
+    (outputs, output_len): (&mut [MaybeUninit<f32>], usize),
     f: impl Fn(usize, &[f32], &mut [f32], &mut Scratch) + Sync,
 ) {
+    assert_eq!(inputs.len() / input_len, g.batch);
+    assert_eq!(outputs.len(), g.batch * output_len);
     let scratch = || Scratch::new(g, images);
     let pairs = inputs
         .par_chunks(images * input_len)
@@ -106,7 +112,7 @@ fn for_each_block(
     if inner == 1 {
         pairs
             .enumerate()
-            .for_each_init(scratch, |s, (b, (i, o))| f(b * images, i, o, s));
+            .for_each_init(scratch, |s, (b, (i, o))| f(b * images, i, zeroed(o), s));
     } else {
         let mut s = scratch();
         let pairs = inputs
@@ -114,33 +120,55 @@ fn for_each_block(
             .zip(outputs.chunks_mut(images * output_len));
         pairs
             .enumerate()
-            .for_each(|(b, (i, o))| f(b * images, i, o, &mut s));
+            .for_each(|(b, (i, o))| f(b * images, i, zeroed(o), &mut s));
     }
 }
 
 /// Runs `f(index, input, output, threads)` on every image: in parallel over the images when
-/// there are enough of them, with the threads inside `f` otherwise.
+/// there are enough of them, with the threads inside `f` otherwise. Each image's output is
+/// zeroed just before `f` runs, as in [`for_each_block`].
 fn for_each_image(
     g: &Geometry,
     (inputs, input_len): (&[f32], usize),
-    (outputs, output_len): (&mut [f32], usize),
+    (outputs, output_len): (&mut [MaybeUninit<f32>], usize),
     f: impl Fn(usize, &[f32], &mut [f32], usize) + Sync,
 ) {
-    let pairs = inputs.chunks(input_len).zip(outputs.chunks_mut(output_len));
+    assert_eq!(inputs.len() / input_len, g.batch);
+    assert_eq!(outputs.len(), g.batch * output_len);
     if g.batch >= threads() {
         let pairs = inputs
             .par_chunks(input_len)
             .zip(outputs.par_chunks_mut(output_len));
-        pairs.enumerate().for_each(|(n, (i, o))| f(n, i, o, 1));
-    } else {
         pairs
             .enumerate()
-            .for_each(|(n, (i, o))| f(n, i, o, threads()));
+            .for_each(|(n, (i, o))| f(n, i, zeroed(o), 1));
+    } else {
+        let pairs = inputs.chunks(input_len).zip(outputs.chunks_mut(output_len));
+        pairs
+            .enumerate()
+            .for_each(|(n, (i, o))| f(n, i, zeroed(o), threads()));
     }
 }
 
-/// `out = conv(x, w)`, then the epilogue (its residual `[N, O, Ho, Wo]` like `out`).
-pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue, out: &mut [f32]) {
+/// `conv(x, w)`, then the epilogue (its residual `[N, O, Ho, Wo]` like the output).
+pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    // SAFETY: `forward_into` hands the whole output to `for_each_image` or `for_each_block`,
+    // which initialise all of it.
+    unsafe {
+        filled_by(g.batch * g.out_image_len(), |out| {
+            forward_into(g, x, w, epilogue, out)
+        })
+    }
+}
+
+/// [`forward`] into `out`, uninitialised.
+fn forward_into(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: Epilogue,
+    out: &mut [MaybeUninit<f32>],
+) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     let blocks @ (_, inner) = blocking(g);
     // Output channels (per group) that fill its tiles of 16 well: our kernel without
@@ -272,9 +300,26 @@ fn repays_packing(g: &Geometry) -> bool {
     g.batch * g.positions() >= 256
 }
 
-/// `dx = ∂L/∂x (+ plus)` from `dout = ∂L/∂out`: `dx` is `[N, C, H, W]`, overwritten; `plus`, a
-/// gradient that reached `x` by another path, laid out as `dx`, is added while `dx` is in cache.
-pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], plus: Option<&[f32]>, dx: &mut [f32]) {
+/// `dx = ∂L/∂x (+ plus)` from `dout = ∂L/∂out`, `[N, C, H, W]`; `plus`, a gradient that
+/// reached `x` by another path, laid out as `dx`, is added while `dx` is in cache.
+pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], plus: Option<&[f32]>) -> Vec<f32> {
+    // SAFETY: `input_grad_into` hands the whole output to `for_each_image` or
+    // `for_each_block`, which initialise all of it.
+    unsafe {
+        filled_by(g.batch * g.image_len(), |dx| {
+            input_grad_into(g, dout, w, plus, dx)
+        })
+    }
+}
+
+/// [`input_grad`] into `dx`, uninitialised.
+fn input_grad_into(
+    g: &Geometry,
+    dout: &[f32],
+    w: &[f32],
+    plus: Option<&[f32]>,
+    dx: &mut [MaybeUninit<f32>],
+) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     if g.keeps_size()
         && fills_narrow_tiles(g.in_per_group())
@@ -308,7 +353,6 @@ pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], plus: Option<&[f32]>, d
                 product,
                 transposed,
             } = scratch;
-            dxs.fill(0.0);
             for group in 0..g.groups {
                 let grad = group_rows(g, douts, group, b, product);
                 // The column gradient [kk × width]: straight into the input gradient for one
@@ -378,7 +422,7 @@ fn input_grad_as_convolution(
     dout: &[f32],
     w: &[f32],
     plus: Option<&[f32]>,
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
 ) {
     let (og, cg, taps) = (g.out_per_group(), g.in_per_group(), g.kernel * g.kernel);
     let plane_len = g.height * g.width;

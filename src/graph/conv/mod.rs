@@ -247,9 +247,7 @@ impl FusedForward {
 /// The forward convolution with `epilogue`, as a custom op's output.
 fn forward_storage(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue) -> (CpuStorage, Shape) {
     let shape = Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width()));
-    let mut out = vec![0.0f32; shape.elem_count()];
-    kernels::forward(g, x, w, epilogue, &mut out);
-    (CpuStorage::F32(out), shape)
+    (CpuStorage::F32(kernels::forward(g, x, w, epilogue)), shape)
 }
 
 impl CustomOp2 for FusedForward {
@@ -293,8 +291,7 @@ struct InputGrad(Geometry);
 impl InputGrad {
     fn compute(&self, dout: &[f32], w: &[f32], plus: Option<&[f32]>) -> (CpuStorage, Shape) {
         let g = &self.0;
-        let mut dx = vec![0.0f32; g.batch * g.in_channels * g.height * g.width];
-        kernels::input_grad(g, dout, w, plus, &mut dx);
+        let dx = kernels::input_grad(g, dout, w, plus);
         let shape = Shape::from((g.batch, g.in_channels, g.height, g.width));
         (CpuStorage::F32(dx), shape)
     }
