@@ -179,7 +179,11 @@ mod x86 {
         chans: (usize, usize),
         sums: (*mut f32, usize),
     ) {
-        sum::<Zmm, { Zmm::CHANNELS }>(operands, outs, chans, sums)
+        if chans.1 == 16 {
+            sum::<Zmm, { Zmm::CHANNELS }, false>(operands, outs, chans, sums)
+        } else {
+            sum::<Zmm, { Zmm::CHANNELS }, true>(operands, outs, chans, sums)
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -189,12 +193,18 @@ mod x86 {
         chans: (usize, usize),
         sums: (*mut f32, usize),
     ) {
-        sum::<Ymm2, { Ymm2::CHANNELS }>(operands, outs, chans, sums)
+        if chans.1 == 16 {
+            sum::<Ymm2, { Ymm2::CHANNELS }, false>(operands, outs, chans, sums)
+        } else {
+            sum::<Ymm2, { Ymm2::CHANNELS }, true>(operands, outs, chans, sums)
+        }
     }
 
-    /// [`tile`] for `TILE` output channels at once (`outs` of them kept).
+    /// [`tile`] for `TILE` output channels at once (`outs` of them kept), with the input
+    /// channels loaded under a mask when the tile has fewer than sixteen (`MASKED`). A mask
+    /// takes two of AVX2's sixteen registers, and the loop then spills an accumulator.
     #[inline(always)]
-    unsafe fn sum<V: Sixteen, const TILE: usize>(
+    unsafe fn sum<V: Sixteen, const TILE: usize, const MASKED: bool>(
         (g, block, runs): Operands,
         (o_first, outs): (usize, usize),
         (c_first, chans): (usize, usize),
@@ -216,7 +226,12 @@ mod x86 {
                 .add(image * positions * outs_all + o_first);
             for run in runs {
                 for j in 0..run.len {
-                    let xs = V::load(mask, x.add((run.q + j * stride) * ins_all));
+                    let at = x.add((run.q + j * stride) * ins_all);
+                    let xs = if MASKED {
+                        V::load(mask, at)
+                    } else {
+                        V::load_all(at)
+                    };
                     let ds = d.add((run.p + j) * outs_all);
                     for (o, a) in acc.iter_mut().enumerate() {
                         *a = a.add_product(xs, ds.add(o));

@@ -77,6 +77,9 @@ pub(super) trait Sixteen: Copy {
     unsafe fn splat(v: f32) -> Self;
     /// The lanes under `mask` from `p`, zero elsewhere; masked-off lanes are not read.
     unsafe fn load(mask: Self::Mask, p: *const f32) -> Self;
+    /// All sixteen lanes from `p`: where every lane is wanted, a plain load frees the
+    /// registers a mask takes.
+    unsafe fn load_all(p: *const f32) -> Self;
     /// Writes all sixteen lanes to `p`.
     unsafe fn store_all(self, p: *mut f32);
     /// `self + x · *w`.
@@ -116,6 +119,10 @@ pub(super) mod x86 {
         #[inline(always)]
         unsafe fn load(mask: __mmask16, p: *const f32) -> Self {
             Zmm(_mm512_maskz_loadu_ps(mask, p))
+        }
+        #[inline(always)]
+        unsafe fn load_all(p: *const f32) -> Self {
+            Zmm(_mm512_loadu_ps(p))
         }
         #[inline(always)]
         unsafe fn store_all(self, p: *mut f32) {
@@ -172,6 +179,10 @@ pub(super) mod x86 {
                 _mm256_maskload_ps(p, mask.0),
                 _mm256_maskload_ps(p.wrapping_add(8), mask.1),
             )
+        }
+        #[inline(always)]
+        unsafe fn load_all(p: *const f32) -> Self {
+            Ymm2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
         }
         #[inline(always)]
         unsafe fn store_all(self, p: *mut f32) {
