@@ -222,9 +222,11 @@ mod x86 {
                     }
                 }
                 let weights = p.packed.weights.as_ptr().add(first * k);
-                for step in 0..k {
-                    let x = V::load(mask, row_at.wrapping_add(step * row_stride));
-                    add_outer(&mut acc, x, weights.add(step * TILE));
+                let rows = (row_at, row_stride, k);
+                if in_place {
+                    add_rows::<V, TILE, true>(&mut acc, rows, mask, weights);
+                } else {
+                    add_rows::<V, TILE, false>(&mut acc, rows, mask, weights);
                 }
                 let at = first * out_stride + start;
                 let residual = p.epilogue.residual.map(|r| r.as_ptr().add(at));
@@ -240,6 +242,27 @@ mod x86 {
                     v.store(store, bits, out.add(o * out_stride));
                 }
             }
+        }
+    }
+
+    /// `acc[o] += Σ_step row_step · w[step][o]` over `k` rows from `at`, `stride` apart, loaded
+    /// under `mask` if `MASKED` (in place) or whole (from the panel, where a mask's registers
+    /// would only add to the pressure on AVX2's sixteen).
+    #[inline(always)]
+    unsafe fn add_rows<V: Sixteen, const TILE: usize, const MASKED: bool>(
+        acc: &mut [V; TILE],
+        (at, stride, k): (*const f32, usize, usize),
+        mask: V::Mask,
+        weights: *const f32,
+    ) {
+        for step in 0..k {
+            let row = at.wrapping_add(step * stride);
+            let x = if MASKED {
+                V::load(mask, row)
+            } else {
+                V::load_all(row)
+            };
+            add_outer(acc, x, weights.add(step * TILE));
         }
     }
 
