@@ -9,6 +9,8 @@
 //! the positions of a block of images. Each sum runs over the images and positions in order,
 //! so the result does not depend on how the tiles are spread over the threads.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::kernels::{transpose, Geometry};
@@ -111,21 +113,24 @@ fn accumulate_with(
         "{vectors:?} is missing on this CPU"
     );
     let runs = runs(g);
-    let outs = vectors.channels();
-    let tiles: Vec<(usize, usize, usize, usize)> = (0..g.groups)
+    let outs = vectors.tiles(og);
+    let tiles: Vec<(usize, usize, Range<usize>, usize)> = (0..g.groups)
         .flat_map(|group| (0..taps).map(move |t| (group, t)))
         .flat_map(|(group, t)| {
-            (0..og)
-                .step_by(outs)
-                .flat_map(move |o| (0..cg).step_by(CHANNELS).map(move |c| (group, t, o, c)))
+            outs.iter().flat_map(move |o| {
+                (0..cg)
+                    .step_by(CHANNELS)
+                    .map(move |c| (group, t, o.clone(), c))
+            })
         })
         .collect();
     let sums = Shared(sums.as_mut_ptr());
-    let tile = |&(group, t, o, c): &(usize, usize, usize, usize)| {
-        let first = ((group * taps + t) * og + o) * cg + c;
+    let tile = |(group, t, o, c): &(usize, usize, Range<usize>, usize)| {
+        let (group, t, c) = (*group, *t, *c);
+        let first = ((group * taps + t) * og + o.start) * cg + c;
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the instruction set is present (asserted). The tile reads and writes `sums`
-        // only at rows `o..o + outs` (below og) and columns `c..c + 16` (below cg) of its
+        // only at rows `o` (below og) and columns `c..c + 16` (below cg) of its
         // (group, t) block, so tiles touch disjoint elements; `runs` keeps every `p` and `q`
         // inside the image, the channel loads are masked at `cg`, and the broadcasts of a
         // partial tile end inside `dout`'s padding.
@@ -133,7 +138,7 @@ fn accumulate_with(
             x86::tile(
                 vectors,
                 (g, block, &runs[t]),
-                (group * og + o, (og - o).min(outs)),
+                (group * og + o.start, o.len()),
                 (group * cg + c, (cg - c).min(CHANNELS)),
                 (sums.get().add(first), cg),
             )
@@ -166,38 +171,44 @@ mod x86 {
         chans: (usize, usize),
         sums: (*mut f32, usize),
     ) {
-        match vectors {
-            Vectors::Avx512 => avx512(operands, outs, chans, sums),
-            Vectors::Avx2 => avx2(operands, outs, chans, sums),
+        let masked = chans.1 < 16;
+        match (vectors, outs.1 <= Ymm2::SMALL, masked) {
+            (Vectors::Avx512, _, true) => avx512::<true>(operands, outs, chans, sums),
+            (Vectors::Avx512, _, false) => avx512::<false>(operands, outs, chans, sums),
+            (Vectors::Avx2, true, true) => {
+                avx2::<{ Ymm2::SMALL }, true>(operands, outs, chans, sums)
+            }
+            (Vectors::Avx2, true, false) => {
+                avx2::<{ Ymm2::SMALL }, false>(operands, outs, chans, sums)
+            }
+            (Vectors::Avx2, false, true) => {
+                avx2::<{ Ymm2::CHANNELS }, true>(operands, outs, chans, sums)
+            }
+            (Vectors::Avx2, false, false) => {
+                avx2::<{ Ymm2::CHANNELS }, false>(operands, outs, chans, sums)
+            }
         }
     }
 
+    // One function per tile shape: each keeps its own accumulators in registers.
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512(
+    unsafe fn avx512<const MASKED: bool>(
         operands: Operands,
         outs: (usize, usize),
         chans: (usize, usize),
         sums: (*mut f32, usize),
     ) {
-        if chans.1 == 16 {
-            sum::<Zmm, { Zmm::CHANNELS }, false>(operands, outs, chans, sums)
-        } else {
-            sum::<Zmm, { Zmm::CHANNELS }, true>(operands, outs, chans, sums)
-        }
+        sum::<Zmm, { Zmm::CHANNELS }, MASKED>(operands, outs, chans, sums)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(
+    unsafe fn avx2<const TILE: usize, const MASKED: bool>(
         operands: Operands,
         outs: (usize, usize),
         chans: (usize, usize),
         sums: (*mut f32, usize),
     ) {
-        if chans.1 == 16 {
-            sum::<Ymm2, { Ymm2::CHANNELS }, false>(operands, outs, chans, sums)
-        } else {
-            sum::<Ymm2, { Ymm2::CHANNELS }, true>(operands, outs, chans, sums)
-        }
+        sum::<Ymm2, TILE, MASKED>(operands, outs, chans, sums)
     }
 
     /// [`tile`] for `TILE` output channels at once (`outs` of them kept), with the input

@@ -18,16 +18,45 @@ impl Vectors {
     /// Output channels whose accumulators, 16 lanes each, the kernels keep in registers at
     /// once.
     pub(super) fn channels(self) -> usize {
+        self.tile_channels().0
+    }
+
+    /// Channels of the full tiles, and of the smaller ones that cover what full tiles leave
+    /// over (as many as a full one, where there are none).
+    fn tile_channels(self) -> (usize, usize) {
         #[cfg(target_arch = "x86_64")]
         {
             use x86::{Ymm2, Zmm};
             match self {
-                Vectors::Avx512 => Zmm::CHANNELS,
-                Vectors::Avx2 => Ymm2::CHANNELS,
+                Vectors::Avx512 => (Zmm::CHANNELS, Zmm::SMALL),
+                Vectors::Avx2 => (Ymm2::CHANNELS, Ymm2::SMALL),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("no instruction set is detected off x86-64")
+    }
+
+    /// The tiles of channels that cover `channels`, in order: tiles of [`Vectors::channels`],
+    /// and where that leaves some over, smaller tiles that cover the rest exactly (taking one
+    /// full tile's channels too if need be: 16 = 6 + 6 + 4 and 32 = 4·6 + 2·4 in AVX2), so
+    /// that no accumulator is computed for nothing. Where no such split exists, the last tile
+    /// is partial.
+    pub(super) fn tiles(self, channels: usize) -> Vec<std::ops::Range<usize>> {
+        let (full, small) = self.tile_channels();
+        let rest = channels % full;
+        let smalls = if rest.is_multiple_of(small) {
+            rest / small
+        } else if channels >= full && (rest + full).is_multiple_of(small) {
+            (rest + full) / small
+        } else {
+            0
+        };
+        let fulls_end = channels - smalls * small;
+        let fulls = (0..fulls_end)
+            .step_by(full)
+            .map(|f| f..(f + full).min(fulls_end));
+        let smalls = (fulls_end..channels).step_by(small).map(|f| f..f + small);
+        fulls.chain(smalls).collect()
     }
 }
 
@@ -70,6 +99,8 @@ pub(super) trait Sixteen: Copy {
     /// Output channels whose accumulators a kernel keeps in registers at once, with room left
     /// for the loads and the broadcast weight.
     const CHANNELS: usize;
+    /// Output channels of the smaller tiles that cover a remainder (see [`Vectors::tiles`]).
+    const SMALL: usize;
     /// A lane mask, as the loads and stores take it.
     type Mask: Copy;
     unsafe fn mask(bits: u16) -> Self::Mask;
@@ -103,6 +134,8 @@ pub(super) mod x86 {
     impl Sixteen for Zmm {
         // 16 accumulators of the 32 registers.
         const CHANNELS: usize = 16;
+        // None: ResNets' channel counts are whole tiles of 16.
+        const SMALL: usize = 16;
         type Mask = __mmask16;
         #[inline(always)]
         unsafe fn mask(bits: u16) -> __mmask16 {
@@ -153,6 +186,7 @@ pub(super) mod x86 {
     impl Sixteen for Ymm2 {
         // 12 accumulators of the 16 registers, two for the loads and one for the weight.
         const CHANNELS: usize = 6;
+        const SMALL: usize = 4;
         type Mask = (__m256i, __m256i);
         #[inline(always)]
         unsafe fn mask(bits: u16) -> Self::Mask {
@@ -222,5 +256,39 @@ pub(super) mod x86 {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Vectors;
+
+    #[test]
+    fn tiles_cover_the_channels_in_order_without_spare_accumulators_where_they_can() {
+        let widths = |v: Vectors, c: usize| -> Vec<usize> {
+            let tiles = v.tiles(c);
+            let starts: Vec<usize> = tiles.iter().map(|t| t.start).collect();
+            let ends: Vec<usize> = tiles.iter().map(|t| t.end).collect();
+            assert_eq!(starts.first().copied().unwrap_or(0), 0);
+            assert_eq!(ends.last().copied().unwrap_or(0), c);
+            assert_eq!(
+                starts[1.min(starts.len())..],
+                ends[..ends.len().saturating_sub(1)]
+            );
+            tiles.iter().map(|t| t.len()).collect()
+        };
+        let avx2 = Vectors::Avx2;
+        assert_eq!(widths(avx2, 16), [6, 6, 4]);
+        assert_eq!(widths(avx2, 32), [6, 6, 6, 6, 4, 4]);
+        assert_eq!(
+            widths(avx2, 64),
+            [6; 10].into_iter().chain([4]).collect::<Vec<_>>()
+        );
+        assert_eq!(widths(avx2, 4), [4]);
+        assert_eq!(widths(avx2, 2), [2]);
+        assert_eq!(widths(avx2, 9), [6, 3]);
+        assert_eq!(widths(avx2, 0), Vec::<usize>::new());
+        assert_eq!(widths(Vectors::Avx512, 24), [16, 8]);
+        assert_eq!(widths(Vectors::Avx512, 64), [16; 4]);
     }
 }
