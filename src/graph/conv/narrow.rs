@@ -16,6 +16,8 @@
 //! input lies inside it ([`Reads`]). That is im2col without its buffer, and 10–20% faster
 //! here (it reads far less memory).
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::epilogue::Epilogue;
@@ -33,10 +35,11 @@ pub(super) fn available() -> bool {
 }
 
 /// Weights `[channels × k]` as the kernel reads them for one instruction set: tiles of the
-/// channels it keeps in registers at once, each `[k × tile]`; the last tile's channels past
-/// `channels` are zero.
+/// channels it keeps in registers at once ([`Vectors::tiles`]), each `[k × width]`; a partial
+/// last tile's channels past `channels` are zero.
 pub(super) struct Packed {
     weights: Vec<f32>,
+    tiles: Vec<Range<usize>>,
     vectors: Vectors,
     channels: usize,
     k: usize,
@@ -51,16 +54,24 @@ pub(super) fn pack_weights(w: &[f32], channels: usize, k: usize) -> Packed {
 impl Packed {
     pub(super) fn new(vectors: Vectors, w: &[f32], channels: usize, k: usize) -> Packed {
         assert!(w.len() >= channels * k);
-        let tile = vectors.channels();
-        let mut weights = vec![0.0f32; channels.div_ceil(tile) * k * tile];
-        for (o, row) in w.chunks(k.max(1)).take(channels).enumerate() {
-            let tile_weights = &mut weights[o / tile * k * tile..];
-            for (step, &v) in row.iter().enumerate() {
-                tile_weights[step * tile + o % tile] = v;
+        let tiles = vectors.tiles(channels);
+        // Every tile but the last is as wide as its kernel: each starts at `start · k`.
+        let end = tiles
+            .last()
+            .map_or(0, |t| t.start + vectors.tile_width(t.len()));
+        let mut weights = vec![0.0f32; end * k];
+        for tile in &tiles {
+            let width = vectors.tile_width(tile.len());
+            let tile_weights = &mut weights[tile.start * k..];
+            for o in tile.clone() {
+                for (step, &v) in w[o * k..][..k].iter().enumerate() {
+                    tile_weights[step * width + o - tile.start] = v;
+                }
             }
         }
         Packed {
             weights,
+            tiles,
             vectors,
             channels,
             k,
@@ -158,7 +169,8 @@ mod x86 {
         out: (*mut f32, usize),
         columns: Range<usize>,
     ) {
-        tiles::<Zmm, { Zmm::CHANNELS }, ONE_TAP>(p, out, columns)
+        let full = avx512_tile::<{ Zmm::CHANNELS }>;
+        blocks::<Zmm, ONE_TAP>(p, out, columns, (full, full))
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -167,33 +179,69 @@ mod x86 {
         out: (*mut f32, usize),
         columns: Range<usize>,
     ) {
-        tiles::<Ymm2, { Ymm2::CHANNELS }, ONE_TAP>(p, out, columns)
+        let tiles = (
+            avx2_tile::<{ Ymm2::CHANNELS }> as Tile<Ymm2>,
+            avx2_tile::<{ Ymm2::SMALL }> as Tile<Ymm2>,
+        );
+        blocks::<Ymm2, ONE_TAP>(p, out, columns, tiles)
     }
 
-    /// The product for tiles of `TILE` channels, with rows read at one tap (a column matrix,
-    /// rows a stride apart) or at several (an image, through a table of offsets).
+    // A function per tile width, not inlined: each keeps its own accumulators in registers.
+    #[target_feature(enable = "avx512f")]
+    #[inline(never)]
+    unsafe fn avx512_tile<const TILE: usize>(p: &Product, b: &Block<Zmm>, channels: Range<usize>) {
+        tile::<Zmm, TILE>(p, b, channels)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline(never)]
+    unsafe fn avx2_tile<const TILE: usize>(p: &Product, b: &Block<Ymm2>, channels: Range<usize>) {
+        tile::<Ymm2, TILE>(p, b, channels)
+    }
+
+    /// A tile of channels over one block of columns.
+    type Tile<V> = unsafe fn(&Product, &Block<V>, Range<usize>);
+
+    /// A block of 16 columns as its tiles read it.
+    struct Block<V: Sixteen> {
+        /// The block's first row, and how far apart its rows are.
+        rows: *const f32,
+        row_stride: usize,
+        /// Whether the rows are read in place, under `read` (or from the panel, whole).
+        in_place: bool,
+        read: V::Mask,
+        /// The block's first column in the output, and the mask of its columns (`bits`).
+        start: usize,
+        store: V::Mask,
+        bits: u16,
+        out: (*mut f32, usize),
+    }
+
+    /// The product for the packed tiles of channels, full ones computed by `tiles.0` and small
+    /// ones by `tiles.1`, with rows read at one tap (a column matrix, rows a stride apart) or
+    /// at several (an image, through a table of offsets).
     #[inline(always)]
-    unsafe fn tiles<V: Sixteen, const TILE: usize, const ONE_TAP: bool>(
+    unsafe fn blocks<V: Sixteen, const ONE_TAP: bool>(
         p: &Product,
-        (out, out_stride): (*mut f32, usize),
+        out: (*mut f32, usize),
         columns: Range<usize>,
+        (full, small): (Tile<V>, Tile<V>),
     ) {
-        let (channels, k) = (p.packed.channels, p.packed.k);
+        let k = p.packed.k;
         let taps = p.reads.shifts.len();
-        // Row s of the column matrix: plane s / taps at shift s % taps.
-        let offsets: Vec<isize> = (0..k)
-            .map(|s| (s / taps * p.plane_stride) as isize + p.reads.shifts[s % taps])
-            .collect();
         let mut masks = Vec::with_capacity(taps);
         // With more than one tile of channels, the block's rows are copied where every tile
         // reads them in order: read in place, rows a plane apart (often a multiple of 4 KiB)
         // fell into the same few L1 sets and were evicted before the next tile came back.
-        let in_place = ONE_TAP && channels <= TILE;
-        let mut panel = vec![V::zero(); if in_place { 0 } else { k }];
-        let rows = panel.as_mut_ptr().cast::<f32>();
+        let in_place = ONE_TAP && p.packed.tiles.len() <= 1;
+        // Row s of the column matrix: plane s / taps at shift s % taps.
+        let offsets: Vec<isize> = (0..if in_place { 0 } else { k })
+            .map(|s| (s / taps * p.plane_stride) as isize + p.reads.shifts[s % taps])
+            .collect();
+        let mut panel = vec![V::zero(); offsets.len()];
+        let panel_rows = panel.as_mut_ptr().cast::<f32>();
         for start in columns.clone().step_by(16) {
             let bits = lanes(columns.end - start);
-            let store = V::mask(bits);
             masks.clear();
             // A loop, not a closure: a closure is compiled without the target features, and
             // its intrinsics would not be inlined.
@@ -202,46 +250,70 @@ mod x86 {
             }
             let data = p.data.as_ptr().wrapping_add(start);
             // Masked-off lanes are not read (nor can they fault), and are zero in the panel.
-            let (mask, row_at, row_stride) = if in_place {
-                (masks[0], data, p.plane_stride)
+            let (rows, row_stride) = if in_place {
+                (data, p.plane_stride)
             } else {
                 let mut tap = 0;
                 for (step, &offset) in offsets.iter().enumerate() {
                     V::load(masks[tap], data.wrapping_offset(offset))
-                        .store_all(rows.add(step * 16));
+                        .store_all(panel_rows.add(step * 16));
                     tap = if tap + 1 == taps { 0 } else { tap + 1 };
                 }
-                (V::mask(!0), rows.cast_const(), 16)
+                (panel_rows.cast_const(), 16)
             };
-            for first in (0..channels).step_by(TILE) {
-                let filled = (channels - first).min(TILE);
-                let mut acc = [V::zero(); TILE];
-                if let Some(bias) = p.epilogue.bias {
-                    for (a, &b) in acc.iter_mut().zip(&bias[first..first + filled]) {
-                        *a = V::splat(b);
-                    }
-                }
-                let weights = p.packed.weights.as_ptr().add(first * k);
-                let rows = (row_at, row_stride, k);
-                if in_place {
-                    add_rows::<V, TILE, true>(&mut acc, rows, mask, weights);
-                } else {
-                    add_rows::<V, TILE, false>(&mut acc, rows, mask, weights);
-                }
-                let at = first * out_stride + start;
-                let residual = p.epilogue.residual.map(|r| r.as_ptr().add(at));
-                let out = out.add(at);
-                for (o, a) in acc.iter().enumerate().take(filled) {
-                    let mut v = *a;
-                    if let Some(residual) = residual {
-                        v = v.add(V::load(store, residual.add(o * out_stride)));
-                    }
-                    if p.epilogue.relu {
-                        v = v.relu();
-                    }
-                    v.store(store, bits, out.add(o * out_stride));
-                }
+            let block = Block::<V> {
+                rows,
+                row_stride,
+                in_place,
+                read: masks[0],
+                start,
+                store: V::mask(bits),
+                bits,
+                out,
+            };
+            for tile in &p.packed.tiles {
+                let width = p.packed.vectors.tile_width(tile.len());
+                let kernel = if width == V::CHANNELS { full } else { small };
+                kernel(p, &block, tile.clone());
             }
+        }
+    }
+
+    /// One tile: `channels` (as many as `TILE`, or fewer) over one block of columns, then the
+    /// epilogue.
+    #[inline(always)]
+    unsafe fn tile<V: Sixteen, const TILE: usize>(
+        p: &Product,
+        b: &Block<V>,
+        channels: Range<usize>,
+    ) {
+        let (first, k) = (channels.start, p.packed.k);
+        let mut acc = [V::zero(); TILE];
+        if let Some(bias) = p.epilogue.bias {
+            for (a, &v) in acc.iter_mut().zip(&bias[channels.clone()]) {
+                *a = V::splat(v);
+            }
+        }
+        let weights = p.packed.weights.as_ptr().add(first * k);
+        let rows = (b.rows, b.row_stride, k);
+        if b.in_place {
+            add_rows::<V, TILE, true>(&mut acc, rows, b.read, weights);
+        } else {
+            add_rows::<V, TILE, false>(&mut acc, rows, b.read, weights);
+        }
+        let (out, out_stride) = b.out;
+        let at = first * out_stride + b.start;
+        let residual = p.epilogue.residual.map(|r| r.as_ptr().add(at));
+        let out = out.add(at);
+        for (o, a) in acc.iter().enumerate().take(channels.len()) {
+            let mut v = *a;
+            if let Some(residual) = residual {
+                v = v.add(V::load(b.store, residual.add(o * out_stride)));
+            }
+            if p.epilogue.relu {
+                v = v.relu();
+            }
+            v.store(b.store, b.bits, out.add(o * out_stride));
         }
     }
 

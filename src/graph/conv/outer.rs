@@ -172,19 +172,19 @@ mod x86 {
         sums: (*mut f32, usize),
     ) {
         let masked = chans.1 < 16;
-        match (vectors, outs.1 <= Ymm2::SMALL, masked) {
+        match (vectors, vectors.tile_width(outs.1), masked) {
             (Vectors::Avx512, _, true) => avx512::<true>(operands, outs, chans, sums),
             (Vectors::Avx512, _, false) => avx512::<false>(operands, outs, chans, sums),
-            (Vectors::Avx2, true, true) => {
+            (Vectors::Avx2, Ymm2::SMALL, true) => {
                 avx2::<{ Ymm2::SMALL }, true>(operands, outs, chans, sums)
             }
-            (Vectors::Avx2, true, false) => {
+            (Vectors::Avx2, Ymm2::SMALL, false) => {
                 avx2::<{ Ymm2::SMALL }, false>(operands, outs, chans, sums)
             }
-            (Vectors::Avx2, false, true) => {
+            (Vectors::Avx2, _, true) => {
                 avx2::<{ Ymm2::CHANNELS }, true>(operands, outs, chans, sums)
             }
-            (Vectors::Avx2, false, false) => {
+            (Vectors::Avx2, _, false) => {
                 avx2::<{ Ymm2::CHANNELS }, false>(operands, outs, chans, sums)
             }
         }

@@ -15,13 +15,8 @@ pub(in crate::graph::conv) enum Vectors {
 }
 
 impl Vectors {
-    /// Output channels whose accumulators, 16 lanes each, the kernels keep in registers at
-    /// once.
-    pub(super) fn channels(self) -> usize {
-        self.tile_channels().0
-    }
-
-    /// Channels of the full tiles, and of the smaller ones that cover what full tiles leave
+    /// Output channels of the full tiles (whose accumulators, 16 lanes each, the kernels keep
+    /// in registers at once), and of the smaller ones that cover what full tiles leave
     /// over (as many as a full one, where there are none).
     fn tile_channels(self) -> (usize, usize) {
         #[cfg(target_arch = "x86_64")]
@@ -34,6 +29,17 @@ impl Vectors {
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("no instruction set is detected off x86-64")
+    }
+
+    /// The channels a kernel computes for a tile of `filled` channels: a full tile's, or a
+    /// small one's where it fits.
+    pub(super) fn tile_width(self, filled: usize) -> usize {
+        let (full, small) = self.tile_channels();
+        if filled <= small {
+            small
+        } else {
+            full
+        }
     }
 
     /// The tiles of channels that cover `channels`, in order: tiles of [`Vectors::channels`],
