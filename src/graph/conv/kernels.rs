@@ -14,11 +14,12 @@
 //! multiply writes its product column-major ([`matmul`] says why), and the kernels transpose
 //! it into place.
 //!
-//! With AVX-512 or AVX2 and FMA ([`simd`](super::simd)) most of this is skipped. A convolution that keeps the size reads the image in
-//! place ([`narrow`] with [`Reads::phases`]), one whose stride divides the input reads the
-//! image's phases (a copy of the image's size, split by row and column parity for stride 2):
-//! no im2col in the forward pass. The input gradient of the first is the convolution of
-//! `dout` with the weights transposed and their taps reversed: no column gradient, no col2im. The weight gradient of every convolution is a sum of outer
+//! With AVX-512 or AVX2 and FMA ([`simd`](super::simd)) most of this is skipped. A convolution
+//! that keeps the size reads the image in place ([`narrow`] with [`Reads::phases`]), one whose
+//! stride divides the input reads the image's phases (a copy of the image's size, split by row
+//! and column parity for stride 2): no im2col in the forward pass. The input gradient of the
+//! first is the convolution of `dout` with the weights transposed and their taps reversed: no
+//! column gradient, no col2im. The weight gradient of every convolution is a sum of outer
 //! products over channel-last copies of `x` and `dout` ([`outer`]): no im2col either.
 
 use std::mem::MaybeUninit;
@@ -171,7 +172,7 @@ fn forward_into(
 ) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     let blocks @ (_, inner) = blocking(g);
-    // Output channels (per group) that fill its tiles of 16 well: our kernel without
+    // Output channels (per group) that fill the kernel's tiles well: our kernel without
     // packing. Chosen from the shape alone, so that results do not depend on the thread count.
     let narrow = fills_narrow_tiles(og) && repays_packing(g) && narrow::available();
     let packed: Vec<narrow::Packed> = (0..g.groups)
@@ -286,8 +287,8 @@ fn forward_into(
     );
 }
 
-/// Whether `channels` outputs fill [`narrow`]'s tiles well enough: 9–16 of one tile, or whole
-/// tiles.
+/// Whether `channels` outputs fill [`narrow`]'s tiles well enough: 9–16, or a multiple of 16
+/// (whole AVX-512 tiles; AVX2's tiles of 6 and 4 cover them exactly).
 fn fills_narrow_tiles(channels: usize) -> bool {
     let tile = narrow::CHANNELS;
     (tile / 2 + 1..=tile).contains(&channels) || channels % tile == 0

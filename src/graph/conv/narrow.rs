@@ -1,12 +1,12 @@
-//! The forward multiply of convolutions whose output channels (per group) fill tiles of 16,
-//! in AVX-512 or AVX2 and without packing of the columns; the input gradient's multiply (Wᵀ times the output
-//! gradient) runs here too, its rows taking the channels' place.
+//! The forward multiply of convolutions whose output channels (per group) fill the kernel's
+//! tiles, in AVX-512 or AVX2 and without packing of the columns; the input gradient's multiply
+//! (Wᵀ times the output gradient) runs here too, its rows taking the channels' place.
 //!
 //! gemm packs the column matrix before multiplying, and with 16 output channels each packed
 //! value is used only 16 times: the packing costs about as much as the arithmetic, and those
 //! multiplies ran at 70–80 GFLOP/s on one Zen 5 core, against ~200 for 32 or more channels.
-//! Here a tile of 16 output positions × 16 channels lives in 16 AVX-512 registers (× 6
-//! channels in 12 AVX2 registers, [`simd`]); each step of the inner
+//! Here a tile of 16 output positions × 16 channels lives in 16 AVX-512 registers (× 6 or 4
+//! channels in 12 or 8 AVX2 registers, [`simd`]); each step of the inner
 //! dimension loads 16 positions of one row of the column matrix, where im2col left them, and
 //! adds them, times each channel's weight (broadcast from memory), into the accumulators. The
 //! output is written row-major, in place, with the bias and the ReLU applied in registers.
