@@ -291,7 +291,7 @@ fn forward_into(
 /// (whole AVX-512 tiles; AVX2's tiles of 6 and 4 cover them exactly).
 fn fills_narrow_tiles(channels: usize) -> bool {
     let tile = narrow::CHANNELS;
-    (tile / 2 + 1..=tile).contains(&channels) || channels % tile == 0
+    (tile / 2 + 1..=tile).contains(&channels) || channels.is_multiple_of(tile)
 }
 
 /// Whether the kernel's repacking of the weights, on one thread at every call, is small
