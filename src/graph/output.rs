@@ -48,6 +48,16 @@ pub(super) fn zeroed(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
+/// `values` as an output a kernel that writes only initialised values can take.
+///
+/// # Safety
+///
+/// Whatever writes through the result must write initialised values only.
+pub(super) unsafe fn as_uninit(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; the caller keeps the values initialised.
+    unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,7 @@ use columns::{col2im, gather_columns, group_rows};
 pub use geometry::Geometry;
 pub use weight_grad::weight_grad;
 
-use super::super::output::{filled_by, zeroed};
+use super::super::output::{as_uninit, filled_by, zeroed};
 use super::epilogue::Epilogue;
 use super::matmul::{matmul, Dims, View};
 use super::narrow::{self, Product};
@@ -95,14 +95,14 @@ impl Scratch {
 
 /// Runs `f(first, inputs, outputs, scratch)` over blocks of `images` images (`first` the index
 /// of a block's first image), in parallel when `inner` is 1 (each block on one thread), in
-/// order otherwise (threads inside each multiply). Each block's outputs are zeroed just before
-/// `f` runs, so every output value is initialised once this returns.
+/// order otherwise (threads inside each multiply). `f` is handed its block's outputs
+/// uninitialised.
 fn for_each_block(
     g: &Geometry,
     (images, inner): (usize, usize),
     (inputs, input_len): (&[f32], usize),
     (outputs, output_len): (&mut [MaybeUninit<f32>], usize),
-    f: impl Fn(usize, &[f32], &mut [f32], &mut Scratch) + Sync,
+    f: impl Fn(usize, &[f32], &mut [MaybeUninit<f32>], &mut Scratch) + Sync,
 ) {
     assert_eq!(inputs.len() / input_len, g.batch);
     assert_eq!(outputs.len(), g.batch * output_len);
@@ -113,7 +113,7 @@ fn for_each_block(
     if inner == 1 {
         pairs
             .enumerate()
-            .for_each_init(scratch, |s, (b, (i, o))| f(b * images, i, zeroed(o), s));
+            .for_each_init(scratch, |s, (b, (i, o))| f(b * images, i, o, s));
     } else {
         let mut s = scratch();
         let pairs = inputs
@@ -121,18 +121,18 @@ fn for_each_block(
             .zip(outputs.chunks_mut(images * output_len));
         pairs
             .enumerate()
-            .for_each(|(b, (i, o))| f(b * images, i, zeroed(o), &mut s));
+            .for_each(|(b, (i, o))| f(b * images, i, o, &mut s));
     }
 }
 
 /// Runs `f(index, input, output, threads)` on every image: in parallel over the images when
-/// there are enough of them, with the threads inside `f` otherwise. Each image's output is
-/// zeroed just before `f` runs, as in [`for_each_block`].
+/// there are enough of them, with the threads inside `f` otherwise. `f` is handed the image's
+/// output uninitialised.
 fn for_each_image(
     g: &Geometry,
     (inputs, input_len): (&[f32], usize),
     (outputs, output_len): (&mut [MaybeUninit<f32>], usize),
-    f: impl Fn(usize, &[f32], &mut [f32], usize) + Sync,
+    f: impl Fn(usize, &[f32], &mut [MaybeUninit<f32>], usize) + Sync,
 ) {
     assert_eq!(inputs.len() / input_len, g.batch);
     assert_eq!(outputs.len(), g.batch * output_len);
@@ -140,21 +140,19 @@ fn for_each_image(
         let pairs = inputs
             .par_chunks(input_len)
             .zip(outputs.par_chunks_mut(output_len));
-        pairs
-            .enumerate()
-            .for_each(|(n, (i, o))| f(n, i, zeroed(o), 1));
+        pairs.enumerate().for_each(|(n, (i, o))| f(n, i, o, 1));
     } else {
         let pairs = inputs.chunks(input_len).zip(outputs.chunks_mut(output_len));
         pairs
             .enumerate()
-            .for_each(|(n, (i, o))| f(n, i, zeroed(o), threads()));
+            .for_each(|(n, (i, o))| f(n, i, o, threads()));
     }
 }
 
 /// `conv(x, w)`, then the epilogue (its residual `[N, O, Ho, Wo]` like the output).
 pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue) -> Vec<f32> {
-    // SAFETY: `forward_into` hands the whole output to `for_each_image` or `for_each_block`,
-    // which initialise all of it.
+    // SAFETY: `forward_into` writes every value: the kernel stores every row and column of
+    // each group's product, and gemm's product is transposed into a zeroed image.
     unsafe {
         filled_by(g.batch * g.out_image_len(), |out| {
             forward_into(g, x, w, epilogue, out)
@@ -278,7 +276,7 @@ fn forward_into(
                 matmul(dims, dst, bias.is_some(), weights, columns, inner);
                 let images = outs.chunks_mut(g.out_image_len());
                 for (i, (image, block)) in images.zip(dst.chunks(og * positions)).enumerate() {
-                    let plane = &mut image[group * og * positions..][..og * positions];
+                    let plane = zeroed(&mut image[group * og * positions..][..og * positions]);
                     transpose(block, positions, og, plane);
                     epilogue.part(channels.clone(), at(i)).finish(plane);
                 }
@@ -304,8 +302,8 @@ fn repays_packing(g: &Geometry) -> bool {
 /// `dx = ∂L/∂x (+ plus)` from `dout = ∂L/∂out`, `[N, C, H, W]`; `plus`, a gradient that
 /// reached `x` by another path, laid out as `dx`, is added while `dx` is in cache.
 pub fn input_grad(g: &Geometry, dout: &[f32], w: &[f32], plus: Option<&[f32]>) -> Vec<f32> {
-    // SAFETY: `input_grad_into` hands the whole output to `for_each_image` or
-    // `for_each_block`, which initialise all of it.
+    // SAFETY: `input_grad_into` writes every value: the kernel stores every row and column
+    // of each group's product, and the other path zeroes each block before it adds into it.
     unsafe {
         filled_by(g.batch * g.image_len(), |dx| {
             input_grad_into(g, dout, w, plus, dx)
@@ -354,6 +352,8 @@ fn input_grad_into(
                 product,
                 transposed,
             } = scratch;
+            // col2im adds into the block: it starts from zero.
+            let dxs = zeroed(dxs);
             for group in 0..g.groups {
                 let grad = group_rows(g, douts, group, b, product);
                 // The column gradient [kk × width]: straight into the input gradient for one
@@ -372,7 +372,8 @@ fn input_grad_into(
                         reads: &Reads::columns(width),
                         epilogue: Epilogue::default(),
                     };
-                    narrow::forward(&product, dst, width, inner);
+                    // SAFETY: the kernel writes initialised values only.
+                    narrow::forward(&product, unsafe { as_uninit(dst) }, width, inner);
                 } else {
                     // gemm runs this product (long rows of kk, a short inner dimension of O/g)
                     // several times faster into position-major columns than into kk-major

@@ -16,6 +16,7 @@
 //! input lies inside it ([`Reads`]). That is im2col without its buffer, and 10–20% faster
 //! here (it reads far less memory).
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -93,8 +94,15 @@ pub(super) struct Product<'a> {
 
 /// Computes `product` into `out` (rows `out_stride` apart), its tiles of 16 columns spread
 /// over `threads` threads: each output value is computed the same way whatever the split,
-/// and whatever the instruction set. Panics if a slice is too short.
-pub(super) fn forward(product: &Product, out: &mut [f32], out_stride: usize, threads: usize) {
+/// and whatever the instruction set. Every value of the product's rows and columns is
+/// written (and none is read), so `out` may be uninitialised there. Panics if a slice is too
+/// short.
+pub(super) fn forward(
+    product: &Product,
+    out: &mut [MaybeUninit<f32>],
+    out_stride: usize,
+    threads: usize,
+) {
     let p = product;
     let (width, channels, k) = (p.reads.width, p.packed.channels, p.packed.k);
     if width == 0 || channels == 0 {
@@ -119,7 +127,7 @@ pub(super) fn forward(product: &Product, out: &mut [f32], out_stride: usize, thr
         "{vectors:?} is missing on this CPU"
     );
     let per_task = width.div_ceil(16).div_ceil(threads.max(1)) * 16;
-    let out = Shared(out.as_mut_ptr());
+    let out = Shared(out.as_mut_ptr().cast::<f32>());
     let columns = |start: usize| {
         let end = (start + per_task).min(width);
         #[cfg(target_arch = "x86_64")]
