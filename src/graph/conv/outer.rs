@@ -4,9 +4,9 @@
 //! For kernel position `t`, `dW[o][c][t] = Σ_p dout[o][p] · x[c][q_t(p)]`, over the output
 //! positions `p` whose input position `q_t(p)` lies inside the image. With both operands turned
 //! channel-last (`x` as `[q][c]`, `dout` as `[p][o]`), each position adds an outer product: the
-//! 16 channels `c` of one tile are one load, each of 16 output channels `o` (6 in AVX2) is
-//! broadcast, and a 16 × 16 (16 × 6) tile of `dW` for one `t` stays in registers across all
-//! the positions of a block of images. Each sum runs over the images and positions in order,
+//! 16 channels `c` of one tile are one load, each of 16 output channels `o` (6 or 4 in AVX2)
+//! is broadcast, and a 16 × 16 (16 × 6, 16 × 4) tile of `dW` for one `t` stays in registers
+//! across all the positions of a block of images. Each sum runs over the images and positions in order,
 //! so the result does not depend on how the tiles are spread over the threads.
 
 use std::ops::Range;

@@ -5,8 +5,9 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::blocks::{blocking, threads, Scratch};
 use super::columns::{gather_columns, group_rows, transpose};
-use super::{blocking, threads, Geometry, Scratch};
+use super::Geometry;
 use crate::graph::conv::matmul::{matmul, Dims, View};
 use crate::graph::conv::narrow;
 use crate::graph::conv::outer::{self, ChannelLast};
