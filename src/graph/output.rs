@@ -1,7 +1,7 @@
 //! Op outputs that are written without being zeroed first. An output is a fresh block of up to
 //! tens of MiB, often one the allocator kept (so not zero already), and a memset of it is a
-//! pass over memory on one thread before the op's own pass: about a quarter of BatchNorm's
-//! time when outputs were `vec![0.0; len]`.
+//! pass over memory on one thread before the op's own pass: 18% of BatchNorm's profile samples
+//! when outputs were `vec![0.0; len]`.
 
 use std::mem::MaybeUninit;
 
