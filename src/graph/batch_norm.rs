@@ -25,6 +25,7 @@ use candle_core::{
 use super::channelwise::{contiguous, dims, lane_sum, lane_sum_pairs, per_channel_sums, relu_grad};
 use super::output::written;
 use super::then::Then;
+use super::wide::with_avx2;
 
 /// Per-channel batch statistics of `[N, C, H, W]`.
 #[derive(Debug, Clone)]
@@ -170,22 +171,30 @@ impl NormalizeOp {
                     &x[at..][..image_len],
                     residual.map(|r| &r[at..][..image_len]),
                 );
-                for (ch, yo) in yi.chunks_mut(hw).enumerate() {
-                    let scale = gamma[ch] * self.inv_std[ch];
-                    let shift = beta[ch] - self.mean[ch] * scale;
-                    let plane = ch * hw..(ch + 1) * hw;
-                    let normalized = xi[plane.clone()].iter().map(|&v| v * scale + shift);
-                    match ri {
-                        Some(r) => self.write(yo, normalized.zip(&r[plane]).map(|(v, &r)| v + r)),
-                        None => self.write(yo, normalized),
-                    }
-                }
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for (ch, yo) in yi.chunks_mut(hw).enumerate() {
+                            let scale = gamma[ch] * self.inv_std[ch];
+                            let shift = beta[ch] - self.mean[ch] * scale;
+                            let plane = ch * hw..(ch + 1) * hw;
+                            let normalized = xi[plane.clone()].iter().map(|&v| v * scale + shift);
+                            match ri {
+                                Some(r) => {
+                                    self.write(yo, normalized.zip(&r[plane]).map(|(v, &r)| v + r))
+                                }
+                                None => self.write(yo, normalized),
+                            }
+                        }
+                    },
+                )
             })
         };
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
     /// Writes `values` into `out` (as many as it holds), through the ReLU if one follows.
+    #[inline(always)]
     fn write(&self, out: &mut [MaybeUninit<f32>], values: impl Iterator<Item = f32>) {
         for (o, v) in out.iter_mut().zip(values) {
             o.write(if self.relu { v.max(0.0) } else { v });
@@ -342,15 +351,22 @@ impl CustomOp2 for GradInputOp<'_> {
             written(x.len(), image_len, |image, gi| {
                 let at = image * image_len;
                 let (xi, di) = (&x[at..][..image_len], &dy[at..][..image_len]);
-                for (ch, go) in gi.chunks_mut(hw).enumerate() {
-                    let (mean, s) = (op.mean[ch], op.inv_std[ch]);
-                    let (mean_dy_xhat, mean_dy) = (self.sums[0][ch] / m, self.sums[1][ch] / m);
-                    let k = op.gamma[ch] * s;
-                    let plane = ch * hw..(ch + 1) * hw;
-                    for ((g, &v), &dv) in go.iter_mut().zip(&xi[plane.clone()]).zip(&di[plane]) {
-                        g.write(k * (dv - mean_dy - (v - mean) * s * mean_dy_xhat));
-                    }
-                }
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for (ch, go) in gi.chunks_mut(hw).enumerate() {
+                            let (mean, s) = (op.mean[ch], op.inv_std[ch]);
+                            let (mean_dy_xhat, mean_dy) =
+                                (self.sums[0][ch] / m, self.sums[1][ch] / m);
+                            let k = op.gamma[ch] * s;
+                            let plane = ch * hw..(ch + 1) * hw;
+                            let (xs, ds) = (&xi[plane.clone()], &di[plane]);
+                            for ((g, &v), &dv) in go.iter_mut().zip(xs).zip(ds) {
+                                g.write(k * (dv - mean_dy - (v - mean) * s * mean_dy_xhat));
+                            }
+                        }
+                    },
+                )
             })
         };
         Ok((CpuStorage::F32(dx), xl.shape().clone()))

@@ -4,6 +4,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::output::written;
+use super::wide::with_avx2;
 
 /// The contiguous f32 data of a custom op's argument.
 pub(super) fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
@@ -43,22 +44,29 @@ const LANES: usize = 8;
 
 /// Σ f(a[i], b[i]) in f64 over [`LANES`] interleaved running sums, added together in a fixed
 /// order at the end: deterministic like one running sum, but the adds vectorise.
+#[inline(always)]
 pub(super) fn lane_sum_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64 {
     assert_eq!(a.len(), b.len());
-    let (a_lanes, b_lanes) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = (a_lanes.remainder().iter().zip(b_lanes.remainder()))
-        .map(|(&x, &y)| f(x, y))
-        .sum();
-    let mut lanes = [0.0f64; LANES];
-    for (x, y) in a_lanes.zip(b_lanes) {
-        for l in 0..LANES {
-            lanes[l] += f(x[l], y[l]);
-        }
-    }
-    lanes.iter().sum::<f64>() + tail
+    with_avx2(
+        #[inline(always)]
+        || {
+            let (a_lanes, b_lanes) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+            let tail: f64 = (a_lanes.remainder().iter().zip(b_lanes.remainder()))
+                .map(|(&x, &y)| f(x, y))
+                .sum();
+            let mut lanes = [0.0f64; LANES];
+            for (x, y) in a_lanes.zip(b_lanes) {
+                for l in 0..LANES {
+                    lanes[l] += f(x[l], y[l]);
+                }
+            }
+            lanes.iter().sum::<f64>() + tail
+        },
+    )
 }
 
 /// Σ f(a[i]) as [`lane_sum_pairs`] adds it.
+#[inline(always)]
 pub(super) fn lane_sum(a: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     lane_sum_pairs(a, a, |x, _| f(x))
 }
@@ -160,9 +168,14 @@ impl candle_core::CustomOp1 for Relu {
         let y = unsafe {
             written(x.len(), CHUNK, |i, o| {
                 let x = &x[i * CHUNK..][..o.len()];
-                o.iter_mut().zip(x).for_each(|(o, &v)| {
-                    o.write(v.max(0.0));
-                });
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        o.iter_mut().zip(x).for_each(|(o, &v)| {
+                            o.write(v.max(0.0));
+                        })
+                    },
+                )
             })
         };
         Ok((CpuStorage::F32(y), layout.shape().clone()))
@@ -201,9 +214,14 @@ impl CustomOp2 for ReluGrad {
         let dx = unsafe {
             written(dy.len(), CHUNK, |i, o| {
                 let (d, y) = (&dy[i * CHUNK..][..o.len()], &y[i * CHUNK..][..o.len()]);
-                o.iter_mut().zip(d.iter().zip(y)).for_each(|(o, (&d, &y))| {
-                    o.write(if y > 0.0 { d } else { 0.0 });
-                });
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        o.iter_mut().zip(d.iter().zip(y)).for_each(|(o, (&d, &y))| {
+                            o.write(if y > 0.0 { d } else { 0.0 });
+                        })
+                    },
+                )
             })
         };
         Ok((CpuStorage::F32(dx), dl.shape().clone()))

@@ -16,6 +16,7 @@ mod params;
 mod surgery;
 mod taps;
 mod then;
+mod wide;
 
 use std::path::PathBuf;
 
