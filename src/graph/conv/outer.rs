@@ -2,12 +2,13 @@
 //! column matrix.
 //!
 //! For kernel position `t`, `dW[o][c][t] = Σ_p dout[o][p] · x[c][q_t(p)]`, over the output
-//! positions `p` whose input position `q_t(p)` lies inside the image. With both operands turned
-//! channel-last (`x` as `[q][c]`, `dout` as `[p][o]`), each position adds an outer product: the
-//! 16 channels `c` of one tile are one load, each of 16 output channels `o` (6 or 4 in AVX2)
-//! is broadcast, and a 16 × 16 (16 × 6, 16 × 4) tile of `dW` for one `t` stays in registers
-//! across all the positions of a block of images. Each sum runs over the images and positions in order,
-//! so the result does not depend on how the tiles are spread over the threads.
+//! positions `p` whose input position `q_t(p)` lies inside the image. With `x` turned
+//! channel-last (`[q][c]`), each position adds an outer product: the 16 channels `c` of one
+//! tile are one load, each of 16 output channels `o` (6 or 4 in AVX2) is broadcast from its
+//! own row of `dout`, read in place, and a 16 × 16 (16 × 6, 16 × 4) tile of `dW` for one `t`
+//! stays in registers across all the positions of a block of images. Each sum runs over the
+//! images and positions in order, so the result does not depend on how the tiles are spread
+//! over the threads.
 
 use std::ops::Range;
 
@@ -50,46 +51,47 @@ fn runs(g: &Geometry) -> Vec<Vec<Run>> {
         .collect()
 }
 
-/// A block of images turned channel-last: `x` as `[image][q][C]`, `dout` as `[image][p][O]`
-/// (with a tile's worth of padding at the end, which the broadcasts of a partial tile read).
-pub(super) struct ChannelLast {
-    x: Vec<f32>,
-    dout: Vec<f32>,
+/// A block of images: `x` turned channel-last, `[image][q][C]`, and their `dout` as it is,
+/// `[image][O][p]`.
+pub(super) struct Block<'a> {
+    x: &'a [f32],
+    dout: &'a [f32],
     images: usize,
 }
 
+/// The buffer a block's channel-last `x` is turned into, kept from block to block.
+pub(super) struct ChannelLast(Vec<f32>);
+
 impl ChannelLast {
     pub(super) fn new() -> Self {
-        ChannelLast {
-            x: Vec::new(),
-            dout: Vec::new(),
-            images: 0,
-        }
+        ChannelLast(Vec::new())
     }
 
-    /// Fills the buffers from `images` images of `x` (`[N, C, H, W]`) and `dout`.
-    pub(super) fn fill(&mut self, g: &Geometry, x: &[f32], dout: &[f32], images: usize) {
-        let (plane, positions) = (g.height * g.width, g.out_height() * g.out_width());
-        self.x.resize(images * plane * g.in_channels, 0.0);
-        self.dout
-            .resize(images * positions * g.out_channels + CHANNELS, 0.0);
-        for i in 0..images {
-            let image_x = &x[i * plane * g.in_channels..][..plane * g.in_channels];
-            let image_d = &dout[i * positions * g.out_channels..][..positions * g.out_channels];
-            let (x_last, dout_last) = (
-                &mut self.x[i * plane * g.in_channels..],
-                &mut self.dout[i * positions * g.out_channels..],
-            );
-            transpose(image_x, g.in_channels, plane, x_last);
-            transpose(image_d, g.out_channels, positions, dout_last);
+    /// The block of `images` images of `x` (`[N, C, H, W]`) and `dout` (`[N, O, Ho, Wo]`).
+    pub(super) fn block<'a>(
+        &'a mut self,
+        g: &Geometry,
+        x: &[f32],
+        dout: &'a [f32],
+        images: usize,
+    ) -> Block<'a> {
+        let image_len = g.height * g.width * g.in_channels;
+        self.0.resize(images * image_len, 0.0);
+        let x = &x[..images * image_len];
+        for (image, last) in x.chunks(image_len).zip(self.0.chunks_mut(image_len)) {
+            transpose(image, g.in_channels, g.height * g.width, last);
         }
-        self.images = images;
+        Block {
+            x: &self.0,
+            dout: &dout[..images * g.out_channels * g.out_height() * g.out_width()],
+            images,
+        }
     }
 }
 
 /// Adds the block's weight gradient into `sums`, laid out `[group][t][o][c]` (`o` and `c`
 /// within the group), over `threads` threads, with this CPU's best instruction set.
-pub(super) fn accumulate(g: &Geometry, block: &ChannelLast, sums: &mut [f32], threads: usize) {
+pub(super) fn accumulate(g: &Geometry, block: &Block, sums: &mut [f32], threads: usize) {
     let vectors = simd::detected().expect("the weight gradient kernel needs AVX-512F or AVX2");
     accumulate_with(vectors, g, block, sums, threads)
 }
@@ -98,7 +100,7 @@ pub(super) fn accumulate(g: &Geometry, block: &ChannelLast, sums: &mut [f32], th
 fn accumulate_with(
     vectors: Vectors,
     g: &Geometry,
-    block: &ChannelLast,
+    block: &Block,
     sums: &mut [f32],
     threads: usize,
 ) {
@@ -133,7 +135,7 @@ fn accumulate_with(
         // only at rows `o` (below og) and columns `c..c + 16` (below cg) of its
         // (group, t) block, so tiles touch disjoint elements; `runs` keeps every `p` and `q`
         // inside the image, the channel loads are masked at `cg`, and the broadcasts of a
-        // partial tile end inside `dout`'s padding.
+        // partial tile read its last row again.
         unsafe {
             x86::tile(
                 vectors,
@@ -155,11 +157,11 @@ fn accumulate_with(
 mod x86 {
     use super::super::simd::x86::{Ymm2, Zmm};
     use super::super::simd::Sixteen;
-    use super::{lanes, ChannelLast, Geometry, Run, Vectors};
+    use super::{lanes, Block, Geometry, Run, Vectors};
 
     /// The operands of a tile: the convolution, its block of images and the runs of one
     /// kernel position.
-    type Operands<'a> = (&'a Geometry, &'a ChannelLast, &'a [Run]);
+    type Operands<'a> = (&'a Geometry, &'a Block<'a>, &'a [Run]);
 
     /// One tile: adds, for `outs` output channels from `o_first` and `chans` input channels
     /// from `c_first`, the sums over the block's images and the runs into `sums` (rows
@@ -231,10 +233,10 @@ mod x86 {
         let (ins_all, outs_all, stride) = (g.in_channels, g.out_channels, g.stride);
         for image in 0..block.images {
             let x = block.x.as_ptr().add(image * plane * ins_all + c_first);
-            let d = block
-                .dout
-                .as_ptr()
-                .add(image * positions * outs_all + o_first);
+            // The rows of the tile's output channels; a partial tile reads its last row again.
+            let d = block.dout.as_ptr().add(image * positions * outs_all);
+            let rows: [*const f32; TILE] =
+                std::array::from_fn(|o| d.add((o_first + o.min(outs - 1)) * positions));
             for run in runs {
                 for j in 0..run.len {
                     let at = x.add((run.q + j * stride) * ins_all);
@@ -243,9 +245,8 @@ mod x86 {
                     } else {
                         V::load_all(at)
                     };
-                    let ds = d.add((run.p + j) * outs_all);
-                    for (o, a) in acc.iter_mut().enumerate() {
-                        *a = a.add_product(xs, ds.add(o));
+                    for (a, row) in acc.iter_mut().zip(rows) {
+                        *a = a.add_product(xs, row.add(run.p + j));
                     }
                 }
             }
@@ -289,8 +290,8 @@ mod tests {
                 |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
             let x = random(batch * in_channels * height * width);
             let dout = random(batch * out_channels * ho * wo);
-            let mut block = ChannelLast::new();
-            block.fill(&g, &x, &dout, batch);
+            let mut buffer = ChannelLast::new();
+            let block = buffer.block(&g, &x, &dout, batch);
             let (og, cg, taps) = (out_channels / groups, in_channels / groups, kernel * kernel);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             let mut one = vec![0.0f32; groups * taps * og * cg];
@@ -331,7 +332,7 @@ mod tests {
         }
     }
 
-    /// Times a block's channel-last turn and its sums on ResNet-20's 3×3 shapes (one thread):
+    /// Times a block's channel-last turn of `x` and its sums on ResNet-20's 3×3 shapes (one thread):
     /// `cargo test --release --lib outer_shapes -- --ignored --nocapture`.
     #[test]
     #[ignore = "a benchmark"]
@@ -352,21 +353,23 @@ mod tests {
                 groups: 1,
             };
             let x = vec![0.5f32; images * channels * side * side];
-            let mut block = ChannelLast::new();
+            let (mut buffer, mut kept) = (ChannelLast::new(), ChannelLast::new());
+            let ready = kept.block(&g, &x, &x, images);
             let mut sums = vec![0.0f32; 9 * channels * channels];
             let flops = 2.0 * (images * side * side * 9 * channels * channels) as f64;
             let reps = (1e9 / flops) as usize + 1;
             let mut rates = Vec::new();
             for turn in [true, false] {
                 let mut best = f64::MAX;
-                block.fill(&g, &x, &x, images);
                 for _ in 0..5 {
                     let started = Instant::now();
                     for _ in 0..reps {
                         if turn {
-                            block.fill(&g, &x, &x, images);
+                            let block = buffer.block(&g, &x, &x, images);
+                            accumulate(&g, &block, &mut sums, 1);
+                        } else {
+                            accumulate(&g, &ready, &mut sums, 1);
                         }
-                        accumulate(&g, &block, &mut sums, 1);
                     }
                     best = best.min(started.elapsed().as_secs_f64() / reps as f64);
                 }

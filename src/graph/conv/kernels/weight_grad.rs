@@ -74,13 +74,13 @@ fn weight_grad_outer(
     threads: usize,
 ) -> Vec<f32> {
     let mut sums = vec![0.0f32; g.out_channels * g.col_rows()];
-    let mut block = ChannelLast::new();
+    let mut buffer = ChannelLast::new();
     let (per_block, _) = blocking(g);
     for start in images.clone().step_by(per_block) {
         let b = per_block.min(images.end - start);
         let xs = &x[start * g.image_len()..][..b * g.image_len()];
         let douts = &dout[start * g.out_image_len()..][..b * g.out_image_len()];
-        block.fill(g, xs, douts, b);
+        let block = buffer.block(g, xs, douts, b);
         outer::accumulate(g, &block, &mut sums, threads);
     }
     sums
