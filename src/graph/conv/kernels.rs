@@ -358,3 +358,73 @@ fn input_grad_as_convolution(
         },
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The three kernels on ResNet-20's 3×3 layers at a training batch (128 images) on all
+    /// threads, as a step runs them, in GFLOP/s (best of 7):
+    /// `cargo test --release --lib layer_shapes -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a benchmark"]
+    fn layer_shapes() {
+        use std::time::Instant;
+        println!("| layer | forward | input gradient | weight gradient |");
+        println!("|---|---|---|---|");
+        for (in_channels, out_channels, side, stride) in [
+            (16, 16, 32, 1),
+            (16, 32, 32, 2),
+            (32, 32, 16, 1),
+            (32, 64, 16, 2),
+            (64, 64, 8, 1),
+        ] {
+            let g = Geometry {
+                batch: 128,
+                in_channels,
+                height: side,
+                width: side,
+                out_channels,
+                kernel: 3,
+                stride,
+                padding: 1,
+                groups: 1,
+            };
+            let values = |n: usize| -> Vec<f32> { (0..n).map(|i| (i % 7) as f32 * 0.1).collect() };
+            let (x, w) = (
+                values(g.batch * g.image_len()),
+                values(out_channels * g.col_rows()),
+            );
+            let dout = values(g.batch * g.out_image_len());
+            let mut dw = vec![0.0f32; w.len()];
+            let flops = 2.0 * (g.batch * g.positions() * out_channels * g.col_rows()) as f64;
+            let rate = |run: &mut dyn FnMut()| {
+                run();
+                let best = (0..7)
+                    .map(|_| {
+                        let started = Instant::now();
+                        run();
+                        started.elapsed().as_secs_f64()
+                    })
+                    .fold(f64::MAX, f64::min);
+                flops / best / 1e9
+            };
+            let rates = [
+                rate(&mut || {
+                    drop(std::hint::black_box(forward(
+                        &g,
+                        &x,
+                        &w,
+                        Epilogue::default(),
+                    )))
+                }),
+                rate(&mut || drop(std::hint::black_box(input_grad(&g, &dout, &w, None)))),
+                rate(&mut || weight_grad(&g, &x, &dout, &mut dw)),
+            ];
+            println!(
+                "| {in_channels} → {out_channels}, {side}×{side}, stride {stride} | {:.0} | {:.0} | {:.0} |",
+                rates[0], rates[1], rates[2]
+            );
+        }
+    }
+}
