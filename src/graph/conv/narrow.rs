@@ -122,10 +122,7 @@ pub(super) fn forward(
     assert!(k == 0 || (k / taps - 1) * p.plane_stride + p.reads.extent <= p.data.len());
     assert!((channels - 1) * out_stride + width <= out.len());
     let vectors = p.packed.vectors;
-    assert!(
-        simd::usable().contains(&vectors),
-        "{vectors:?} is missing on this CPU"
-    );
+    assert!(vectors.present(), "{vectors:?} is missing on this CPU");
     let per_task = width.div_ceil(16).div_ceil(threads.max(1)) * 16;
     let out = Shared(out.as_mut_ptr().cast::<f32>());
     let columns = |start: usize| {

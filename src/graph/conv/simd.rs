@@ -15,6 +15,25 @@ pub(in crate::graph::conv) enum Vectors {
 }
 
 impl Vectors {
+    /// Every instruction set, the best first.
+    const ALL: [Vectors; 2] = [Vectors::Avx512, Vectors::Avx2];
+
+    /// Whether this CPU has the instruction set.
+    pub(super) fn present(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Vectors::Avx512 => has!("avx512f"),
+                Vectors::Avx2 => has!("avx2") && has!("fma"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// Output channels of the full tiles (whose accumulators, 16 lanes each, the kernels keep
     /// in registers at once), and of the smaller ones that cover what full tiles leave
     /// over (as many as a full one, where there are none).
@@ -68,25 +87,13 @@ impl Vectors {
 
 /// The best instruction set of this CPU for the kernels, if it has one.
 pub(in crate::graph::conv) fn detected() -> Option<Vectors> {
-    usable().first().copied()
+    Vectors::ALL.into_iter().find(|v| v.present())
 }
 
 /// Every instruction set this CPU can run the kernels with, the best first.
+#[cfg(test)]
 pub(super) fn usable() -> Vec<Vectors> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-        let avx2 = std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma");
-        [(avx512, Vectors::Avx512), (avx2, Vectors::Avx2)]
-            .into_iter()
-            .filter_map(|(present, v)| present.then_some(v))
-            .collect()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        Vec::new()
-    }
+    Vectors::ALL.into_iter().filter(|v| v.present()).collect()
 }
 
 /// The mask of the first `n` of 16 lanes.
