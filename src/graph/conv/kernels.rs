@@ -20,7 +20,8 @@
 //! and column parity for stride 2): no im2col in the forward pass. The input gradient of the
 //! first is the convolution of `dout` with the weights transposed and their taps reversed: no
 //! column gradient, no col2im. The weight gradient of every convolution is a sum of outer
-//! products over channel-last copies of `x` and `dout` ([`outer`]): no im2col either.
+//! products over a channel-last copy of `x` and `dout` read in place ([`outer`]): no im2col
+//! either.
 
 use std::mem::MaybeUninit;
 

@@ -329,8 +329,8 @@ mod tests {
         }
     }
 
-    /// Times a block's channel-last turn of `x` and its sums on ResNet-20's 3×3 shapes (one thread):
-    /// `cargo test --release --lib outer_shapes -- --ignored --nocapture`.
+    /// Times a block's channel-last turn of `x` and its sums on ResNet-20's 3×3 shapes (one
+    /// thread): `cargo test --release --lib outer_shapes -- --ignored --nocapture`.
     #[test]
     #[ignore = "a benchmark"]
     fn outer_shapes() {
