@@ -74,25 +74,29 @@ fn forward_into(
         // The kernel reads the image (or its phases, a copy of the image's size) at the
         // kernel's offsets: no column matrix.
         let (reads, plane_len) = (g.image_reads(), g.height * g.width);
-        let per_group = g.in_per_group() * plane_len;
+        let plane_stride = narrow::plane_stride(plane_len);
+        let per_group = g.in_per_group() * plane_stride;
         for_each_image(
             g,
             (x, g.image_len()),
             (out, g.out_image_len()),
             |n, image, out_image, threads| {
-                let phases;
-                let image = if g.stride == 1 {
-                    image
+                let copy;
+                let image = if g.stride != 1 {
+                    copy = g.split_phases(image, plane_stride);
+                    &copy
+                } else if plane_stride != plane_len {
+                    copy = narrow::spread(image, plane_len, plane_stride);
+                    &copy
                 } else {
-                    phases = g.split_phases(image);
-                    &phases
+                    image
                 };
                 for (group, packed) in packed.iter().enumerate() {
                     let at = n * g.out_image_len() + group * og * positions;
                     let product = Product {
                         packed,
                         data: &image[group * per_group..],
-                        plane_stride: plane_len,
+                        plane_stride,
                         reads: &reads,
                         epilogue: epilogue.part(group * og..(group + 1) * og, at),
                     };
@@ -335,11 +339,19 @@ fn input_grad_as_convolution(
         .collect();
     // Reversed taps read the mirrored offsets, which are the same set: padding (k−1)/2.
     let reads = g.image_reads();
+    let plane_stride = narrow::plane_stride(plane_len);
     for_each_image(
         g,
         (dout, g.out_image_len()),
         (dx, g.image_len()),
         |n, grad, dx_image, threads| {
+            let spread;
+            let grad = if plane_stride == plane_len {
+                grad
+            } else {
+                spread = narrow::spread(grad, plane_len, plane_stride);
+                &spread
+            };
             for (group, packed) in packed.iter().enumerate() {
                 let plus = Epilogue {
                     residual: plus,
@@ -348,8 +360,8 @@ fn input_grad_as_convolution(
                 let at = n * g.image_len() + group * cg * plane_len;
                 let product = Product {
                     packed,
-                    data: &grad[group * og * plane_len..],
-                    plane_stride: plane_len,
+                    data: &grad[group * og * plane_stride..],
+                    plane_stride,
                     reads: &reads,
                     epilogue: plus.part(group * cg..(group + 1) * cg, at),
                 };

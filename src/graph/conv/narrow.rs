@@ -14,7 +14,9 @@
 //! The rows need not be a column matrix: a convolution that keeps the image's size reads each
 //! kernel position's row straight from the image, shifted, under a mask of the positions whose
 //! input lies inside it ([`Reads`]). That is im2col without its buffer, and 10–20% faster
-//! here (it reads far less memory).
+//! here (it reads far less memory). Planes a multiple of 1 KiB long (32×32, 16×16) are first
+//! copied a cache line further apart ([`plane_stride`]): read where they lay, the input
+//! gradient of ResNet-20's 16-channel layers ran 30–35% slower, their forward pass 15–25%.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -33,6 +35,28 @@ pub(super) const CHANNELS: usize = 16;
 /// Whether [`forward`] can run here: AVX-512F, or AVX2 with FMA, on this CPU.
 pub(super) fn available() -> bool {
     simd::detected().is_some()
+}
+
+/// How far apart [`forward`] best reads planes of `plane_len` values: a tile reads the same
+/// positions of every plane, and planes a multiple of 1 KiB apart put those rows in a few of
+/// the 64 sets of the L1 cache, where each evicts the others before the next block of columns
+/// reads them again. An odd number of cache lines apart, they spread over all the sets.
+pub(super) fn plane_stride(plane_len: usize) -> usize {
+    if plane_len.is_multiple_of(256) {
+        plane_len + 16
+    } else {
+        plane_len
+    }
+}
+
+/// `planes` (each `plane_len` long) copied `stride` apart, the gaps zero.
+pub(super) fn spread(planes: &[f32], plane_len: usize, stride: usize) -> Vec<f32> {
+    let mut spread = Vec::with_capacity(planes.len() / plane_len * stride);
+    for plane in planes.chunks(plane_len) {
+        spread.extend_from_slice(plane);
+        spread.resize(spread.len() + stride - plane.len(), 0.0);
+    }
+    spread
 }
 
 /// Weights `[channels × k]` as the kernel reads them for one instruction set: tiles of the

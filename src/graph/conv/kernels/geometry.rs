@@ -79,12 +79,13 @@ impl Geometry {
         Reads::phases(height, width, self.kernel, self.padding, self.stride)
     }
     /// One image `[C, H, W]` as its planes' phases, `[C, stride², Ho, Wo]` (see
-    /// [`Self::reads_phases`]).
-    pub(super) fn split_phases(&self, image: &[f32]) -> Vec<f32> {
+    /// [`Self::reads_phases`]), the planes `plane_stride` apart (at least `H·W`; the gaps
+    /// zero).
+    pub(super) fn split_phases(&self, image: &[f32], plane_stride: usize) -> Vec<f32> {
         let (s, plane) = (self.stride, self.height * self.width);
         let (ho, wo) = (self.out_height(), self.out_width());
-        let mut phases = vec![0.0f32; image.len()];
-        for (channel, split) in image.chunks(plane).zip(phases.chunks_mut(plane)) {
+        let mut phases = vec![0.0f32; image.len() / plane * plane_stride];
+        for (channel, split) in image.chunks(plane).zip(phases.chunks_mut(plane_stride)) {
             // Row y·s + py of the plane goes, column by column, to row y of phases (py, 0..s).
             for (r, row) in channel.chunks_exact(self.width).enumerate() {
                 let (y, py) = (r / s, r % s);

@@ -11,6 +11,22 @@ fn run(product: &Product, out: &mut [f32], out_stride: usize, threads: usize) {
     forward(product, unsafe { as_uninit(out) }, out_stride, threads);
 }
 
+/// Planes whose rows would share L1 sets are spread an odd number of cache lines (16
+/// floats) apart, each copied whole, the gaps zero; others are left where they are.
+#[test]
+fn spread_planes_lie_an_odd_number_of_lines_apart_and_keep_their_values() {
+    for (plane_len, stride) in [(1024, 1040), (256, 272), (64, 64), (196, 196), (49, 49)] {
+        assert_eq!(plane_stride(plane_len), stride, "{plane_len}");
+    }
+    let planes: Vec<f32> = (1..=3 * 256).map(|v| v as f32).collect();
+    let spread = spread(&planes, 256, 272);
+    assert_eq!(spread.len(), 3 * 272);
+    for (c, plane) in planes.chunks(256).enumerate() {
+        assert_eq!(&spread[c * 272..][..256], plane);
+        assert!(spread[c * 272 + 256..][..16].iter().all(|&v| v == 0.0));
+    }
+}
+
 /// Every instruction set of this CPU, each with a float64 sum, and all of them with the
 /// same bits.
 #[test]
