@@ -15,7 +15,8 @@
 //! it into place.
 //!
 //! With AVX-512 or AVX2 and FMA ([`simd`](super::simd)) most of this is skipped. A convolution
-//! that keeps the size reads the image in place ([`narrow`] with [`Reads::phases`]), one whose
+//! that keeps the size reads the image in place ([`narrow`] with [`Reads::phases`]; planes of
+//! 32×32 or 16×16 from a copy a cache line further apart, [`narrow::plane_stride`]), one whose
 //! stride divides the input reads the image's phases (a copy of the image's size, split by row
 //! and column parity for stride 2): no im2col in the forward pass. The input gradient of the
 //! first is the convolution of `dout` with the weights transposed and their taps reversed: no
@@ -314,8 +315,8 @@ fn input_grad_into(
 /// The input gradient of a convolution that keeps the size, as a convolution of the output
 /// gradient with the weights transposed and their taps reversed, `dx[c][p] = Σ_o Σ_t
 /// w[o][c][T−1−t] · dout[o][p + shift_t]`, which reads the same offsets as the forward pass:
-/// our kernel reads `dout` where it lies and writes `dx` in place, with no column
-/// gradient and no col2im.
+/// our kernel reads `dout` where it lies (or spread as the forward pass reads `x`) and writes
+/// `dx` in place, with no column gradient and no col2im.
 fn input_grad_as_convolution(
     g: &Geometry,
     dout: &[f32],
