@@ -24,6 +24,7 @@
 //! products over a channel-last copy of `x` and `dout` read in place ([`outer`]): no im2col
 //! either.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 mod blocks;
@@ -82,15 +83,10 @@ fn forward_into(
             (x, g.image_len()),
             (out, g.out_image_len()),
             |n, image, out_image, threads| {
-                let copy;
-                let image = if g.stride != 1 {
-                    copy = g.split_phases(image, plane_stride);
-                    &copy
-                } else if plane_stride != plane_len {
-                    copy = narrow::spread(image, plane_len, plane_stride);
-                    &copy
+                let image = if g.stride == 1 {
+                    narrow::spread(image, plane_len, plane_stride)
                 } else {
-                    image
+                    Cow::Owned(g.split_phases(image, plane_stride))
                 };
                 for (group, packed) in packed.iter().enumerate() {
                     let at = n * g.out_image_len() + group * og * positions;
@@ -346,13 +342,7 @@ fn input_grad_as_convolution(
         (dout, g.out_image_len()),
         (dx, g.image_len()),
         |n, grad, dx_image, threads| {
-            let spread;
-            let grad = if plane_stride == plane_len {
-                grad
-            } else {
-                spread = narrow::spread(grad, plane_len, plane_stride);
-                &spread
-            };
+            let grad = narrow::spread(grad, plane_len, plane_stride);
             for (group, packed) in packed.iter().enumerate() {
                 let plus = Epilogue {
                     residual: plus,

@@ -19,6 +19,7 @@ fn spread_planes_lie_an_odd_number_of_lines_apart_and_keep_their_values() {
         assert_eq!(plane_stride(plane_len), stride, "{plane_len}");
     }
     let planes: Vec<f32> = (1..=3 * 256).map(|v| v as f32).collect();
+    assert!(matches!(spread(&planes, 256, 256), Cow::Borrowed(p) if p == planes));
     let spread = spread(&planes, 256, 272);
     assert_eq!(spread.len(), 3 * 272);
     for (c, plane) in planes.chunks(256).enumerate() {
