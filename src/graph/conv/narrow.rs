@@ -57,11 +57,17 @@ pub(super) fn spread(planes: &[f32], plane_len: usize, stride: usize) -> Cow<'_,
         return Cow::Borrowed(planes);
     }
     let mut spread = Vec::with_capacity(planes.len() / plane_len * stride);
+    spread_into(planes, plane_len, stride, &mut spread);
+    Cow::Owned(spread)
+}
+
+/// `planes` (each `plane_len` long) copied `stride` apart into `spread`, the gaps zero.
+pub(super) fn spread_into(planes: &[f32], plane_len: usize, stride: usize, spread: &mut Vec<f32>) {
+    spread.clear();
     for plane in planes.chunks(plane_len) {
         spread.extend_from_slice(plane);
         spread.resize(spread.len() + stride - plane.len(), 0.0);
     }
-    Cow::Owned(spread)
 }
 
 /// Weights `[channels × k]` as the kernel reads them for one instruction set: tiles of the
@@ -330,11 +336,11 @@ mod x86 {
         }
         let weights = p.packed.weights.as_ptr().add(first * k);
         let rows = (b.rows, b.row_stride, k);
-        if b.in_place {
-            add_rows::<V, TILE, true>(&mut acc, rows, b.read, weights);
+        acc = if b.in_place {
+            add_rows::<V, TILE, true>(acc, rows, b.read, weights)
         } else {
-            add_rows::<V, TILE, false>(&mut acc, rows, b.read, weights);
-        }
+            add_rows::<V, TILE, false>(acc, rows, b.read, weights)
+        };
         let (out, out_stride) = b.out;
         let at = first * out_stride + b.start;
         let residual = p.epilogue.residual.map(|r| r.as_ptr().add(at));
@@ -354,13 +360,17 @@ mod x86 {
     /// `acc[o] += Σ_step row_step · w[step][o]` over `k` rows from `at`, `stride` apart, loaded
     /// under `mask` if `MASKED` (in place) or whole (from the panel, where a mask's registers
     /// would only add to the pressure on AVX2's sixteen).
+    ///
+    /// The accumulators go in and out by value: behind a `&mut`, LLVM kept the sixteen AVX-512
+    /// ones in registers but also stored each to the stack after every multiply-add, which
+    /// halved the kernel's speed on Zen 4.
     #[inline(always)]
     unsafe fn add_rows<V: Sixteen, const TILE: usize, const MASKED: bool>(
-        acc: &mut [V; TILE],
+        mut acc: [V; TILE],
         (at, stride, k): (*const f32, usize, usize),
         mask: V::Mask,
         weights: *const f32,
-    ) {
+    ) -> [V; TILE] {
         for step in 0..k {
             let row = at.wrapping_add(step * stride);
             let x = if MASKED {
@@ -368,16 +378,22 @@ mod x86 {
             } else {
                 V::load_all(row)
             };
-            add_outer(acc, x, weights.add(step * TILE));
+            acc = add_outer(acc, x, weights.add(step * TILE));
         }
+        acc
     }
 
     /// `acc[o] += x · w[o]` for the tile's channels.
     #[inline(always)]
-    unsafe fn add_outer<V: Sixteen, const TILE: usize>(acc: &mut [V; TILE], x: V, w: *const f32) {
+    unsafe fn add_outer<V: Sixteen, const TILE: usize>(
+        mut acc: [V; TILE],
+        x: V,
+        w: *const f32,
+    ) -> [V; TILE] {
         for (o, a) in acc.iter_mut().enumerate() {
             *a = a.add_product(x, w.add(o));
         }
+        acc
     }
 }
 
