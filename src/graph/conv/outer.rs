@@ -244,7 +244,10 @@ mod x86 {
         for image in 0..block.images {
             let x = block.x.as_ptr().add(image * plane * ins_all + c_first);
             // The rows of the tile's output channels; a partial tile reads its last row again.
-            let d = block.dout.as_ptr().add(image * block.dout_stride * outs_all);
+            let d = block
+                .dout
+                .as_ptr()
+                .add(image * block.dout_stride * outs_all);
             let rows: [*const f32; TILE] =
                 std::array::from_fn(|o| d.add((o_first + o.min(outs - 1)) * block.dout_stride));
             for run in runs {
