@@ -208,7 +208,8 @@ fn cifar_shapes_agree_with_candle() {
     // The shapes the models use: 3×3 stride 1 and 2, 1×1 projections, a batch larger than the
     // thread count (images in parallel) and a batch of one (threads inside the multiply);
     // groups and a 5×5 kernel that keep the size, which the kernel reads in place; strides 2
-    // and 3 that divide the input, whose phases it reads in place.
+    // and 3 that divide the input, whose phases it reads in place (and, with 16 input
+    // channels per group, whose input gradient it computes phase by phase).
     let mut rng = ChaCha8Rng::seed_from_u64(13);
     for (batch, cin, cout, size, k, stride, pad, groups) in [
         (16, 16, 16, 32, 3, 1, 1, 1),
@@ -220,6 +221,8 @@ fn cifar_shapes_agree_with_candle() {
         (4, 12, 16, 9, 5, 1, 2, 1),
         (4, 8, 16, 16, 5, 2, 2, 1),
         (8, 8, 16, 24, 3, 3, 1, 1),
+        (8, 16, 16, 24, 3, 3, 1, 1),
+        (4, 32, 32, 16, 5, 2, 2, 2),
     ] {
         let c = Case {
             batch,

@@ -42,7 +42,7 @@ use super::super::output::{as_uninit, filled_by, zeroed};
 use super::epilogue::Epilogue;
 use super::matmul::{matmul, Dims, View};
 use super::narrow::{self, Product};
-use super::reads::Reads;
+use super::reads::{Reads, Tap};
 
 /// `conv(x, w)`, then the epilogue (its residual `[N, O, Ho, Wo]` like the output).
 pub fn forward(g: &Geometry, x: &[f32], w: &[f32], epilogue: Epilogue) -> Vec<f32> {
@@ -214,12 +214,16 @@ fn input_grad_into(
     dx: &mut [MaybeUninit<f32>],
 ) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
-    if g.keeps_size()
+    if g.reads_phases()
         && fills_narrow_tiles(g.in_per_group())
         && repays_packing(g)
         && narrow::available()
     {
-        return input_grad_as_convolution(g, dout, w, plus, dx);
+        return if g.stride == 1 {
+            input_grad_as_convolution(g, dout, w, plus, dx)
+        } else {
+            input_grad_by_phases(g, dout, w, plus, dx)
+        };
     }
     let blocks @ (_, inner) = blocking(g);
     // The column gradient's rows (kk) fill our kernel's tiles: it computes them from
@@ -320,19 +324,12 @@ fn input_grad_as_convolution(
     plus: Option<&[f32]>,
     dx: &mut [MaybeUninit<f32>],
 ) {
-    let (og, cg, taps) = (g.out_per_group(), g.in_per_group(), g.kernel * g.kernel);
+    let (og, cg) = (g.out_per_group(), g.in_per_group());
     let plane_len = g.height * g.width;
+    let reversed: Vec<usize> = (0..g.kernel * g.kernel).rev().collect();
     let packed: Vec<narrow::Packed> = w
         .chunks(g.weight_group_len())
-        .map(|w| {
-            let mut reversed = vec![0.0f32; w.len()];
-            for (o, c, t) in
-                (0..og).flat_map(|o| (0..cg).flat_map(move |c| (0..taps).map(move |t| (o, c, t))))
-            {
-                reversed[(c * og + o) * taps + t] = w[(o * cg + c) * taps + taps - 1 - t];
-            }
-            narrow::pack_weights(&reversed, cg, og * taps)
-        })
+        .map(|w| weights_to_inputs(g, w, &reversed))
         .collect();
     // Reversed taps read the mirrored offsets, which are the same set: padding (k−1)/2.
     let reads = g.image_reads();
@@ -361,6 +358,93 @@ fn input_grad_as_convolution(
             }
         },
     );
+}
+
+/// The input gradient of a strided convolution that reads phases
+/// ([`Geometry::reads_phases`]): phase `(py, px)` of `dx` is a convolution of `dout` with the
+/// taps that reach it ([`Geometry::phase_taps`]; 1, 2, 2 and 4 of a 3×3 kernel at stride 2),
+/// which our kernel computes into a phase-split copy of `dx`, merged into place with `plus`:
+/// no column gradient and no col2im.
+fn input_grad_by_phases(
+    g: &Geometry,
+    dout: &[f32],
+    w: &[f32],
+    plus: Option<&[f32]>,
+    dx: &mut [MaybeUninit<f32>],
+) {
+    let (og, cg, phases) = (g.out_per_group(), g.in_per_group(), g.stride * g.stride);
+    let positions = g.positions();
+    let plane_stride = narrow::plane_stride(positions);
+    // Each phase's reads of `dout` and weights per group; none where no tap reaches it (a 1×1
+    // kernel reaches one phase).
+    let products: Vec<Option<(Reads, Vec<narrow::Packed>)>> = (0..phases)
+        .map(|phase| {
+            let taps = g.phase_taps((phase / g.stride, phase % g.stride));
+            if taps.is_empty() {
+                return None;
+            }
+            let kernel_positions: Vec<usize> = taps
+                .iter()
+                .map(|&((ky, kx), _)| ky * g.kernel + kx)
+                .collect();
+            let shifts: Vec<Tap> = taps.into_iter().map(|(_, tap)| tap).collect();
+            let reads = Reads::shifted(g.out_height(), g.out_width(), &shifts, positions);
+            let packed = w
+                .chunks(g.weight_group_len())
+                .map(|w| weights_to_inputs(g, w, &kernel_positions))
+                .collect();
+            Some((reads, packed))
+        })
+        .collect();
+    for_each_image(
+        g,
+        (dout, g.out_image_len()),
+        (dx, g.image_len()),
+        |n, grad, dx_image, threads| {
+            let grad = narrow::spread(grad, positions, plane_stride);
+            let fill = |split: &mut [MaybeUninit<f32>]| {
+                for (phase, product) in products.iter().enumerate() {
+                    let Some((reads, packed)) = product else {
+                        let planes = split.chunks_mut(positions).skip(phase);
+                        planes.step_by(phases).for_each(|plane| {
+                            zeroed(plane);
+                        });
+                        continue;
+                    };
+                    for (group, packed) in packed.iter().enumerate() {
+                        let product = Product {
+                            packed,
+                            data: &grad[group * og * plane_stride..],
+                            plane_stride,
+                            reads,
+                            epilogue: Epilogue::default(),
+                        };
+                        let rows = &mut split[(group * cg * phases + phase) * positions..];
+                        narrow::forward(&product, rows, phases * positions, threads);
+                    }
+                }
+            };
+            // SAFETY: `fill` writes every phase of every channel: the kernel stores every row
+            // and column of its product, and the phases no tap reaches are zeroed.
+            let split = unsafe { filled_by(g.image_len(), fill) };
+            let plus = plus.map(|p| &p[n * g.image_len()..][..g.image_len()]);
+            g.merge_phases(&split, plus, dx_image);
+        },
+    );
+}
+
+/// One group's weights `[O/g × C/g × k·k]` as the input gradient's multiply reads them,
+/// `[C/g × (O/g)·T]`, packed: row `c`, column `o·T + i` is `w[o][c][kernel_positions[i]]`.
+fn weights_to_inputs(g: &Geometry, w: &[f32], kernel_positions: &[usize]) -> narrow::Packed {
+    let (og, cg, kk) = (g.out_per_group(), g.in_per_group(), g.kernel * g.kernel);
+    let taps = kernel_positions.len();
+    let mut transposed = vec![0.0f32; cg * og * taps];
+    for (o, c) in (0..og).flat_map(|o| (0..cg).map(move |c| (o, c))) {
+        for (i, &at) in kernel_positions.iter().enumerate() {
+            transposed[(c * og + o) * taps + i] = w[(o * cg + c) * kk + at];
+        }
+    }
+    narrow::pack_weights(&transposed, cg, og * taps)
 }
 
 #[cfg(test)]

@@ -291,7 +291,7 @@ mod x86 {
             let data = p.data.as_ptr().wrapping_add(start);
             // Masked-off lanes are not read (nor can they fault), and are zero in the panel.
             let (rows, row_stride) = if in_place {
-                (data, p.plane_stride)
+                (data.wrapping_offset(p.reads.shifts[0]), p.plane_stride)
             } else {
                 let mut tap = 0;
                 for (step, &offset) in offsets.iter().enumerate() {

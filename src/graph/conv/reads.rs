@@ -17,6 +17,14 @@ pub(super) struct Reads {
     pub(super) extent: usize,
 }
 
+/// Where one tap reads a plane: at the position `(dy, dx)` away, in the `height × width`
+/// grid that begins `start` values past the plane's start (a phase of it, or all of it).
+pub(super) struct Tap {
+    pub(super) start: usize,
+    pub(super) dy: isize,
+    pub(super) dx: isize,
+}
+
 impl Reads {
     /// The rows of a column matrix, `width` long.
     pub(super) fn columns(width: usize) -> Reads {
@@ -46,38 +54,53 @@ impl Reads {
         padding: usize,
         stride: usize,
     ) -> Reads {
-        let positions = height * width;
-        let taps = kernel * kernel;
         // Each tap's phase and shift along both axes.
         let split = |k: usize| {
             let offset = k as isize - padding as isize;
             let s = stride as isize;
             (offset.rem_euclid(s) as usize, offset.div_euclid(s))
         };
-        let splits: Vec<_> = (0..taps)
-            .map(|t| (split(t / kernel), split(t % kernel)))
+        let positions = height * width;
+        let taps: Vec<Tap> = (0..kernel * kernel)
+            .map(|t| {
+                let ((py, dy), (px, dx)) = (split(t / kernel), split(t % kernel));
+                Tap {
+                    start: (py * stride + px) * positions,
+                    dy,
+                    dx,
+                }
+            })
             .collect();
-        let mut masks = vec![0u16; positions.div_ceil(16) * taps];
+        Reads::shifted(height, width, &taps, stride * stride * positions)
+    }
+
+    /// Planes of `height × width` positions read at `taps`: output position `(y, x)` reads
+    /// tap `t`'s position `(y + dy, x + dx)` when it lies inside `height × width`, counted
+    /// from `start` (zero otherwise); no read goes `extent` or further past a plane's start.
+    pub(super) fn shifted(height: usize, width: usize, taps: &[Tap], extent: usize) -> Reads {
+        let positions = height * width;
+        let mut masks = vec![0u16; positions.div_ceil(16) * taps.len()];
         for position in 0..positions {
             let (y, x) = ((position / width) as isize, (position % width) as isize);
-            let tile = &mut masks[position / 16 * taps..][..taps];
-            for (mask, &((_, dy), (_, dx))) in tile.iter_mut().zip(&splits) {
-                let inside = (0..height as isize).contains(&(y + dy))
-                    && (0..width as isize).contains(&(x + dx));
+            let tile = &mut masks[position / 16 * taps.len()..][..taps.len()];
+            for (mask, tap) in tile.iter_mut().zip(taps) {
+                let inside = (0..height as isize).contains(&(y + tap.dy))
+                    && (0..width as isize).contains(&(x + tap.dx));
                 *mask |= u16::from(inside) << (position % 16);
             }
         }
-        let shifts = splits
+        for tap in taps {
+            assert!(tap.start + positions <= extent, "a tap reads past {extent}");
+        }
+        let shifts = taps
             .iter()
-            .map(|&((py, dy), (px, dx))| {
-                ((py * stride + px) * positions) as isize + dy * width as isize + dx
-            })
+            .map(|t| t.start as isize + t.dy * width as isize + t.dx)
             .collect();
         Reads {
             shifts,
             masks,
             width: positions,
-            extent: stride * stride * positions,
+            extent,
         }
     }
 }

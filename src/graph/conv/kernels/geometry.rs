@@ -1,6 +1,8 @@
 //! The shapes of one convolution, and the sizes and ranges derived from them.
 
-use crate::graph::conv::reads::Reads;
+use std::mem::MaybeUninit;
+
+use crate::graph::conv::reads::{Reads, Tap};
 
 /// Shapes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,11 +70,6 @@ impl Geometry {
         let s = self.stride;
         self.out_height() * s == self.height && self.out_width() * s == self.width
     }
-    /// Stride 1 and an output of the input's size (a k×k kernel padded by (k−1)/2): the one
-    /// phase is the image itself.
-    pub(super) fn keeps_size(&self) -> bool {
-        self.stride == 1 && self.reads_phases()
-    }
     /// The kernel's offsets into one image's phases, for [`narrow`] (implicit im2col).
     pub(super) fn image_reads(&self) -> Reads {
         let (height, width) = (self.out_height(), self.out_width());
@@ -82,20 +79,72 @@ impl Geometry {
     /// [`Self::reads_phases`]), the planes `plane_stride` apart (at least `H·W`; the gaps
     /// zero).
     pub(super) fn split_phases(&self, image: &[f32], plane_stride: usize) -> Vec<f32> {
-        let (s, plane) = (self.stride, self.height * self.width);
-        let (ho, wo) = (self.out_height(), self.out_width());
+        let plane = self.height * self.width;
         let mut phases = vec![0.0f32; image.len() / plane * plane_stride];
         for (channel, split) in image.chunks(plane).zip(phases.chunks_mut(plane_stride)) {
-            // Row y·s + py of the plane goes, column by column, to row y of phases (py, 0..s).
-            for (r, row) in channel.chunks_exact(self.width).enumerate() {
-                let (y, py) = (r / s, r % s);
-                for (x, pixels) in row.chunks_exact(s).enumerate() {
-                    for (px, &v) in pixels.iter().enumerate() {
-                        split[((py * s + px) * ho + y) * wo + x] = v;
-                    }
+            self.for_each_phase_position(|at, phase_at| split[phase_at] = channel[at]);
+        }
+        phases
+    }
+
+    /// The inverse of [`Self::split_phases`] (planes `H·W` apart), plus `plus` (laid out as
+    /// the image) where given, written into every value of `image`.
+    pub(super) fn merge_phases(
+        &self,
+        phases: &[f32],
+        plus: Option<&[f32]>,
+        image: &mut [MaybeUninit<f32>],
+    ) {
+        let plane = self.height * self.width;
+        let channels = phases.chunks(plane).zip(image.chunks_mut(plane));
+        for (c, (split, channel)) in channels.enumerate() {
+            let plus = plus.map(|p| &p[c * plane..][..plane]);
+            self.for_each_phase_position(|at, phase_at| {
+                let v = split[phase_at] + plus.map_or(0.0, |p| p[at]);
+                channel[at].write(v);
+            });
+        }
+    }
+
+    /// `f(at, phase_at)` for every position `at` of an input plane, with `phase_at` its place
+    /// in the plane's phases: row `y·s + py`, column `x·s + px` is row `y`, column `x` of
+    /// phase `(py, px)`.
+    #[inline(always)]
+    fn for_each_phase_position(&self, mut f: impl FnMut(usize, usize)) {
+        let (s, width) = (self.stride, self.width);
+        let (ho, wo) = (self.out_height(), self.out_width());
+        for r in 0..self.height {
+            let (y, py) = (r / s, r % s);
+            for x in 0..wo {
+                for px in 0..s {
+                    f(r * width + x * s + px, ((py * s + px) * ho + y) * wo + x);
                 }
             }
         }
-        phases
+    }
+
+    /// The taps that reach phase `(py, px)` of the input from the output (see
+    /// [`Self::reads_phases`]): kernel position `(ky, kx)` and the output offset it reads,
+    /// input `(y·s + py, x·s + px)` taking output `(y + dy, x + dx)`'s gradient through it.
+    pub(super) fn phase_taps(&self, (py, px): (usize, usize)) -> Vec<((usize, usize), Tap)> {
+        // Along one axis: forward, output `i` reads input `s·i + k − padding`.
+        let along = |phase: usize| -> Vec<(usize, isize)> {
+            let s = self.stride as isize;
+            (0..self.kernel)
+                .filter_map(|k| {
+                    let reach = (phase + self.padding) as isize - k as isize;
+                    (reach.rem_euclid(s) == 0).then_some((k, reach.div_euclid(s)))
+                })
+                .collect()
+        };
+        let columns = along(px);
+        along(py)
+            .into_iter()
+            .flat_map(|(ky, dy)| {
+                columns
+                    .iter()
+                    .map(move |&(kx, dx)| ((ky, kx), Tap { start: 0, dy, dx }))
+            })
+            .collect()
     }
 }

@@ -111,7 +111,7 @@ fn tiles_equal_a_float64_product_at_every_width_and_channel_count() {
 }
 
 /// Reading an image's phases at a convolution's offsets equals a float64 convolution:
-/// every tap at every border, for several kernels, strides and sizes; the planes are
+/// every tap at every border, for several kernels, strides, paddings and sizes; the planes are
 /// separated by NaN, so a read outside its plane would show.
 #[test]
 fn phase_reads_equal_a_float64_convolution() {
@@ -128,6 +128,9 @@ fn phase_reads_equal_a_float64_convolution() {
         (2, 5, 3, 7, 1, 2, 0),
         (4, 16, 5, 4, 5, 2, 2),
         (2, 16, 4, 3, 3, 3, 1),
+        // One tap that reads off the position (one tile of channels reads it in place).
+        (3, 4, 5, 6, 1, 1, 1),
+        (2, 4, 4, 4, 1, 2, 1),
     ] {
         let (positions, taps, phases) = (height * width, kernel * kernel, stride * stride);
         let (in_height, in_width) = (stride * height, stride * width);
