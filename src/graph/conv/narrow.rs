@@ -229,27 +229,38 @@ mod x86 {
     // A function per tile width, not inlined: each keeps its own accumulators in registers.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
-    unsafe fn avx512_tile<const TILE: usize>(p: &Product, b: &Block<Zmm>, channels: Range<usize>) {
+    unsafe fn avx512_tile<const TILE: usize>(
+        p: &Product,
+        b: &Block<'_, Zmm>,
+        channels: Range<usize>,
+    ) {
         tile::<Zmm, TILE>(p, b, channels)
     }
 
     #[target_feature(enable = "avx2,fma")]
     #[inline(never)]
-    unsafe fn avx2_tile<const TILE: usize>(p: &Product, b: &Block<Ymm2>, channels: Range<usize>) {
+    unsafe fn avx2_tile<const TILE: usize>(
+        p: &Product,
+        b: &Block<'_, Ymm2>,
+        channels: Range<usize>,
+    ) {
         tile::<Ymm2, TILE>(p, b, channels)
     }
 
     /// A tile of channels over one block of columns.
-    type Tile<V> = unsafe fn(&Product, &Block<V>, Range<usize>);
+    type Tile<V> = unsafe fn(&Product, &Block<'_, V>, Range<usize>);
 
     /// A block of 16 columns as its tiles read it.
-    struct Block<V: Sixteen> {
+    struct Block<'a, V: Sixteen> {
         /// The block's first row, and how far apart its rows are.
         rows: *const f32,
         row_stride: usize,
         /// Whether the rows are read in place, under `read` (or from the panel, whole).
         in_place: bool,
         read: V::Mask,
+        /// Rows read in place at several taps: row `s` at `rows + offsets[s]`, under the mask
+        /// of its tap, `masks[s % taps]`.
+        taps: Option<(&'a [isize], &'a [V::Mask])>,
         /// The block's first column in the output, and the mask of its columns (`bits`).
         start: usize,
         store: V::Mask,
@@ -273,12 +284,14 @@ mod x86 {
         // With more than one tile of channels, the block's rows are copied where every tile
         // reads them in order: read in place, rows a plane apart (often a multiple of 4 KiB)
         // fell into the same few L1 sets and were evicted before the next tile came back.
+        // One tile reads them in place, at one tap or at several.
         let in_place = ONE_TAP && p.packed.tiles.len() <= 1;
+        let gathered = !ONE_TAP && p.packed.tiles.len() <= 1;
         // Row s of the column matrix: plane s / taps at shift s % taps.
         let offsets: Vec<isize> = (0..if in_place { 0 } else { k })
             .map(|s| (s / taps * p.plane_stride) as isize + p.reads.shifts[s % taps])
             .collect();
-        let mut panel = vec![V::zero(); offsets.len()];
+        let mut panel = vec![V::zero(); if gathered { 0 } else { offsets.len() }];
         let panel_rows = panel.as_mut_ptr().cast::<f32>();
         for start in columns.clone().step_by(16) {
             let bits = lanes(columns.end - start);
@@ -292,6 +305,8 @@ mod x86 {
             // Masked-off lanes are not read (nor can they fault), and are zero in the panel.
             let (rows, row_stride) = if in_place {
                 (data.wrapping_offset(p.reads.shifts[0]), p.plane_stride)
+            } else if gathered {
+                (data, 0)
             } else {
                 let mut tap = 0;
                 for (step, &offset) in offsets.iter().enumerate() {
@@ -306,6 +321,7 @@ mod x86 {
                 row_stride,
                 in_place,
                 read: masks[0],
+                taps: gathered.then_some((&offsets[..], &masks[..])),
                 start,
                 store: V::mask(bits),
                 bits,
@@ -324,7 +340,7 @@ mod x86 {
     #[inline(always)]
     unsafe fn tile<V: Sixteen, const TILE: usize>(
         p: &Product,
-        b: &Block<V>,
+        b: &Block<'_, V>,
         channels: Range<usize>,
     ) {
         let (first, k) = (channels.start, p.packed.k);
@@ -336,7 +352,9 @@ mod x86 {
         }
         let weights = p.packed.weights.as_ptr().add(first * k);
         let rows = (b.rows, b.row_stride, k);
-        acc = if b.in_place {
+        acc = if let Some((offsets, masks)) = b.taps {
+            add_taps::<V, TILE>(acc, b.rows, offsets, masks, weights)
+        } else if b.in_place {
             add_rows::<V, TILE, true>(acc, rows, b.read, weights)
         } else {
             add_rows::<V, TILE, false>(acc, rows, b.read, weights)
@@ -379,6 +397,27 @@ mod x86 {
                 V::load_all(row)
             };
             acc = add_outer(acc, x, weights.add(step * TILE));
+        }
+        acc
+    }
+
+    /// `acc[o] += Σ_step row_step · w[step][o]` over the rows at `data + offsets[step]`, each
+    /// loaded under its tap's mask, `masks[step % taps]`.
+    #[inline(always)]
+    unsafe fn add_taps<V: Sixteen, const TILE: usize>(
+        mut acc: [V; TILE],
+        data: *const f32,
+        offsets: &[isize],
+        masks: &[V::Mask],
+        weights: *const f32,
+    ) -> [V; TILE] {
+        let mut weights = weights;
+        for plane in offsets.chunks_exact(masks.len()) {
+            for (&offset, &mask) in plane.iter().zip(masks) {
+                let x = V::load(mask, data.wrapping_offset(offset));
+                acc = add_outer(acc, x, weights);
+                weights = weights.add(TILE);
+            }
         }
         acc
     }
