@@ -79,10 +79,16 @@ impl Geometry {
     /// [`Self::reads_phases`]), the planes `plane_stride` apart (at least `H·W`; the gaps
     /// zero).
     pub(super) fn split_phases(&self, image: &[f32], plane_stride: usize) -> Vec<f32> {
-        let plane = self.height * self.width;
+        let (s, plane, wo) = (self.stride, self.height * self.width, self.out_width());
         let mut phases = vec![0.0f32; image.len() / plane * plane_stride];
         for (channel, split) in image.chunks(plane).zip(phases.chunks_mut(plane_stride)) {
-            self.for_each_phase_position(|at, phase_at| split[phase_at] = channel[at]);
+            self.for_each_phase_row(|at, px, phase_at| {
+                let row = channel[at + px..][..self.width - px].iter().step_by(s);
+                split[phase_at..][..wo]
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(v, &x)| *v = x);
+            });
         }
         phases
     }
@@ -95,30 +101,38 @@ impl Geometry {
         plus: Option<&[f32]>,
         image: &mut [MaybeUninit<f32>],
     ) {
-        let plane = self.height * self.width;
+        let (s, plane, wo) = (self.stride, self.height * self.width, self.out_width());
         let channels = phases.chunks(plane).zip(image.chunks_mut(plane));
         for (c, (split, channel)) in channels.enumerate() {
-            let plus = plus.map(|p| &p[c * plane..][..plane]);
-            self.for_each_phase_position(|at, phase_at| {
-                let v = split[phase_at] + plus.map_or(0.0, |p| p[at]);
-                channel[at].write(v);
+            self.for_each_phase_row(|at, px, phase_at| {
+                let row = channel[at + px..][..self.width - px].iter_mut().step_by(s);
+                let values = row.zip(&split[phase_at..][..wo]);
+                match plus {
+                    Some(plus) => {
+                        let plus = plus[c * plane + at + px..].iter().step_by(s);
+                        values.zip(plus).for_each(|((d, &v), &p)| {
+                            d.write(v + p);
+                        });
+                    }
+                    None => values.for_each(|(d, &v)| {
+                        d.write(v);
+                    }),
+                }
             });
         }
     }
 
-    /// `f(at, phase_at)` for every position `at` of an input plane, with `phase_at` its place
-    /// in the plane's phases: row `y·s + py`, column `x·s + px` is row `y`, column `x` of
-    /// phase `(py, px)`.
+    /// `f(at, px, phase_at)` for every row of an input plane (from `at`) and column phase
+    /// `px`: the row's columns `px, px + s, …` are, from `phase_at`, a row of phase
+    /// `(py, px)` of the plane's phases (row `y·s + py` is the phase's row `y`).
     #[inline(always)]
-    fn for_each_phase_position(&self, mut f: impl FnMut(usize, usize)) {
-        let (s, width) = (self.stride, self.width);
+    fn for_each_phase_row(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let s = self.stride;
         let (ho, wo) = (self.out_height(), self.out_width());
         for r in 0..self.height {
             let (y, py) = (r / s, r % s);
-            for x in 0..wo {
-                for px in 0..s {
-                    f(r * width + x * s + px, ((py * s + px) * ho + y) * wo + x);
-                }
+            for px in 0..s {
+                f(r * self.width, px, ((py * s + px) * ho + y) * wo);
             }
         }
     }
