@@ -19,8 +19,9 @@
 //! 32×32 or 16×16 from a copy a cache line further apart, [`narrow::plane_stride`]), one whose
 //! stride divides the input reads the image's phases (a copy of the image's size, split by row
 //! and column parity for stride 2): no im2col in the forward pass. The input gradient of the
-//! first is the convolution of `dout` with the weights transposed and their taps reversed: no
-//! column gradient, no col2im. The weight gradient of every convolution is a sum of outer
+//! first is the convolution of `dout` with the weights transposed and their taps reversed; that
+//! of the second, phase by phase, the convolution of `dout` with the taps that reach each phase
+//! of `dx`: no column gradient, no col2im. The weight gradient of every convolution is a sum of outer
 //! products over a channel-last copy of `x` and `dout` read in place ([`outer`]): no im2col
 //! either.
 

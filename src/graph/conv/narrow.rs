@@ -284,7 +284,8 @@ mod x86 {
         // With more than one tile of channels, the block's rows are copied where every tile
         // reads them in order: read in place, rows a plane apart (often a multiple of 4 KiB)
         // fell into the same few L1 sets and were evicted before the next tile came back.
-        // One tile reads them in place, at one tap or at several.
+        // One tile reads them in place, at one tap or at several (each row under its tap's
+        // mask): through the panel, 16-channel layers ran 15–20% slower in AVX-512.
         let in_place = ONE_TAP && p.packed.tiles.len() <= 1;
         let gathered = !ONE_TAP && p.packed.tiles.len() <= 1;
         // Row s of the column matrix: plane s / taps at shift s % taps.
