@@ -21,9 +21,9 @@
 //! and column parity for stride 2): no im2col in the forward pass. The input gradient of the
 //! first is the convolution of `dout` with the weights transposed and their taps reversed; that
 //! of the second, phase by phase, the convolution of `dout` with the taps that reach each phase
-//! of `dx`: no column gradient, no col2im. The weight gradient of every convolution is a sum of outer
-//! products over a channel-last copy of `x` and `dout` read in place ([`outer`]): no im2col
-//! either.
+//! of `dx`: no column gradient, no col2im. The weight gradient of every convolution is a sum
+//! of outer products over a channel-last copy of `x` and `dout` read in place (or spread as
+//! above) ([`outer`]): no im2col either.
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
