@@ -22,16 +22,27 @@ pub(super) fn dims(layout: &Layout) -> Result<(usize, usize, usize)> {
 
 /// For every channel, `f(channel, start)` over the channel's N runs of H·W values (each
 /// starting at `start`), summed in f64 in a fixed order: deterministic whatever the threads.
+///
+/// The runs are visited image by image, each task reading one image's contiguous C·H·W values
+/// (a channel's runs lie C·H·W apart, and the hardware prefetchers stop at page boundaries);
+/// the per-image results are then added channel by channel in image order.
 pub(super) fn per_channel_sums<const K: usize>(
     (n, c, hw): (usize, usize, usize),
     f: impl Fn(usize, usize) -> [f64; K] + Sync,
 ) -> Vec<[f64; K]> {
+    let mut per_image = vec![[0.0f64; K]; n * c];
+    per_image
+        .par_chunks_mut(c.max(1))
+        .enumerate()
+        .for_each(|(image, sums)| {
+            for (ch, s) in sums.iter_mut().enumerate() {
+                *s = f(ch, (image * c + ch) * hw);
+            }
+        });
     (0..c)
-        .into_par_iter()
         .map(|ch| {
             let mut total = [0.0f64; K];
-            for image in 0..n {
-                let part = f(ch, (image * c + ch) * hw);
+            for part in per_image[ch..].iter().step_by(c) {
                 total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
             }
             total
@@ -231,6 +242,37 @@ impl CustomOp2 for ReluGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_channel_sums_add_the_images_in_order_whatever_the_threads() {
+        // Arbitrary values, so that a different order of adding would show in the bits.
+        let (n, c, hw) = (5, 3, 7);
+        let x: Vec<f32> = (0..n * c * hw)
+            .map(|i| ((i * 7919) % 1013) as f32 * 1.3e-3 - 0.6)
+            .collect();
+        let f = |_: usize, at: usize| [lane_sum(&x[at..at + hw], |v| (v as f64).powi(3)), 1.0];
+        let mut expected = vec![[0.0f64; 2]; c];
+        for (ch, total) in expected.iter_mut().enumerate() {
+            for image in 0..n {
+                let part = f(ch, (image * c + ch) * hw);
+                total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+            }
+        }
+        let bits = |sums: &[[f64; 2]]| {
+            sums.iter()
+                .flatten()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let sums = pool.install(|| per_channel_sums((n, c, hw), f));
+            assert_eq!(bits(&sums), bits(&expected), "{threads} threads");
+        }
+    }
 
     #[test]
     fn lane_sums_equal_one_running_sum_at_every_length() {
