@@ -277,7 +277,8 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     /// Partial tiles of channels on both sides, strides, padding, groups, a 1×1 kernel and
-    /// planes of 1 KiB against a float64 sum; and the same bits whether the tiles run on one thread or three.
+    /// planes of 1 KiB against a float64 sum; and the same bits whether the tiles run on one
+    /// thread or three.
     #[test]
     fn sums_equal_float64_and_do_not_depend_on_the_threads() {
         let mut rng = ChaCha8Rng::seed_from_u64(8);
