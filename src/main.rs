@@ -108,7 +108,7 @@ fn run(args: &RunArgs) -> Result<(), prunelab::Error> {
     )?;
     println!("{}", plan.describe(&prepared));
     if !args.dry_run {
-        println!("{}", prunelab::run(&plan, prepared)?);
+        println!("{}", experiment::on_worker(|| prunelab::run(&plan, prepared))?);
     }
     Ok(())
 }
@@ -122,7 +122,7 @@ fn eval(
     if let Some(n) = threads.or(e.threads) {
         experiment::set_threads(n);
     }
-    let result = prunelab::exported::evaluate_exported(model, &e)?;
+    let result = experiment::on_worker(|| prunelab::exported::evaluate_exported(model, &e))?;
     println!("{result}");
     if result.reproduces() {
         Ok(())
@@ -181,7 +181,7 @@ fn scores(
     threads: Option<usize>,
 ) -> Result<(), prunelab::Error> {
     let plan = plan_of(experiment, results, threads)?;
-    println!("{}", prunelab::scoring::scores(&plan)?);
+    println!("{}", experiment::on_worker(|| prunelab::scoring::scores(&plan))?);
     Ok(())
 }
 
@@ -192,7 +192,7 @@ fn oracle_bench(
     dfcs: Option<usize>,
 ) -> Result<(), prunelab::Error> {
     let plan = plan_of(experiment, results, threads)?;
-    let comparison = prunelab::oracle_stage::bench_oracle(&plan, dfcs)?;
+    let comparison = experiment::on_worker(|| prunelab::oracle_stage::bench_oracle(&plan, dfcs))?;
     println!("{}", console::oracle_comparison(&comparison));
     Ok(())
 }
@@ -249,7 +249,7 @@ fn bench(args: BenchArgs) -> Result<(), prunelab::Error> {
     println!("{}", console::bench_header(batch));
     let mut rows = Vec::new();
     for model in &args.models {
-        let row = bench_model(model, size, batch, budget)?;
+        let row = experiment::on_worker(|| bench_model(model, size, batch, budget))?;
         println!("{}", console::bench_line(&row));
         rows.push(row);
     }
@@ -260,8 +260,10 @@ fn bench_criteria(args: &BenchArgs, size: usize) -> Result<(), prunelab::Error> 
     let mut rows = Vec::new();
     for model in &args.models {
         let (timings, agreement) =
-            prunelab::eval::bench_criteria(model, size, 10, &args.criteria, args.min_runs as usize)
-                .map_err(|e| prunelab::Error::Saliency(e.to_string()))?;
+            experiment::on_worker(|| {
+                prunelab::eval::bench_criteria(model, size, 10, &args.criteria, args.min_runs as usize)
+            })
+            .map_err(|e| prunelab::Error::Saliency(e.to_string()))?;
         println!(
             "{}",
             console::criteria_timings(&timings, agreement.as_ref())
