@@ -163,34 +163,6 @@ impl Plan {
     }
 }
 
-/// Makes candle's kernels use `n` threads. Call once, before any tensor work.
-pub fn set_threads(n: usize) {
-    // candle reads these variables on every parallel kernel; rayon reads them when its global
-    // pool is first built.
-    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-}
-
-/// The stack of rayon's worker threads, on which [`on_worker`] runs whole commands: a main
-/// thread's.
-const WORKER_STACK_BYTES: usize = 8 << 20;
-
-/// Runs `work` on one of the worker threads of rayon's global pool, built here if it is not yet
-/// (with [`set_threads`]' count; call that first), and returns what `work` returns.
-///
-/// The kernels' parallel loops then start inside the pool, where rayon splits each between the
-/// threads at once; started from another thread, each loop is handed to the pool as a job and
-/// that thread sleeps until it is done, and the workers go to sleep and are woken between
-/// loops. On 2 threads (4 interleaved rounds), ResNet-20 trained 1.08× as fast on a worker and
-/// inferred 1.81× as fast at batch 1 (ResNet-56: 1.00× and 1.27×).
-pub fn on_worker<T: Send>(work: impl FnOnce() -> T + Send) -> T {
-    // An error means the pool exists already: it keeps its threads' stack size.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .stack_size(WORKER_STACK_BYTES)
-        .build_global();
-    rayon::scope(|_| work())
-}
-
 pub(crate) fn device(choice: DeviceChoice) -> Result<Device, Error> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),

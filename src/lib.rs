@@ -31,6 +31,7 @@ mod run_lock;
 pub mod saliency;
 pub mod scoring;
 pub mod stage;
+pub mod threads;
 pub mod train;
 
 pub use config::{ConfigErrors, Experiment};

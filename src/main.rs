@@ -12,7 +12,7 @@ use prunelab::latency::Pruning;
 #[cfg(target_os = "linux")]
 use prunelab::recycling::Recycling;
 use prunelab::report::console;
-use prunelab::{experiment, Experiment, Plan, RunOptions};
+use prunelab::{threads, Experiment, Plan, RunOptions};
 
 mod cli;
 
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
 fn run(args: &RunArgs) -> Result<(), prunelab::Error> {
     let experiment = Experiment::load(args.experiment.as_deref().expect("clap requires it"))?;
     if let Some(n) = args.threads.or(experiment.threads) {
-        experiment::set_threads(n);
+        threads::set_threads(n);
     }
     set_conv_backend(args.conv.into());
     let plan = Plan::new(experiment, &args.results)?;
@@ -108,7 +108,7 @@ fn run(args: &RunArgs) -> Result<(), prunelab::Error> {
     )?;
     println!("{}", plan.describe(&prepared));
     if !args.dry_run {
-        println!("{}", experiment::on_worker(|| prunelab::run(&plan, prepared))?);
+        println!("{}", threads::on_worker(|| prunelab::run(&plan, prepared))?);
     }
     Ok(())
 }
@@ -120,9 +120,9 @@ fn eval(
 ) -> Result<(), prunelab::Error> {
     let e = Experiment::load(experiment)?;
     if let Some(n) = threads.or(e.threads) {
-        experiment::set_threads(n);
+        threads::set_threads(n);
     }
-    let result = experiment::on_worker(|| prunelab::exported::evaluate_exported(model, &e))?;
+    let result = threads::on_worker(|| prunelab::exported::evaluate_exported(model, &e))?;
     println!("{result}");
     if result.reproduces() {
         Ok(())
@@ -170,7 +170,7 @@ fn plan_of(
 ) -> Result<Plan, prunelab::Error> {
     let e = Experiment::load(experiment)?;
     if let Some(n) = threads.or(e.threads) {
-        experiment::set_threads(n);
+        threads::set_threads(n);
     }
     Plan::new(e, results)
 }
@@ -181,7 +181,10 @@ fn scores(
     threads: Option<usize>,
 ) -> Result<(), prunelab::Error> {
     let plan = plan_of(experiment, results, threads)?;
-    println!("{}", experiment::on_worker(|| prunelab::scoring::scores(&plan))?);
+    println!(
+        "{}",
+        threads::on_worker(|| prunelab::scoring::scores(&plan))?
+    );
     Ok(())
 }
 
@@ -192,7 +195,7 @@ fn oracle_bench(
     dfcs: Option<usize>,
 ) -> Result<(), prunelab::Error> {
     let plan = plan_of(experiment, results, threads)?;
-    let comparison = experiment::on_worker(|| prunelab::oracle_stage::bench_oracle(&plan, dfcs))?;
+    let comparison = threads::on_worker(|| prunelab::oracle_stage::bench_oracle(&plan, dfcs))?;
     println!("{}", console::oracle_comparison(&comparison));
     Ok(())
 }
@@ -234,7 +237,7 @@ fn bench(args: BenchArgs) -> Result<(), prunelab::Error> {
             .map_err(|e| prunelab::Error::Input(format!("--size {size}: {model}: {e}")))?;
     }
     if let Some(n) = args.threads {
-        experiment::set_threads(n);
+        threads::set_threads(n);
     }
     set_conv_backend(args.conv.into());
     if !args.criteria.is_empty() {
@@ -249,7 +252,7 @@ fn bench(args: BenchArgs) -> Result<(), prunelab::Error> {
     println!("{}", console::bench_header(batch));
     let mut rows = Vec::new();
     for model in &args.models {
-        let row = experiment::on_worker(|| bench_model(model, size, batch, budget))?;
+        let row = threads::on_worker(|| bench_model(model, size, batch, budget))?;
         println!("{}", console::bench_line(&row));
         rows.push(row);
     }
@@ -259,11 +262,10 @@ fn bench(args: BenchArgs) -> Result<(), prunelab::Error> {
 fn bench_criteria(args: &BenchArgs, size: usize) -> Result<(), prunelab::Error> {
     let mut rows = Vec::new();
     for model in &args.models {
-        let (timings, agreement) =
-            experiment::on_worker(|| {
-                prunelab::eval::bench_criteria(model, size, 10, &args.criteria, args.min_runs as usize)
-            })
-            .map_err(|e| prunelab::Error::Saliency(e.to_string()))?;
+        let (timings, agreement) = threads::on_worker(|| {
+            prunelab::eval::bench_criteria(model, size, 10, &args.criteria, args.min_runs as usize)
+        })
+        .map_err(|e| prunelab::Error::Saliency(e.to_string()))?;
         println!(
             "{}",
             console::criteria_timings(&timings, agreement.as_ref())
