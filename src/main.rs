@@ -12,7 +12,8 @@ use prunelab::latency::Pruning;
 #[cfg(target_os = "linux")]
 use prunelab::recycling::Recycling;
 use prunelab::report::console;
-use prunelab::{threads, Experiment, Plan, RunOptions};
+use prunelab::threads::{on_worker, set_threads};
+use prunelab::{Experiment, Plan, RunOptions};
 
 mod cli;
 
@@ -94,7 +95,7 @@ fn main() -> ExitCode {
 fn run(args: &RunArgs) -> Result<(), prunelab::Error> {
     let experiment = Experiment::load(args.experiment.as_deref().expect("clap requires it"))?;
     if let Some(n) = args.threads.or(experiment.threads) {
-        threads::set_threads(n);
+        set_threads(n);
     }
     set_conv_backend(args.conv.into());
     let plan = Plan::new(experiment, &args.results)?;
@@ -108,7 +109,7 @@ fn run(args: &RunArgs) -> Result<(), prunelab::Error> {
     )?;
     println!("{}", plan.describe(&prepared));
     if !args.dry_run {
-        println!("{}", threads::on_worker(|| prunelab::run(&plan, prepared))?);
+        println!("{}", on_worker(|| prunelab::run(&plan, prepared))?);
     }
     Ok(())
 }
@@ -120,9 +121,9 @@ fn eval(
 ) -> Result<(), prunelab::Error> {
     let e = Experiment::load(experiment)?;
     if let Some(n) = threads.or(e.threads) {
-        threads::set_threads(n);
+        set_threads(n);
     }
-    let result = threads::on_worker(|| prunelab::exported::evaluate_exported(model, &e))?;
+    let result = on_worker(|| prunelab::exported::evaluate_exported(model, &e))?;
     println!("{result}");
     if result.reproduces() {
         Ok(())
@@ -170,7 +171,7 @@ fn plan_of(
 ) -> Result<Plan, prunelab::Error> {
     let e = Experiment::load(experiment)?;
     if let Some(n) = threads.or(e.threads) {
-        threads::set_threads(n);
+        set_threads(n);
     }
     Plan::new(e, results)
 }
@@ -181,10 +182,7 @@ fn scores(
     threads: Option<usize>,
 ) -> Result<(), prunelab::Error> {
     let plan = plan_of(experiment, results, threads)?;
-    println!(
-        "{}",
-        threads::on_worker(|| prunelab::scoring::scores(&plan))?
-    );
+    println!("{}", on_worker(|| prunelab::scoring::scores(&plan))?);
     Ok(())
 }
 
@@ -195,7 +193,7 @@ fn oracle_bench(
     dfcs: Option<usize>,
 ) -> Result<(), prunelab::Error> {
     let plan = plan_of(experiment, results, threads)?;
-    let comparison = threads::on_worker(|| prunelab::oracle_stage::bench_oracle(&plan, dfcs))?;
+    let comparison = on_worker(|| prunelab::oracle_stage::bench_oracle(&plan, dfcs))?;
     println!("{}", console::oracle_comparison(&comparison));
     Ok(())
 }
@@ -237,7 +235,7 @@ fn bench(args: BenchArgs) -> Result<(), prunelab::Error> {
             .map_err(|e| prunelab::Error::Input(format!("--size {size}: {model}: {e}")))?;
     }
     if let Some(n) = args.threads {
-        threads::set_threads(n);
+        set_threads(n);
     }
     set_conv_backend(args.conv.into());
     if !args.criteria.is_empty() {
@@ -252,7 +250,7 @@ fn bench(args: BenchArgs) -> Result<(), prunelab::Error> {
     println!("{}", console::bench_header(batch));
     let mut rows = Vec::new();
     for model in &args.models {
-        let row = threads::on_worker(|| bench_model(model, size, batch, budget))?;
+        let row = on_worker(|| bench_model(model, size, batch, budget))?;
         println!("{}", console::bench_line(&row));
         rows.push(row);
     }
@@ -262,7 +260,7 @@ fn bench(args: BenchArgs) -> Result<(), prunelab::Error> {
 fn bench_criteria(args: &BenchArgs, size: usize) -> Result<(), prunelab::Error> {
     let mut rows = Vec::new();
     for model in &args.models {
-        let (timings, agreement) = threads::on_worker(|| {
+        let (timings, agreement) = on_worker(|| {
             prunelab::eval::bench_criteria(model, size, 10, &args.criteria, args.min_runs as usize)
         })
         .map_err(|e| prunelab::Error::Saliency(e.to_string()))?;
