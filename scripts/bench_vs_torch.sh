@@ -38,9 +38,9 @@ print("|---|---|---|---|---|---|")
 models = list(dict.fromkeys(r["model"] for r in rows))
 for m in models:
     torch = {k: statistics.median(r[k] for r in med[(m, "pytorch")]) for k in keys}
-    for conv in [c for c in ["fast", "candle", "pytorch"] if (m, c) in med]:
+    for conv in [c for c in ["ours", "candle", "pytorch"] if (m, c) in med]:
         v = {k: statistics.median(r[k] for r in med[(m, conv)]) for k in keys}
         cells = [f"{v[k]:.1f}" + ("" if conv == "pytorch" else f" ({v[k] / torch[k]:.2f}×)") for k in keys[:3]]
-        name = {"fast": "prunelab", "candle": "prunelab, candle's conv", "pytorch": "PyTorch"}[conv]
+        name = {"ours": "prunelab", "candle": "prunelab, candle's conv", "pytorch": "PyTorch"}[conv]
         print(f"| {m} | {name} | " + " | ".join(cells) + f" | {v['peak_rss_mib']:.0f} |")
 PY

@@ -1,10 +1,13 @@
 //! The command line: every subcommand, flag and value parser (clap derive).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use prunelab::config::{CriterionName, MAX_THREADS};
-use prunelab::graph::ConvBackend;
+
+use crate::config::{CriterionName, MAX_THREADS};
+use crate::kernels::ConvBackend;
 
 /// Train, evaluate and analyse the network an experiment file describes.
 #[derive(Parser)]
@@ -56,15 +59,7 @@ pub enum Command {
     /// Score every channel of the experiment's trained model with the `[saliency]` criteria
     /// (the pipeline's scores stage alone); write them under `<name>/scores/`. Reads data only
     /// for the data-driven criteria.
-    Scores {
-        experiment: PathBuf,
-        /// Folder under which `<name>/` holds the trained model and receives the scores.
-        #[arg(long, default_value = "results")]
-        results: PathBuf,
-        /// Worker threads (overrides `threads` in the file).
-        #[arg(long, value_parser = threads)]
-        threads: Option<usize>,
-    },
+    Scores(ExperimentArgs),
     /// Time the network's inference against a pruned copy, interleaved, with the `[latency]`
     /// settings; break the time down per layer. Reads no data.
     Latency(LatencyArgs),
@@ -74,13 +69,8 @@ pub enum Command {
     /// channel, DFC by DFC, on the experiment's trained model and `[oracle]` images; report
     /// how far they differ.
     OracleBench {
-        experiment: PathBuf,
-        /// Folder under which `<name>/` holds the trained model.
-        #[arg(long, default_value = "results")]
-        results: PathBuf,
-        /// Worker threads (overrides `threads` in the file).
-        #[arg(long, value_parser = threads)]
-        threads: Option<usize>,
+        #[command(flatten)]
+        run: ExperimentArgs,
         /// Only the first N DFCs.
         #[arg(long)]
         dfcs: Option<usize>,
@@ -111,9 +101,23 @@ pub enum Command {
     },
 }
 
+/// The experiment a command works on, where its run folder is, and its threads.
+#[derive(Args)]
+pub struct ExperimentArgs {
+    /// The experiment file.
+    pub experiment: PathBuf,
+    /// Folder under which `<name>/` holds the run's outputs.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Worker threads (overrides the file's thread counts).
+    #[arg(long, value_parser = threads)]
+    pub threads: Option<usize>,
+}
+
 #[derive(Args)]
 pub struct LatencyArgs {
-    pub experiment: PathBuf,
+    #[command(flatten)]
+    pub run: ExperimentArgs,
     /// Compare with a copy that has this fraction of every DFC's channels removed at random.
     #[arg(long, conflicts_with = "plan", value_parser = fraction)]
     pub prune_random: Option<f64>,
@@ -123,12 +127,6 @@ pub struct LatencyArgs {
     /// Compare with the network pruned by this channel plan (JSON: {"remove": {"<first producer of a DFC>": [channels]}}).
     #[arg(long)]
     pub plan: Option<PathBuf>,
-    /// Worker threads (overrides `[latency] threads` and `threads` in the file).
-    #[arg(long, value_parser = threads)]
-    pub threads: Option<usize>,
-    /// Folder under which `<name>/` receives the outputs.
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
 }
 
 fn threads(text: &str) -> Result<usize, String> {
@@ -154,7 +152,7 @@ pub struct BenchArgs {
         long,
         value_delimiter = ',',
         default_value = "resnet20,resnet56,resnet50",
-        value_parser = clap::builder::PossibleValuesParser::new(prunelab::models::ARCHITECTURES)
+        value_parser = clap::builder::PossibleValuesParser::new(crate::models::ARCHITECTURES)
     )]
     pub models: Vec<String>,
     /// Training and large-batch inference batch size.
@@ -190,7 +188,7 @@ pub struct BenchArgs {
 
 /// A data-free criterion: the benchmark scores initialisations, without images.
 fn criterion(text: &str) -> Result<CriterionName, String> {
-    let data_free = |c: &CriterionName| !prunelab::saliency::needs_of(&[*c]).activations;
+    let data_free = |c: &CriterionName| !crate::saliency::needs_of(&[*c]).activations;
     let known: Vec<&str> = CriterionName::ALL
         .iter()
         .filter(|c| data_free(c))
@@ -225,7 +223,7 @@ pub enum Conv {
 impl From<Conv> for ConvBackend {
     fn from(conv: Conv) -> Self {
         match conv {
-            Conv::Ours => ConvBackend::Fast,
+            Conv::Ours => ConvBackend::Ours,
             Conv::Candle => ConvBackend::Candle,
         }
     }

@@ -1,101 +1,45 @@
 //! prunelab: a research harness for structured channel pruning of convolutional networks.
 //!
-//! One TOML file describes an experiment ([`config::Experiment`]); [`experiment::run`] trains
-//! (or loads, or resumes) the network it names — a [`graph::Graph`], the network as data —
-//! evaluates it, scores every channel with the configured [`saliency`] criteria and writes
-//! tables and figures.
+//! One TOML file describes an experiment ([`config::Experiment`]); [`pipeline::run`] trains
+//! (or loads, or resumes) the network it names, scores every channel with the configured
+//! [`saliency`] criteria, compares them with the oracle, prunes and measures.
+//!
+//! The modules, from the top floor down (a module imports only from floors below it):
+//!
+//! - [`cli`], [`commands`]: the command line and one file per subcommand;
+//! - [`pipeline`]: the only place that knows the order of the stages;
+//! - [`stages`]: one stage abstraction (what a stage reads, its fingerprint, its outputs) and a
+//!   file per stage: model, scores, oracle, correlation, prune, budgets;
+//! - [`saliency`], [`prune`], [`train`]: the criteria, the schedules' steps, SGD and its loop;
+//! - [`stats`], [`report`], [`eval`], [`bench`]: rank correlation and the study; tables and
+//!   figures; accuracy and the latency protocol; benchmarks;
+//! - [`models`], [`exec`], [`graph`]: built-in architectures as graphs; the executor; the
+//!   network as data (IR, couplings, surgery, parameters, persistence);
+//! - [`kernels`]: the f32 CPU kernels, the only module with `unsafe` (with the allocator);
+//! - [`config`], [`data`], [`util`]: the experiment schema, the datasets, atomic files, locks
+//!   and threads.
 
-mod atomic_file;
+pub mod bench;
+pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod correlation_stage;
 pub mod data;
-mod describe;
+mod error;
 pub mod eval;
-pub mod experiment;
-pub mod exported;
-mod fault;
-pub mod fingerprint;
+pub mod exec;
 pub mod graph;
-pub mod inspect;
-pub mod latency;
-pub mod model_source;
-pub mod model_stage;
+pub mod kernels;
 pub mod models;
-pub mod oracle_stage;
+pub mod pipeline;
 pub mod prune;
-pub mod prune_stage;
-#[cfg(target_os = "linux")]
-pub mod recycling;
 pub mod report;
-mod run_lock;
 pub mod saliency;
-pub mod scoring;
-pub mod stage;
-pub mod threads;
+pub mod stages;
+pub mod stats;
 pub mod train;
+pub mod util;
 
 pub use config::{ConfigErrors, Experiment};
-pub use experiment::{prepare, run, Plan, Prepared, RunOptions, Summary};
-
-/// Every failure the library reports.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Config(#[from] config::ConfigErrors),
-    #[error(transparent)]
-    Data(#[from] data::DataError),
-    #[error(transparent)]
-    Graph(#[from] graph::GraphError),
-    #[error(transparent)]
-    Train(#[from] train::TrainError),
-    #[error(transparent)]
-    Report(#[from] report::ReportError),
-    /// An input the experiment or the command line names is missing or unusable (the message
-    /// starts with the key or flag).
-    #[error("{0}")]
-    Input(String),
-    /// The run's checkpoint cannot be resumed as the experiment now stands.
-    #[error("cannot resume: {0}")]
-    Resume(String),
-    /// Another process is writing into the run folder.
-    #[error("{0}")]
-    Busy(String),
-    /// A run's saved model no longer matches its experiment.
-    #[error("{0}")]
-    Stale(String),
-    /// A stage needs a trained model and there is none.
-    #[error("{0}")]
-    Untrained(String),
-    /// A criterion could not score the model.
-    #[error("{0}")]
-    Saliency(String),
-    #[error("{0}")]
-    Device(String),
-    /// A result computed again differs from the one recorded.
-    #[error("{0}")]
-    Differs(String),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-}
-
-impl Error {
-    /// The process exit code: 2 when the run is refused before it starts, because of what the
-    /// user gave (the experiment, the command line, the files they name, a checkpoint made from
-    /// other settings, a busy run folder); 1 for a failure while running.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Config(_)
-            | Error::Input(_)
-            | Error::Resume(_)
-            | Error::Busy(_)
-            | Error::Stale(_)
-            | Error::Untrained(_)
-            | Error::Device(_)
-            | Error::Data(_) => 2,
-            _ => 1,
-        }
-    }
-}
+pub use error::Error;
+pub use pipeline::{prepare, run, Prepared, RunOptions, Summary};
+pub use stages::Plan;

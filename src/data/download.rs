@@ -50,7 +50,7 @@ pub fn install(
     let train = hub_cifar::records(train, variant).map_err(|e| format!("training file: {e}"))?;
     let test = hub_cifar::records(test, variant).map_err(|e| format!("test file: {e}"))?;
     let outputs = binary_files(variant, &train, &test);
-    crate::atomic_file::write_dir_with(dir, |temporary| {
+    crate::util::atomic_file::write_dir_with(dir, |temporary| {
         for (name, bytes) in &outputs {
             std::fs::write(temporary.join(name), bytes)?;
             File::open(temporary.join(name))?.sync_all()?;

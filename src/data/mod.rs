@@ -1,5 +1,7 @@
 //! Datasets in memory, as raw `u8` pixels, plus what turns them into training batches.
 
+#![forbid(unsafe_code)]
+
 mod batch;
 mod cifar;
 #[cfg(feature = "download")]

@@ -3,7 +3,8 @@
 use candle_core::{DType, Device, Tensor, D};
 
 use crate::data::{Batcher, Normalizer, Split};
-use crate::graph::{forward, fuse_for_inference, Graph, GraphError, Mode, Params};
+use crate::exec::{forward, Mode};
+use crate::graph::{fuse_for_inference, Graph, GraphError, Params};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {

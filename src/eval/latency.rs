@@ -7,7 +7,9 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::graph::{forward, forward_timed, ActShape, Graph, GraphError, Mode, Params};
+use crate::exec::{forward, forward_timed, Mode};
+use crate::graph::{ActShape, Graph, GraphError, Params};
+use crate::kernels::{conv_backend, with_conv_backend};
 
 /// Untimed passes per model, then timed passes per model.
 #[derive(Debug, Clone, Copy)]
@@ -78,10 +80,14 @@ pub fn measure_speedup(
 ) -> Result<Vec<BatchLatency>, GraphError> {
     let mut models = vec![*unpruned];
     models.extend(pruned.copied());
+    // The pool's threads time the convolution this thread would run.
+    let conv = conv_backend();
     batch_sizes
         .iter()
         .map(|&batch| {
-            let timings = pool.install(|| time_interleaved(&models, batch, protocol, device))?;
+            let timings = pool.install(|| {
+                with_conv_backend(conv, || time_interleaved(&models, batch, protocol, device))
+            })?;
             Ok(BatchLatency {
                 batch,
                 unpruned: timings[0],

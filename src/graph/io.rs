@@ -10,7 +10,7 @@ use safetensors::SafeTensors;
 use super::ir::Graph;
 use super::params::Params;
 use super::GraphError;
-use crate::atomic_file;
+use crate::util::atomic_file;
 
 /// Saves `graph` as `<stem>.json` and its tensors as `<stem>.safetensors` (with `metadata` in
 /// its header). The pair loads back with [`load_model`] without the experiment that made it.

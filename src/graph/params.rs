@@ -8,9 +8,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-use super::batch_norm::ChannelStats;
 use super::ir::{Graph, Init, ParamRole, ParamSpec};
 use super::GraphError;
+use crate::kernels::batch_norm::ChannelStats;
 
 /// All tensors of one graph, keyed by PyTorch name (`layer1.0.bn1.running_var`).
 #[derive(Debug, Clone)]

@@ -3,6 +3,8 @@
 //! Input channels, input size and class count come from the dataset, so the same names build
 //! a 1×28×28 Fashion-MNIST network or a 3×32×32 CIFAR one.
 
+#![forbid(unsafe_code)]
+
 mod mobilenet;
 mod resnet;
 mod vgg;

@@ -5,6 +5,8 @@
 //! says (a sweep at an accuracy floor or drop, a one-shot schedule at its target). Plans are
 //! cumulative, in the original network's channel indices.
 
+#![forbid(unsafe_code)]
+
 mod log;
 mod order;
 mod results;

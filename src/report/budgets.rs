@@ -11,8 +11,8 @@ use polars::prelude::*;
 use super::text::{latex_escape, latex_table, markdown_table};
 use super::{write_csv, ReportError};
 use crate::config::PruneSchedule;
-use crate::eval::{spearman, Study};
 use crate::prune::{Point, PruneResults, Variant};
+use crate::stats::{spearman, Study};
 
 /// Most steps shown per coupled setting.
 const ROWS: usize = 12;
@@ -166,7 +166,7 @@ pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Resul
         criteria.len()
     );
     let write = |file: &str, text: String| {
-        crate::atomic_file::write(&dir.join(file), text.as_bytes()).map_err(|e| ReportError {
+        crate::util::atomic_file::write(&dir.join(file), text.as_bytes()).map_err(|e| ReportError {
             path: dir.join(file),
             message: e.to_string(),
         })

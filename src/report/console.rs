@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 
+use crate::bench::{BenchRow, CriterionTiming, OrderAgreement};
+use crate::commands::inspect::Inspection;
+use crate::commands::latency::LatencyReport;
 use crate::eval::Timing;
-use crate::eval::{BenchRow, CriterionTiming, OrderAgreement};
-use crate::inspect::Inspection;
-use crate::latency::LatencyReport;
 
 pub fn bench_header(batch: usize) -> String {
     format!(
@@ -171,7 +171,7 @@ pub fn criteria_timings(timings: &[CriterionTiming], agreement: Option<&OrderAgr
 }
 
 /// The two oracles' times per DFC, their ratio and their largest difference.
-pub fn oracle_comparison(c: &crate::eval::OracleComparison) -> String {
+pub fn oracle_comparison(c: &crate::bench::OracleComparison) -> String {
     let mut out = format!(
         "oracle on {} images: suffix runs with tiles of {} channels against a full forward pass per channel\n{:<28} {:>8} {:>10} {:>10} {:>8} {:>12}",
         c.images, c.tile, "DFC", "channels", "fast s", "naive s", "speedup", "largest |Δ|"

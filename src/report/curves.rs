@@ -25,7 +25,7 @@ pub fn training_curves(
         message,
     };
     // The bitmap backend encodes by the file's extension, so it draws into a temporary `.png`.
-    crate::atomic_file::write_with(&png, |temporary| {
+    crate::util::atomic_file::write_with(&png, |temporary| {
         draw(
             &BitMapBackend::new(temporary, SIZE).into_drawing_area(),
             history,
@@ -41,7 +41,8 @@ pub fn training_curves(
         title,
     )
     .map_err(|e| fail(&svg, e))?;
-    crate::atomic_file::write(&svg, text.as_bytes()).map_err(|e| fail(&svg, e.to_string()))?;
+    crate::util::atomic_file::write(&svg, text.as_bytes())
+        .map_err(|e| fail(&svg, e.to_string()))?;
     Ok(())
 }
 

@@ -24,7 +24,7 @@ pub(super) fn write_figure(figure: &impl Figure, stem: &Path) -> Result<(), Repo
         message,
     };
     // The bitmap backend encodes by the file's extension, so it draws into a temporary `.png`.
-    crate::atomic_file::write_with(&png, |temporary| {
+    crate::util::atomic_file::write_with(&png, |temporary| {
         let area = BitMapBackend::new(temporary, figure.size()).into_drawing_area();
         figure.draw(&area).map_err(std::io::Error::other)
     })
@@ -33,5 +33,5 @@ pub(super) fn write_figure(figure: &impl Figure, stem: &Path) -> Result<(), Repo
     figure
         .draw(&SVGBackend::with_string(&mut text, figure.size()).into_drawing_area())
         .map_err(|e| fail(&svg, e))?;
-    crate::atomic_file::write(&svg, text.as_bytes()).map_err(|e| fail(&svg, e.to_string()))
+    crate::util::atomic_file::write(&svg, text.as_bytes()).map_err(|e| fail(&svg, e.to_string()))
 }

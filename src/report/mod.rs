@@ -1,5 +1,7 @@
 //! Result tables (polars) and figures (plotters).
 
+#![forbid(unsafe_code)]
+
 mod budgets;
 pub mod console;
 mod curves;

@@ -24,7 +24,7 @@ pub fn write_prune(results: &PruneResults, dir: &Path) -> Result<(), ReportError
         message,
     };
     let write = |file: &str, text: &str| {
-        crate::atomic_file::write(&dir.join(file), text.as_bytes())
+        crate::util::atomic_file::write(&dir.join(file), text.as_bytes())
             .map_err(|e| fail(file, e.to_string()))
     };
     let json =

@@ -48,7 +48,7 @@ fn stamp_tables(done: &Regenerated, stamp: &str) -> Result<(), ReportError> {
             let Ok(text) = std::fs::read_to_string(&path) else {
                 continue;
             };
-            crate::atomic_file::write(&path, (line + &text).as_bytes()).map_err(|e| {
+            crate::util::atomic_file::write(&path, (line + &text).as_bytes()).map_err(|e| {
                 ReportError {
                     path: path.clone(),
                     message: e.to_string(),

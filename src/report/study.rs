@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::study_figures::{heatmap, per_dfc_bars, rank_scatter};
 use super::text::latex_escape;
 use super::{write_csv, write_parquet, ReportError};
-use crate::eval::{Estimate, Scoring, Study};
+use crate::stats::{Estimate, Scoring, Study};
 
 /// The table's three rows: label, long-form name, the row's Spearman estimate and Kendall τ-b.
 const ROWS: [(&str, &str); 3] = [
@@ -19,7 +19,7 @@ const ROWS: [(&str, &str); 3] = [
     ("(w/ ℓ2-norm)", "all_layers_l2"),
 ];
 
-fn row_values(row: &crate::eval::CriterionRow) -> [(Estimate, f64); 3] {
+fn row_values(row: &crate::stats::CriterionRow) -> [(Estimate, f64); 3] {
     [
         (row.per_layer, row.kendall_per_layer),
         (row.all_layers, row.kendall_all_layers),
@@ -66,7 +66,7 @@ pub fn write_study(
     let json =
         serde_json::to_string_pretty(study).map_err(|e| fail("study.json", e.to_string()))?;
     let write = |file: &str, text: &str| {
-        crate::atomic_file::write(&dir.join(file), text.as_bytes())
+        crate::util::atomic_file::write(&dir.join(file), text.as_bytes())
             .map_err(|e| fail(file, e.to_string()))
     };
     write("study.json", &(json + "\n"))?;

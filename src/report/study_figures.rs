@@ -9,7 +9,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::figure::{write_figure, Figure};
 use super::ReportError;
-use crate::eval::{average_ranks, Scoring, Study};
+use crate::stats::{average_ranks, Scoring, Study};
 
 fn font(size: u32) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&BLACK)

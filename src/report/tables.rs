@@ -5,7 +5,7 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::ReportError;
-use crate::latency::LayerTime;
+use crate::commands::latency::LayerTime;
 use crate::train::EpochMetrics;
 
 /// Writes `history` to `path` (one row per epoch, accuracies in [0, 1]), atomically. Only
@@ -68,7 +68,7 @@ pub fn write_csv(table: &mut DataFrame, path: &Path) -> Result<(), ReportError> 
     CsvWriter::new(&mut bytes)
         .finish(table)
         .map_err(|e| failure(path, e))?;
-    crate::atomic_file::write(path, &bytes).map_err(|e| failure(path, e))
+    crate::util::atomic_file::write(path, &bytes).map_err(|e| failure(path, e))
 }
 
 /// Writes `table` as Parquet to `path`, atomically.
@@ -77,5 +77,5 @@ pub fn write_parquet(table: &mut DataFrame, path: &Path) -> Result<(), ReportErr
     ParquetWriter::new(&mut bytes)
         .finish(table)
         .map_err(|e| failure(path, e))?;
-    crate::atomic_file::write(path, &bytes).map_err(|e| failure(path, e))
+    crate::util::atomic_file::write(path, &bytes).map_err(|e| failure(path, e))
 }

@@ -5,6 +5,8 @@
 //! with the configured [`Reduction`] (DFPC sums). One file per criterion, all behind
 //! [`Criterion`].
 
+#![forbid(unsafe_code)]
+
 mod activation;
 mod bn_scale;
 mod dfpc;

@@ -17,9 +17,8 @@ use candle_core::{DType, Tensor};
 
 use super::SaliencyError;
 use crate::data::Batch;
-use crate::graph::{
-    run, BatchNormStats, Coupling, Gates, Graph, GraphError, Live, Mode, Params, Tap,
-};
+use crate::exec::{run, BatchNormStats, Gates, Live, Mode, Tap};
+use crate::graph::{Coupling, Graph, GraphError, Params};
 
 /// The distinct nodes `dfc`'s consumers read, in graph order.
 pub fn observation_nodes(graph: &Graph, dfc: &Coupling) -> Vec<usize> {

@@ -14,7 +14,8 @@ use candle_core::{DType, Tensor, D};
 
 use super::SaliencyError;
 use crate::data::Batch;
-use crate::graph::{run, ChannelMask, Coupling, Graph, Live, Mode, NoTap, Params, Tap};
+use crate::exec::{run, ChannelMask, Live, Mode, NoTap, Tap};
+use crate::graph::{Coupling, Graph, Params};
 
 /// How the oracle runs the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,7 @@ pub fn clean_losses(
     batches
         .iter()
         .map(|b| {
-            let logits = crate::graph::forward(graph, params, &b.images, Mode::EVAL)?.output;
+            let logits = crate::exec::forward(graph, params, &b.images, Mode::EVAL)?.output;
             summed(&example_losses(&logits, &b.labels)?)
         })
         .collect()

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use super::{EpochMetrics, TrainError};
-use crate::fingerprint::Fingerprint;
 use crate::graph::{read_safetensors, write_safetensors, Graph};
+use crate::stages::fingerprint::Fingerprint;
 
 const FORMAT: &str = "prunelab-checkpoint-2";
 const MODEL: &str = "model.";

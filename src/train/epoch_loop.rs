@@ -11,8 +11,8 @@ use super::{Checkpoint, EpochMetrics, Schedule, Sgd, SgdConfig, TrainError};
 use crate::config::TrainConfig;
 use crate::data::{epoch_rng, shuffled, Augment, Batcher, Dataset, Normalizer};
 use crate::eval::evaluate;
-use crate::fingerprint::Fingerprint;
 use crate::graph::{non_finite, Graph, Params};
+use crate::stages::fingerprint::Fingerprint;
 
 /// Everything the loop reads but does not change.
 pub struct Trainer<'a> {
@@ -104,7 +104,7 @@ impl Trainer<'_> {
                 settings: self.settings.clone(),
             };
             checkpoint.save(&self.checkpoint)?;
-            crate::fault::crash_point("after-checkpoint", epoch + 1);
+            crate::util::fault::crash_point("after-checkpoint", epoch + 1);
             after_epoch(&state.history).map_err(|source| TrainError::AfterEpoch {
                 epoch: epoch + 1,
                 source,

@@ -1,5 +1,7 @@
 //! Training: SGD, learning-rate schedules, the epoch loop, checkpoints.
 
+#![forbid(unsafe_code)]
+
 mod checkpoint;
 mod epoch_loop;
 mod progress;

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use candle_core::Tensor;
 
-use crate::graph::{Gradients, Params};
+use crate::exec::Gradients;
+use crate::graph::Params;
 
 /// The optimizer's settings (learning rate excluded: the schedule gives it per epoch).
 #[derive(Debug, Clone, Copy, PartialEq)]

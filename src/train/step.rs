@@ -6,9 +6,8 @@ use candle_nn::loss::cross_entropy;
 use super::{Sgd, TrainError};
 use crate::data::Batch;
 use crate::eval::count_correct;
-use crate::graph::{
-    forward, forward_for_backward, Forward, Gradients, Graph, GraphError, Mode, Params,
-};
+use crate::exec::{forward, forward_for_backward, Forward, Gradients, Mode};
+use crate::graph::{Graph, GraphError, Params};
 
 /// What one step saw (before its update).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,7 +42,7 @@ pub fn train_step(
 /// Which backward pass computes a step's gradients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backprop {
-    /// The executor's own ([`crate::graph::Tape`]): it frees each value as soon as the
+    /// The executor's own ([`crate::exec::Tape`]): it frees each value as soon as the
     /// gradients behind it are out. The CPU's.
     Executor,
     /// candle's autograd over the whole forward pass: other devices', where it runs their own

@@ -1,0 +1,75 @@
+//! `prunelab bench`: training and inference throughput with peak memory on random inputs, or
+//! (`--criteria`) the data-free criteria's scoring time.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::bench::{bench_criteria, bench_model, BenchBudget};
+use crate::cli::BenchArgs;
+use crate::kernels::with_conv_backend;
+use crate::report::console;
+use crate::util::atomic_file;
+use crate::util::threads::{on_worker, set_threads};
+use crate::Error;
+
+pub fn command(args: &BenchArgs) -> Result<(), Error> {
+    // Everything is checked before the first measurement.
+    if let Some(parent) = args.json.as_deref().and_then(Path::parent) {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            return Err(Error::Input(format!(
+                "--json: the folder {} does not exist",
+                parent.display()
+            )));
+        }
+    }
+    let (batch, size) = (args.batch as usize, args.size as usize);
+    for model in &args.models {
+        crate::models::build(model, 3, size, 10)
+            .map_err(|e| Error::Input(format!("--size {size}: {model}: {e}")))?;
+    }
+    if let Some(n) = args.threads {
+        set_threads(n);
+    }
+    if !args.criteria.is_empty() {
+        return criteria(args, size);
+    }
+    let budget = BenchBudget {
+        warmup: args.warmup as usize,
+        min_runs: args.min_runs as usize,
+        min_time: Duration::from_secs_f64(args.seconds),
+        ..BenchBudget::default()
+    };
+    println!("{}", console::bench_header(batch));
+    let mut rows = Vec::new();
+    for model in &args.models {
+        let conv = args.conv.into();
+        let row =
+            on_worker(|| with_conv_backend(conv, || bench_model(model, size, batch, budget)))?;
+        println!("{}", console::bench_line(&row));
+        rows.push(row);
+    }
+    write_json(args.json.as_deref(), &rows)
+}
+
+fn criteria(args: &BenchArgs, size: usize) -> Result<(), Error> {
+    let mut rows = Vec::new();
+    for model in &args.models {
+        let (timings, agreement) =
+            on_worker(|| bench_criteria(model, size, 10, &args.criteria, args.min_runs as usize))
+                .map_err(|e| Error::Saliency(e.to_string()))?;
+        println!(
+            "{}",
+            console::criteria_timings(&timings, agreement.as_ref())
+        );
+        rows.push(serde_json::json!({ "timings": timings, "dfpc_orders": agreement }));
+    }
+    write_json(args.json.as_deref(), &rows)
+}
+
+/// The rows as JSON, written atomically, when `--json` names a file.
+fn write_json(path: Option<&Path>, rows: &impl serde::Serialize) -> Result<(), Error> {
+    match path {
+        Some(path) => atomic_file::write_json(path, rows),
+        None => Ok(()),
+    }
+}

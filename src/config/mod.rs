@@ -1,0 +1,224 @@
+//! The experiment schema: one TOML file → one typed [`Experiment`].
+//!
+//! Every key is defined once, here, with its doc comment and its default; the README's TOML
+//! reference repeats these. Parsing (`Experiment::parse`) touches no files besides the TOML
+//! itself, so `--dry-run` works without the dataset. Unknown keys are rejected with a
+//! "did you mean" hint, and every error names the file, line, column and key path.
+
+#![forbid(unsafe_code)]
+
+mod data;
+mod latency;
+mod locate;
+mod model;
+mod prune;
+mod saliency;
+mod study;
+mod train;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use data::{
+    DataConfig, DatasetKind, Normalization, NormalizationPreset, PerChannel, SubsetMode,
+    SyntheticConfig,
+};
+pub use latency::LatencyConfig;
+pub use locate::{ConfigError, ConfigErrors};
+pub use model::ModelConfig;
+pub use prune::{FineTune, PruneConfig, PruneSchedule, Target, TargetConfig};
+pub use saliency::{CriterionName, Reduction, SaliencyConfig};
+pub use study::{CorrelationConfig, ImageRequest, ImageSet, OracleConfig, SplitChoice};
+pub use train::{ScheduleKind, TrainConfig};
+
+/// Most worker threads accepted (from the file or the command line).
+pub const MAX_THREADS: usize = 1024;
+/// Longest run name: it becomes a folder name.
+const MAX_NAME: usize = 100;
+/// Most images in one batch (training, evaluation or latency timing).
+pub(crate) const MAX_BATCH: usize = 65_536;
+/// Largest generated dataset, in bytes of pixels.
+pub(crate) const MAX_SYNTHETIC_BYTES: usize = 4 << 30;
+
+/// A whole experiment file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Name of the run; outputs go to `results/<name>/`. Default: the file name without `.toml`.
+    pub name: Option<String>,
+    /// Seed of every random choice: initialisation, shuffling, augmentation. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// `"cpu"`, `"cuda"` (needs a build with `--features cuda`) or `"auto"` (cuda when present).
+    #[serde(default)]
+    pub device: DeviceChoice,
+    /// Worker threads for tensor kernels. Default: every core. `--threads` overrides it.
+    pub threads: Option<usize>,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub latency: LatencyConfig,
+    #[serde(default)]
+    pub saliency: SaliencyConfig,
+    /// `[oracle]`: when present, the oracle and correlation stages run.
+    pub oracle: Option<OracleConfig>,
+    /// `[correlation]`: how criteria are compared with the oracle; needs `[oracle]`.
+    pub correlation: Option<CorrelationConfig>,
+    /// `[prune]`: when present, the pruning stage runs.
+    pub prune: Option<PruneConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    #[default]
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+impl Experiment {
+    /// Reads and validates an experiment file. Touches no other file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single(path, format!("cannot read the experiment file: {e}"))
+        })?;
+        Self::parse(path, &source)
+    }
+
+    /// Parses and validates `source`; `path` only labels the errors and names the default run.
+    pub fn parse(path: &Path, source: &str) -> Result<Self, ConfigErrors> {
+        let mut experiment: Experiment =
+            toml::from_str(source).map_err(|e| locate::from_toml_error(path, source, &e))?;
+        if experiment.name.is_none() {
+            experiment.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        let problems = experiment.problems();
+        if problems.is_empty() {
+            Ok(experiment)
+        } else {
+            Err(locate::from_problems(path, source, problems))
+        }
+    }
+
+    /// The run's name (validated: letters, digits, `-`, `_`, `.`).
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("experiment")
+    }
+
+    /// The synthetic dataset's sizes (defaults when `[data.synthetic]` is absent).
+    pub fn synthetic(&self) -> SyntheticConfig {
+        self.data.synthetic.unwrap_or_default()
+    }
+
+    /// Threads for the tensor kernels: `--threads` (`flag`), else `threads`; `None` leaves
+    /// every core to them.
+    pub fn kernel_threads(&self, flag: Option<usize>) -> Option<usize> {
+        flag.or(self.threads)
+    }
+
+    /// Threads that time latency: `--threads` (`flag`), else `[latency] threads`, else
+    /// `threads`, else every core.
+    pub fn latency_threads(&self, flag: Option<usize>) -> usize {
+        flag.or(self.latency.threads)
+            .or(self.threads)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// The correlation study's settings: present whenever the oracle is.
+    pub fn correlation(&self) -> Option<CorrelationConfig> {
+        self.oracle.map(|_| self.correlation.unwrap_or_default())
+    }
+
+    /// Every rule the types alone cannot express, as (key path, message) pairs.
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut fail = |key: &str, msg: String| out.push((key.to_string(), msg));
+        let name = self.name();
+        if name.len() > MAX_NAME {
+            fail(
+                "name",
+                format!("must be at most {MAX_NAME} characters (got {})", name.len()),
+            );
+        } else if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            fail(
+                "name",
+                format!("must be letters, digits, '-', '_' or '.', not starting with '.' (got {name:?})"),
+            );
+        }
+        for (key, threads) in [
+            ("threads", self.threads),
+            ("latency.threads", self.latency.threads),
+        ] {
+            if let Some(n) = threads.filter(|n| !(1..=MAX_THREADS).contains(n)) {
+                fail(key, format!("must be in 1..={MAX_THREADS} (got {n})"));
+            }
+        }
+        if self.device == DeviceChoice::Cuda && !cfg!(feature = "cuda") {
+            fail(
+                "device",
+                "\"cuda\" needs a build with CUDA: `cargo build --release --features cuda` (see README), or use device = \"cpu\"".into(),
+            );
+        }
+        self.data.problems(&mut fail);
+        if crate::models::ARCHITECTURES.contains(&self.model.arch.as_str()) {
+            // Building the graph is pure computation; it catches inputs too small for the model.
+            let info = self.data.info(self.synthetic());
+            if let Err(crate::graph::GraphError::Invalid(why)) =
+                crate::models::build(&self.model.arch, info.channels, info.size, info.classes)
+            {
+                fail("model.arch", format!("does not fit the data: {why}"));
+            }
+        } else {
+            let hint = locate::did_you_mean(&self.model.arch, crate::models::ARCHITECTURES);
+            let known = crate::models::ARCHITECTURES.join(", ");
+            fail(
+                "model.arch",
+                format!(
+                    "unknown architecture {:?} (known: {known}){hint}",
+                    self.model.arch
+                ),
+            );
+        }
+        self.train.problems(self.model.weights.is_some(), &mut fail);
+        self.latency.problems(&mut fail);
+        self.saliency.problems(&mut fail);
+        if let Some(oracle) = &self.oracle {
+            oracle.problems(&mut fail);
+        }
+        let images = [
+            Some(("saliency.images.split", self.saliency.images)),
+            self.oracle.map(|o| ("oracle.images.split", o.images)),
+        ];
+        for (key, set) in images.into_iter().flatten() {
+            if set.split == SplitChoice::Validation && self.data.validation == 0 {
+                fail(
+                    key,
+                    "the validation split is empty: hold training images out with [data] validation".into(),
+                );
+            }
+        }
+        if let Some(prune) = &self.prune {
+            let info = self.data.info(self.synthetic());
+            prune.problems(&self.saliency.criteria, &info, &mut fail);
+        }
+        if let Some(correlation) = &self.correlation {
+            correlation.problems(&mut fail);
+            if self.oracle.is_none() {
+                fail(
+                    "correlation",
+                    "compares criteria with the oracle: add an [oracle] section".into(),
+                );
+            }
+        }
+        out
+    }
+}

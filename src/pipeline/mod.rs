@@ -1,0 +1,238 @@
+//! The pipeline: the only place that knows the order of the stages.
+//!
+//! The stages run in this order: `model` (train, resume or load the network) → `scores` (every
+//! configured saliency criterion) → `oracle` → `correlation` (the two with `[oracle]`) →
+//! `prune` (with `[prune]`) → `budgets` (with both). Each writes under
+//! `results/<name>/<stage>/` and records what it was made from and what it wrote
+//! ([`crate::stages::record`]); a rerun skips the stages whose record matches and whose outputs
+//! are intact.
+//!
+//! [`Plan::new`] resolves a validated [`crate::Experiment`] without touching any file;
+//! [`prepare`] then checks every input the run will read (the device, the weights file, the
+//! data, an existing checkpoint and whether it was made from these settings) and where every
+//! stage stands, without writing anything, which is all `--dry-run` does; [`run`] takes the run
+//! folder's lock and runs the stages that are not finished.
+
+#![forbid(unsafe_code)]
+
+mod cost;
+mod describe;
+mod summary;
+
+use candle_core::Device;
+
+pub use cost::{OracleCost, PruneCost};
+pub use summary::Summary;
+
+use crate::data::Dataset;
+use crate::saliency;
+use crate::stages::budgets::BudgetsStage;
+use crate::stages::correlation::CorrelationStage;
+use crate::stages::model::{model_stage, Start};
+use crate::stages::model_source::check_is_file;
+use crate::stages::oracle::OracleStage;
+use crate::stages::prune::PruneStage;
+use crate::stages::record::{self, Stage, Status};
+use crate::stages::scores::ScoresStage;
+use crate::stages::{device, reuse_or_run, Context, Fingerprints, Plan};
+use crate::train::checkpoint_path;
+use crate::util::run_lock::RunLock;
+use crate::Error;
+
+/// Run-time choices that are not part of the experiment.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Ignore (and overwrite) an existing checkpoint.
+    pub fresh: bool,
+    /// `--threads`: overrides the file's thread counts.
+    pub threads: Option<usize>,
+    /// `--dry-run`: read what is there, fetch nothing (a missing CIFAR folder is not downloaded).
+    pub dry_run: bool,
+}
+
+/// Everything a run reads, checked: what [`prepare`] returns and `--dry-run` describes.
+pub struct Prepared {
+    pub device: Device,
+    pub data: Dataset,
+    /// What every stage is made from.
+    pub made_from: Fingerprints,
+    pub start: Start,
+    /// Where each stage stands. The model's is what decided `start`; a stage absent from
+    /// the experiment has none.
+    pub model: Status,
+    pub scores: Status,
+    /// With what the oracle would cost (unless it finished earlier).
+    pub oracle: Option<(Status, Option<OracleCost>)>,
+    pub correlation: Option<Status>,
+    /// With what its steps cost (unless it finished earlier).
+    pub prune: Option<(Status, Option<PruneCost>)>,
+    pub budgets: Option<Status>,
+    /// Threads that time latency ([`crate::Experiment::latency_threads`]).
+    pub latency_threads: usize,
+}
+
+/// Checks everything the run will read, writing nothing but a dataset it downloads (never on a
+/// dry run): the device, the data, the weights file, and an existing checkpoint (which must
+/// have been made from the same settings, unless `fresh`).
+pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
+    let e = &plan.experiment;
+    let run_dir = &plan.out_dir;
+    if let Some(file) = run_dir.ancestors().find(|p| p.is_file()) {
+        return Err(Error::Input(format!(
+            "--results: cannot create the run folder {}: {} is a file",
+            run_dir.display(),
+            file.display()
+        )));
+    }
+    let device = device(e.device)?;
+    let data = if options.dry_run {
+        e.data.read(e.synthetic(), e.seed)?
+    } else {
+        e.data.load(e.synthetic(), e.seed)?
+    };
+    if saliency::needs_of(&e.saliency.criteria).activations {
+        data.image_count(e.saliency.image_request())?;
+    }
+    if let Some(path) = &e.model.weights {
+        check_is_file(path, "model.weights")?;
+    }
+    let made_from = Fingerprints::of(e, &data)?;
+    let checkpoint = checkpoint_path(&Stage::Model.dir(run_dir));
+    // Runs from before stage folders kept their checkpoint in the run folder itself: starting
+    // over beside it would silently drop the epochs it holds.
+    let unmoved = checkpoint_path(run_dir);
+    if unmoved.exists() && !checkpoint.exists() && !options.fresh {
+        return Err(Error::Resume(format!(
+            "{} is where earlier versions kept the checkpoint; move it to {} to resume, or run with --fresh to start over",
+            unmoved.display(),
+            checkpoint.display()
+        )));
+    }
+    let model = record::status(run_dir, Stage::Model, &made_from.model);
+    let start =
+        crate::stages::model::start(plan, &made_from.model, &model, &device, options.fresh)?;
+    let status = |stage, fingerprint: &Option<_>| {
+        fingerprint
+            .as_ref()
+            .map(|f| record::status(run_dir, stage, f))
+    };
+    let oracle = match (&e.oracle, status(Stage::Oracle, &made_from.oracle)) {
+        (Some(config), Some(status)) => {
+            let images = data.image_count(config.image_request())?;
+            let cost = unless_done(&status, || cost::oracle_cost(plan, config, images, &device))?;
+            Some((status, cost))
+        }
+        _ => None,
+    };
+    let prune = match (&e.prune, status(Stage::Prune, &made_from.prune)) {
+        (Some(config), Some(status)) => {
+            let cost = unless_done(&status, || cost::prune_cost(plan, config, &data, &device))?;
+            Some((status, cost))
+        }
+        _ => None,
+    };
+    Ok(Prepared {
+        scores: record::status(run_dir, Stage::Scores, &made_from.scores),
+        correlation: status(Stage::Correlation, &made_from.correlation),
+        budgets: status(Stage::Budgets, &made_from.budgets),
+        latency_threads: e.latency_threads(options.threads),
+        device,
+        data,
+        made_from,
+        start,
+        model,
+        oracle,
+        prune,
+    })
+}
+
+/// `measure()`, unless the stage finished earlier and will not run (nor its cost be shown).
+fn unless_done<T>(
+    status: &Status,
+    measure: impl FnOnce() -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
+    match status {
+        Status::Done(_) => Ok(None),
+        _ => measure().map(Some),
+    }
+}
+
+/// Runs the plan end to end: the stages that are not finished.
+pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
+    let started = std::time::Instant::now();
+    let run_dir = &plan.out_dir;
+    let _lock = RunLock::acquire(run_dir)?;
+    let Prepared {
+        device,
+        data,
+        made_from,
+        start,
+        latency_threads,
+        ..
+    } = prepared;
+    let context = Context {
+        plan,
+        data: &data,
+        device: &device,
+        made_from: &made_from,
+        latency_threads,
+    };
+    let (params, model) = model_stage(&context, start)?;
+    let graph = &plan.graph;
+    let scores = ScoresStage {
+        plan,
+        graph,
+        params: &params,
+        data: Some(&data),
+    };
+    let scores = reuse_or_run(&scores, run_dir, &made_from.scores)?;
+    let e = &plan.experiment;
+    let (oracle, correlation) = match (&e.oracle, e.correlation()) {
+        (Some(config), Some(c)) => {
+            let oracle_made_from = made_from.oracle.as_ref().expect("[oracle] is set");
+            let stage = OracleStage {
+                plan,
+                config,
+                graph,
+                params: &params,
+                data: &data,
+                made_from: oracle_made_from,
+            };
+            let (result, outcome) = reuse_or_run(&stage, run_dir, oracle_made_from)?;
+            let stage = CorrelationStage {
+                plan,
+                config: &c,
+                graph,
+                params: &params,
+                oracle: &result,
+            };
+            let correlation_made_from = made_from.correlation.as_ref().expect("[oracle] is set");
+            let compared = reuse_or_run(&stage, run_dir, correlation_made_from)?;
+            (Some(outcome), Some(compared))
+        }
+        _ => (None, None),
+    };
+    let prune = match (&e.prune, &made_from.prune) {
+        (Some(config), Some(prune_made_from)) => {
+            let stage = PruneStage {
+                context: &context,
+                config,
+                params: &params,
+            };
+            Some(reuse_or_run(&stage, run_dir, prune_made_from)?)
+        }
+        _ => None,
+    };
+    if let Some(budgets_made_from) = &made_from.budgets {
+        reuse_or_run(&BudgetsStage { run_dir }, run_dir, budgets_made_from)?;
+    }
+    Ok(Summary {
+        model,
+        scores,
+        oracle,
+        correlation,
+        prune,
+        out_dir: run_dir.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

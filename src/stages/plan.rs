@@ -1,0 +1,49 @@
+//! An experiment resolved into what will run: its dataset's shape, its network as a graph and
+//! its run folder, with the device it names. Built without touching any file.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+
+use crate::config::{DeviceChoice, Experiment};
+use crate::data::DatasetInfo;
+use crate::graph::Graph;
+use crate::Error;
+
+/// A validated experiment resolved into what will run.
+pub struct Plan {
+    pub experiment: Experiment,
+    pub dataset: DatasetInfo,
+    pub graph: Graph,
+    pub out_dir: PathBuf,
+}
+
+impl Plan {
+    pub fn new(experiment: Experiment, results_root: &Path) -> Result<Self, Error> {
+        let dataset = experiment.data.info(experiment.synthetic());
+        let graph = crate::models::build(
+            &experiment.model.arch,
+            dataset.channels,
+            dataset.size,
+            dataset.classes,
+        )?;
+        let out_dir = results_root.join(experiment.name());
+        Ok(Self {
+            experiment,
+            dataset,
+            graph,
+            out_dir,
+        })
+    }
+}
+
+/// The candle device `device` names; `"cuda"` without a usable GPU is refused.
+pub fn device(choice: DeviceChoice) -> Result<Device, Error> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
+        DeviceChoice::Cuda => Device::new_cuda(0).map_err(|e| {
+            Error::Device(format!("device: \"cuda\" is unavailable ({e}); use a machine with an NVIDIA driver, or device = \"cpu\""))
+        }),
+    }
+}

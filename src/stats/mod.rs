@@ -1,0 +1,15 @@
+//! Comparing scorings: rank correlation (Spearman, Kendall τ-b), per-layer ℓ2 normalisation,
+//! bootstrap intervals and the whole study against the oracle.
+
+#![forbid(unsafe_code)]
+
+mod correlation;
+mod ranks;
+
+pub use correlation::{
+    kendall_tau_b, l2_normalised, spearman, study, CriterionRow, DfcInfo, DfcRow, Estimate, Matrix,
+    NullDistribution, Scoring, Study, StudySettings,
+};
+pub use ranks::average_ranks;
+#[cfg(test)]
+pub(crate) use ranks::spearman as reference_spearman;

@@ -1,0 +1,9 @@
+//! What every floor uses: files written atomically, the run folder's lock, the worker threads,
+//! crash points for the resume tests, and the allocator that recycles large blocks.
+
+pub mod atomic_file;
+pub mod fault;
+#[cfg(target_os = "linux")]
+pub mod recycling;
+pub mod run_lock;
+pub mod threads;
