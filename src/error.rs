@@ -2,7 +2,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::{config, data, graph, report, train};
+use crate::{config, data, graph, train, util};
 
 /// Every failure the library reports.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +16,7 @@ pub enum Error {
     #[error(transparent)]
     Train(#[from] train::TrainError),
     #[error(transparent)]
-    Report(#[from] report::ReportError),
+    File(#[from] util::tables::FileError),
     /// An input the experiment or the command line names is missing or unusable (the message
     /// starts with the key or flag).
     #[error("{0}")]

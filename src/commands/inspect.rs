@@ -1,13 +1,13 @@
 //! `prunelab inspect`: the couplings (DFCs) and costs of an experiment's network, from its
 //! config alone (shapes come from the dataset kind; no data is read).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::config::Experiment;
 use crate::graph::{couplings, layer_costs, ActShape, LayerCost};
-use crate::report::console;
 use crate::stages::Plan;
 use crate::Error;
 
@@ -91,6 +91,47 @@ pub fn inspect(plan: &Plan) -> Result<Inspection, Error> {
 
 pub fn command(experiment: &Path, results: &Path) -> Result<(), Error> {
     let plan = Plan::new(Experiment::load(experiment)?, results)?;
-    println!("{}", console::coupling_table(&inspect(&plan)?));
+    println!("{}", coupling_table(&inspect(&plan)?));
     Ok(())
+}
+
+/// The DFC table and the totals. Long producer/consumer lists are shortened to their ends.
+fn coupling_table(i: &Inspection) -> String {
+    let list = |names: &[String]| match names.len() {
+        0..=3 => names.join(", "),
+        n => format!("{}, {} … {} ({n})", names[0], names[1], names[n - 1]),
+    };
+    let mut s = String::new();
+    let [c, h, w] = i.input;
+    let _ = writeln!(
+        s,
+        "{} ({}) on {c}×{h}×{w} inputs, {} classes\n",
+        i.name, i.arch, i.classes
+    );
+    let _ = writeln!(
+        s,
+        "| DFC | producers | consumers | channels | coupled |\n|---|---|---|---|---|"
+    );
+    for r in &i.couplings {
+        let coupled = if r.coupled { "yes" } else { "" };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {coupled} |",
+            r.index,
+            list(&r.producers),
+            list(&r.consumers),
+            r.channels
+        );
+    }
+    let _ = write!(
+        s,
+        "\n{} DFCs ({} coupled), {} prunable channels, {} parameters, {:.2} M MACs per image; written to {}",
+        i.dfcs,
+        i.coupled_dfcs,
+        i.prunable_channels,
+        i.parameters,
+        i.macs as f64 / 1e6,
+        i.json.display()
+    );
+    s
 }

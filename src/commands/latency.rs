@@ -9,8 +9,10 @@
 //! median latencies; the MAC ratio is reported beside it, never instead of it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
+use polars::prelude::*;
 use serde::Serialize;
 
 use crate::cli::LatencyArgs;
@@ -19,11 +21,11 @@ use crate::eval::{measure_speedup, node_times, BatchLatency, Model, Protocol, Ti
 use crate::graph::{
     couplings, fuse_for_inference, layer_costs, prune, save_model, ChannelPlan, Graph, Params,
 };
-use crate::report::console;
 use crate::stages::device;
 use crate::stages::model_source::model_of;
 use crate::stages::Plan;
 use crate::util::run_lock::RunLock;
+use crate::util::tables::{write_csv, FileError};
 use crate::Error;
 
 /// What the unpruned network is compared with.
@@ -216,7 +218,7 @@ pub fn latency(
     };
     let json_path = plan.out_dir.join("latency.json");
     crate::util::atomic_file::write_json(&json_path, &report)?;
-    crate::report::write_layer_times(&report.layers, &plan.out_dir.join("latency_layers.csv"))?;
+    write_layer_times(&report.layers, &plan.out_dir.join("latency_layers.csv"))?;
     Ok(report)
 }
 
@@ -281,6 +283,89 @@ pub fn command(args: &LatencyArgs) -> Result<(), Error> {
     };
     let plan = Plan::new(experiment, &run.results)?;
     let report = latency(&plan, pruning.as_ref(), threads)?;
-    println!("{}", console::latency_report(&report));
+    println!("{}", latency_report(&report));
     Ok(())
+}
+
+/// The latency comparison, the coupled-layer shares and the slowest nodes.
+fn latency_report(r: &LatencyReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} ({}), weights from {}; {} with {} threads; {} warm-up + {} timed passes per model, interleaved",
+        r.name, r.arch, r.weights, r.device, r.threads, r.warmup, r.repeats
+    );
+    if let Some(p) = &r.pruning {
+        let _ = writeln!(s, "pruned: {p}");
+    }
+    let _ = writeln!(
+        s,
+        "\n| model | parameters | MACs | prunable channels |\n|---|---|---|---|"
+    );
+    for m in &r.sizes {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} M | {} |",
+            m.model,
+            m.parameters,
+            m.macs as f64 / 1e6,
+            m.prunable_channels
+        );
+    }
+    let timing = |t: &Timing| format!("{:.2} [{:.2}, {:.2}]", t.median_ms, t.p25_ms, t.p75_ms);
+    let _ = writeln!(
+        s,
+        "\n| batch | unpruned ms, median [quartiles] | pruned ms | speedup (latency ratio) |\n|---|---|---|---|"
+    );
+    for b in &r.batches {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            b.batch,
+            timing(&b.unpruned),
+            b.pruned.as_ref().map_or("".into(), timing),
+            b.speedup.map_or("".into(), |x| format!("{x:.3}×"))
+        );
+    }
+    if let Some(ratio) = r.mac_ratio {
+        let _ = writeln!(s, "\nMAC ratio, pruned / unpruned: {ratio:.3}");
+    }
+    let _ = writeln!(
+        s,
+        "\nPer-layer breakdown: time in nodes whose input or output channels are coupled\n\
+         | model | batch | coupled ms / all ms | share | convs + linear: coupled share |\n|---|---|---|---|---|"
+    );
+    for c in &r.shares {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} / {:.2} | {:.1}% | {:.1}% |",
+            c.model,
+            c.batch,
+            c.coupled_ms,
+            c.total_ms,
+            100.0 * c.share,
+            100.0 * c.conv_linear_coupled_ms / c.conv_linear_total_ms
+        );
+    }
+    let _ = write!(
+        s,
+        "\nwritten to {}: latency.json, latency_layers.csv (every node's median time)",
+        r.out_dir.display()
+    );
+    s
+}
+
+/// Writes the per-layer latency breakdown to `path`, one row per (model, batch, node).
+fn write_layer_times(rows: &[LayerTime], path: &Path) -> Result<(), FileError> {
+    let mut table = df!(
+        "model" => rows.iter().map(|r| r.model).collect::<Vec<_>>(),
+        "batch" => rows.iter().map(|r| r.batch as u32).collect::<Vec<_>>(),
+        "node" => rows.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(),
+        "kind" => rows.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        "macs" => rows.iter().map(|r| r.macs).collect::<Vec<_>>(),
+        "coupled" => rows.iter().map(|r| r.coupled).collect::<Vec<_>>(),
+        "median_ms" => rows.iter().map(|r| r.median_ms).collect::<Vec<_>>(),
+    )
+    .map_err(|e| FileError::new(path, e))?;
+    write_csv(&mut table, path)
 }

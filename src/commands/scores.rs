@@ -3,11 +3,11 @@
 
 use crate::cli::ExperimentArgs;
 use crate::saliency;
-use crate::stages::fingerprint::{file_digest, Fingerprint};
 use crate::stages::model_source::{model_of, ModelSource};
 use crate::stages::record::Stage;
 use crate::stages::scores::{ScoresOutcome, ScoresStage};
 use crate::stages::{reuse_or_run, Fingerprints, Plan};
+use crate::util::fingerprint::{file_digest, Fingerprint};
 use crate::util::run_lock::RunLock;
 use crate::util::threads::on_worker;
 use crate::Error;

@@ -9,10 +9,10 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::text::{latex_escape, latex_table, markdown_table};
-use super::{write_csv, ReportError};
 use crate::config::PruneSchedule;
 use crate::prune::{Point, PruneResults, Variant};
 use crate::stats::{spearman, Study};
+use crate::util::tables::{write_csv, FileError};
 
 /// Most steps shown per coupled setting.
 const ROWS: usize = 12;
@@ -116,7 +116,7 @@ fn budgets(criteria: &[(String, f64)], results: &PruneResults) -> Vec<Budget> {
 
 /// Writes `budgets.md`, `budgets.tex` and `budgets.csv` into `dir`, when the results hold a
 /// schedule of at least two criteria the study compared.
-pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Result<(), ReportError> {
+pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Result<(), FileError> {
     let criteria = criteria(study, results);
     let rows = budgets(&criteria, results);
     if rows.is_empty() {
@@ -166,7 +166,7 @@ pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Resul
         criteria.len()
     );
     let write = |file: &str, text: String| {
-        crate::util::atomic_file::write(&dir.join(file), text.as_bytes()).map_err(|e| ReportError {
+        crate::util::atomic_file::write(&dir.join(file), text.as_bytes()).map_err(|e| FileError {
             path: dir.join(file),
             message: e.to_string(),
         })
@@ -215,7 +215,7 @@ pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Resul
         "rho".into(),
         rows.iter().map(|b| b.rho).collect::<Vec<_>>(),
     ));
-    let mut table = DataFrame::new(rows.len(), columns).map_err(|e| ReportError {
+    let mut table = DataFrame::new(rows.len(), columns).map_err(|e| FileError {
         path: dir.join("budgets.csv"),
         message: e.to_string(),
     })?;

@@ -6,8 +6,8 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::ReportError;
 use crate::train::EpochMetrics;
+use crate::util::tables::FileError;
 
 const SIZE: (u32, u32) = (1200, 480);
 
@@ -16,11 +16,11 @@ pub fn training_curves(
     history: &[EpochMetrics],
     title: &str,
     stem: &Path,
-) -> Result<(), ReportError> {
+) -> Result<(), FileError> {
     register_fonts();
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
-    let fail = |path: &Path, message: String| ReportError {
+    let fail = |path: &Path, message: String| FileError {
         path: path.to_path_buf(),
         message,
     };

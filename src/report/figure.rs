@@ -6,7 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::curves::register_fonts;
-use super::ReportError;
+use crate::util::tables::FileError;
 
 /// A figure drawn the same way on every backend.
 pub(super) trait Figure {
@@ -16,10 +16,10 @@ pub(super) trait Figure {
 }
 
 /// Draws `figure` into `<stem>.png` and `<stem>.svg`, each written atomically.
-pub(super) fn write_figure(figure: &impl Figure, stem: &Path) -> Result<(), ReportError> {
+pub(super) fn write_figure(figure: &impl Figure, stem: &Path) -> Result<(), FileError> {
     register_fonts();
     let (png, svg) = (stem.with_extension("png"), stem.with_extension("svg"));
-    let fail = |path: &Path, message: String| ReportError {
+    let fail = |path: &Path, message: String| FileError {
         path: path.to_path_buf(),
         message,
     };

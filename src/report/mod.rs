@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 mod budgets;
-pub mod console;
 mod curves;
 mod figure;
 mod prune;
@@ -14,20 +13,9 @@ mod study_figures;
 mod tables;
 mod text;
 
-use std::path::PathBuf;
-
 pub use budgets::write_budgets;
 pub use curves::training_curves;
 pub use prune::{headline_markdown, read_prune, write_prune};
 pub use regenerate::{regenerate, Regenerated};
 pub use study::{read_study, rewrite_study, write_study};
-pub use tables::{
-    write_csv, write_layer_times, write_parquet, write_train_metrics, write_train_timing,
-};
-
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", path.display())]
-pub struct ReportError {
-    pub path: PathBuf,
-    pub message: String,
-}
+pub use tables::{write_train_metrics, write_train_timing};

@@ -11,15 +11,15 @@ use polars::prelude::*;
 
 use super::prune_figures::accuracy_figures;
 use super::text::{latex_escape, markdown_table};
-use super::{write_csv, write_parquet, ReportError};
 use crate::prune::{Point, PruneResults, Variant, SCHEMA};
+use crate::util::tables::{write_csv, write_parquet, FileError};
 
 /// Writes, atomically, into `dir`: `results.json`; `points.csv`/`.parquet` (every step of
 /// every variant); `headline.md`, `headline.tex`, `headline.csv`/`.parquet` (per variant and
 /// accuracy drop, or the one-shot choice); `accuracy_speedup` and `accuracy_macs` as PNG and
 /// SVG. The same results give byte-identical files.
-pub fn write_prune(results: &PruneResults, dir: &Path) -> Result<(), ReportError> {
-    let fail = |file: &str, message: String| ReportError {
+pub fn write_prune(results: &PruneResults, dir: &Path) -> Result<(), FileError> {
+    let fail = |file: &str, message: String| FileError {
         path: dir.join(file),
         message,
     };
@@ -45,9 +45,9 @@ pub fn write_prune(results: &PruneResults, dir: &Path) -> Result<(), ReportError
 }
 
 /// Reads back the `results.json` that [`write_prune`] wrote into `dir`.
-pub fn read_prune(dir: &Path) -> Result<PruneResults, ReportError> {
+pub fn read_prune(dir: &Path) -> Result<PruneResults, FileError> {
     let path = dir.join("results.json");
-    let fail = |message: String| ReportError {
+    let fail = |message: String| FileError {
         path: path.clone(),
         message,
     };

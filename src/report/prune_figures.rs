@@ -9,8 +9,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::figure::{write_figure, Figure};
-use super::ReportError;
 use crate::prune::{Point, PruneResults};
+use crate::util::tables::FileError;
 
 const SIZE: (u32, u32) = (900, 600);
 /// Points within this many accuracy points of a line's lowest are at its floor.
@@ -27,7 +27,7 @@ const COLOURS: [RGBColor; 8] = [
 ];
 
 /// Writes `accuracy_speedup` and `accuracy_macs` into `dir`.
-pub(super) fn accuracy_figures(results: &PruneResults, dir: &Path) -> Result<(), ReportError> {
+pub(super) fn accuracy_figures(results: &PruneResults, dir: &Path) -> Result<(), FileError> {
     let batch = largest_timed_batch(results);
     let speedup = AccuracyFigure {
         results,

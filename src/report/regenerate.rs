@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{read_prune, read_study, rewrite_study, write_budgets, write_prune, ReportError};
+use super::{read_prune, read_study, rewrite_study, write_budgets, write_prune};
+use crate::util::tables::FileError;
 
 /// What was written for one source folder.
 #[derive(Debug, Clone)]
@@ -22,7 +23,7 @@ pub fn regenerate(
     sources: &[PathBuf],
     out: &Path,
     stamp: Option<&str>,
-) -> Result<Vec<Regenerated>, ReportError> {
+) -> Result<Vec<Regenerated>, FileError> {
     sources
         .iter()
         .map(|s| {
@@ -38,7 +39,7 @@ pub fn regenerate(
 /// The text tables a report writes.
 const TABLES: [&str; 3] = ["table", "headline", "budgets"];
 
-fn stamp_tables(done: &Regenerated, stamp: &str) -> Result<(), ReportError> {
+fn stamp_tables(done: &Regenerated, stamp: &str) -> Result<(), FileError> {
     for stem in TABLES {
         for (extension, line) in [
             ("md", format!("{stamp}\n\n")),
@@ -49,7 +50,7 @@ fn stamp_tables(done: &Regenerated, stamp: &str) -> Result<(), ReportError> {
                 continue;
             };
             crate::util::atomic_file::write(&path, (line + &text).as_bytes()).map_err(|e| {
-                ReportError {
+                FileError {
                     path: path.clone(),
                     message: e.to_string(),
                 }
@@ -66,8 +67,8 @@ fn locate(dir: &Path, stage: &str, file: &str) -> Option<PathBuf> {
         .find(|d| d.join(file).is_file())
 }
 
-fn regenerate_one(source: &Path, out: &Path) -> Result<Regenerated, ReportError> {
-    let fail = |message: String| ReportError {
+fn regenerate_one(source: &Path, out: &Path) -> Result<Regenerated, FileError> {
+    let fail = |message: String| FileError {
         path: source.to_path_buf(),
         message,
     };
@@ -86,7 +87,7 @@ fn regenerate_one(source: &Path, out: &Path) -> Result<Regenerated, ReportError>
             "holds no stored results: neither correlation/study.json nor prune/results.json (nor study.json or results.json)".into(),
         ));
     }
-    std::fs::create_dir_all(&to).map_err(|e| ReportError {
+    std::fs::create_dir_all(&to).map_err(|e| FileError {
         path: to.clone(),
         message: e.to_string(),
     })?;

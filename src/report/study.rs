@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::study_figures::{heatmap, per_dfc_bars, rank_scatter};
 use super::text::latex_escape;
-use super::{write_csv, write_parquet, ReportError};
 use crate::stats::{Estimate, Scoring, Study};
+use crate::util::tables::{write_csv, write_parquet, FileError};
 
 /// The table's three rows: label, long-form name, the row's Spearman estimate and Kendall τ-b.
 const ROWS: [(&str, &str); 3] = [
@@ -51,8 +51,8 @@ pub fn write_study(
     reference: &Scoring,
     title: &str,
     dir: &Path,
-) -> Result<(), ReportError> {
-    let fail = |file: &str, message: String| ReportError {
+) -> Result<(), FileError> {
+    let fail = |file: &str, message: String| FileError {
         path: dir.join(file),
         message,
     };
@@ -130,10 +130,10 @@ impl NamedScoring {
 
 /// Writes the study found in `from` (`study.json` and `scorings.json`, as [`write_study`]
 /// wrote them) again into `to`.
-pub fn rewrite_study(from: &Path, to: &Path) -> Result<(), ReportError> {
+pub fn rewrite_study(from: &Path, to: &Path) -> Result<(), FileError> {
     let study = read_study(from)?;
     let path = from.join("scorings.json");
-    let fail = |message: String| ReportError {
+    let fail = |message: String| FileError {
         path: path.clone(),
         message,
     };
@@ -150,9 +150,9 @@ pub fn rewrite_study(from: &Path, to: &Path) -> Result<(), ReportError> {
 }
 
 /// Reads back the `study.json` that [`write_study`] wrote into `dir`.
-pub fn read_study(dir: &Path) -> Result<Study, ReportError> {
+pub fn read_study(dir: &Path) -> Result<Study, FileError> {
     let path = dir.join("study.json");
-    let fail = |message: String| ReportError {
+    let fail = |message: String| FileError {
         path: path.clone(),
         message,
     };

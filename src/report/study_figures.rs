@@ -8,8 +8,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::figure::{write_figure, Figure};
-use super::ReportError;
 use crate::stats::{average_ranks, Scoring, Study};
+use crate::util::tables::FileError;
 
 fn font(size: u32) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&BLACK)
@@ -134,7 +134,7 @@ impl Figure for Heatmap<'_> {
 }
 
 /// The criterion × criterion matrix as `<stem>.png`/`.svg`.
-pub(super) fn heatmap(study: &Study, title: &str, stem: &Path) -> Result<(), ReportError> {
+pub(super) fn heatmap(study: &Study, title: &str, stem: &Path) -> Result<(), FileError> {
     let names = study.matrix.names.iter().map(String::as_str);
     let label = (text_width(longest(names), 14) + 16).clamp(60, 320);
     write_figure(
@@ -244,7 +244,7 @@ impl Figure for Bars<'_> {
 }
 
 /// Per-DFC ρ against the reference: a group of bars per DFC, a bar per criterion.
-pub(super) fn per_dfc_bars(study: &Study, title: &str, stem: &Path) -> Result<(), ReportError> {
+pub(super) fn per_dfc_bars(study: &Study, title: &str, stem: &Path) -> Result<(), FileError> {
     let k = study.rows.len();
     let dfcs: Vec<(String, Vec<f64>)> = study
         .per_dfc
@@ -352,14 +352,14 @@ pub(super) fn rank_scatter(
     reference: &Scoring,
     title: &str,
     stem: &Path,
-) -> Result<(), ReportError> {
+) -> Result<(), FileError> {
     let reference_ranks = average_ranks(&reference.dfcs.concat());
     let channels = reference_ranks.len();
     let stride = channels.div_ceil(MAX_POINTS).max(1);
     let mut panels = Vec::with_capacity(scorings.len());
     for s in scorings {
         let Some(j) = study.matrix.names.iter().position(|n| n == s.name) else {
-            return Err(ReportError {
+            return Err(FileError {
                 path: stem.with_extension("png"),
                 message: format!("`{}` is not among the study's scorings", s.name),
             });

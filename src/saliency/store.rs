@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{CriterionScores, DfcScores};
 use crate::config::{CriterionName, Reduction};
 use crate::graph::{read_safetensors, write_safetensors, GraphError};
-use crate::report::{write_csv, write_parquet};
+use crate::util::tables::{write_csv, write_parquet};
 
 /// The format written in each file's metadata; a file of another format is not read.
 const FORMAT: &str = "prunelab-scores-1";
@@ -38,7 +38,7 @@ pub enum StoreError {
     #[error(transparent)]
     Graph(#[from] GraphError),
     #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
+    Report(#[from] crate::util::tables::FileError),
 }
 
 /// The safetensors file of one criterion's scores.

@@ -3,11 +3,12 @@
 //! run compare the same values.
 
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
-use super::fingerprint::Fingerprint;
 use crate::config::Experiment;
 use crate::data::Dataset;
 use crate::saliency;
+use crate::util::fingerprint::{file_digest, hex, Fingerprint};
 use crate::Error;
 
 /// Every stage's fingerprint; a stage absent from the experiment has none.
@@ -81,5 +82,90 @@ impl Fingerprints {
             }
             _ => fingerprint,
         }
+    }
+}
+
+/// The key under which the data digest is recorded.
+pub const DATA_CONTENTS: &str = "data.contents";
+
+impl Fingerprint {
+    /// What training reads: `seed`, `device`, `[data]` (but its folder), `[model]` and
+    /// `[train]`, with `model.weights` replaced by the digest of the file's contents.
+    pub fn of_training(experiment: &Experiment) -> std::io::Result<Self> {
+        let sections = json!({
+            "seed": experiment.seed,
+            "device": experiment.device,
+            "data": experiment.data,
+            "model": { "arch": experiment.model.arch },
+            "train": experiment.train,
+        });
+        let weights = match &experiment.model.weights {
+            Some(path) => format!("sha256:{}", file_digest(path)?),
+            None => "none".to_string(),
+        };
+        Ok(Self::of_stage(&sections, [("model.weights", &*weights)]).without("data.dir"))
+    }
+
+    /// Adds the digest of the images and labels actually read.
+    pub fn with_data(self, data: &Dataset) -> Self {
+        let mut hasher = Sha256::new();
+        // An empty validation split adds nothing, so runs without one keep their digest.
+        let validation = (!data.validation.is_empty()).then_some(&data.validation);
+        for split in [Some(&data.train), Some(&data.test), validation]
+            .into_iter()
+            .flatten()
+        {
+            for n in [split.len(), split.channels, split.height, split.width] {
+                hasher.update((n as u64).to_le_bytes());
+            }
+            hasher.update(&split.images);
+            hasher.update(&split.labels);
+        }
+        self.with(
+            DATA_CONTENTS,
+            &format!("sha256:{}", hex(&hasher.finalize())),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn experiment(text: &str) -> Experiment {
+        Experiment::parse(Path::new("x.toml"), text).unwrap()
+    }
+
+    const BASE: &str = "[data]\ndataset = \"synthetic\"\n[model]\narch = \"resnet8\"\n";
+
+    #[test]
+    fn changed_keys_are_named_with_both_values() {
+        let a = Fingerprint::of_training(&experiment(&format!("{BASE}[train]\nlr = 0.1"))).unwrap();
+        let b =
+            Fingerprint::of_training(&experiment(&format!("{BASE}[train]\nlr = 0.2\nepochs = 4")))
+                .unwrap();
+        assert_eq!(
+            a.differences(&b),
+            ["train.epochs: 200 → 4", "train.lr: 0.1 → 0.2"]
+        );
+        assert!(a.differences(&a.clone()).is_empty());
+    }
+
+    #[test]
+    fn defaults_written_out_are_the_same_fingerprint() {
+        let a = Fingerprint::of_training(&experiment(BASE)).unwrap();
+        let b = Fingerprint::of_training(&experiment(&format!(
+            "{BASE}[train]\nlr = 0.1\nmomentum = 0.9"
+        )))
+        .unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let a = Fingerprint::of_training(&experiment(BASE)).unwrap();
+        assert_eq!(Fingerprint::from_json(&a.to_json()), Some(a));
     }
 }

@@ -6,8 +6,7 @@
 
 pub mod budgets;
 pub mod correlation;
-pub mod fingerprint;
-mod fingerprints;
+pub mod fingerprints;
 pub mod model;
 pub mod model_source;
 pub mod oracle;

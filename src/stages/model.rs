@@ -8,7 +8,6 @@ use std::time::Instant;
 use candle_core::Device;
 use serde::Serialize;
 
-use super::fingerprint::Fingerprint;
 use super::model_source::{initial_params, model_stem};
 use super::record::{self, Stage, Status};
 use super::skeleton::Context;
@@ -17,6 +16,7 @@ use crate::data::Augment;
 use crate::eval::evaluate;
 use crate::graph::{load_model, save_model, Params};
 use crate::train::{checkpoint_path, Checkpoint, EpochMetrics, TrainState, Trainer};
+use crate::util::fingerprint::Fingerprint;
 use crate::{report, Error};
 
 /// Where training starts.
@@ -206,7 +206,10 @@ pub fn model_stage(context: &Context, start: Start) -> Result<(Params, ModelReco
 }
 
 /// The metrics table, the timing table and the training curves, from the whole history.
-fn write_history(plan: &Plan, history: &[EpochMetrics]) -> Result<(), report::ReportError> {
+fn write_history(
+    plan: &Plan,
+    history: &[EpochMetrics],
+) -> Result<(), crate::util::tables::FileError> {
     let e = &plan.experiment;
     let out = &Stage::Model.dir(&plan.out_dir);
     report::write_train_metrics(history, &out.join("train_metrics.csv"))?;

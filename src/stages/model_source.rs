@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 
 use crate::graph::{load_model, load_state_dict, read_model_metadata, Graph, Params};
-use crate::stages::fingerprint::{Fingerprint, DATA_CONTENTS};
+use crate::stages::fingerprints::DATA_CONTENTS;
 use crate::stages::record::Stage;
 use crate::stages::Plan;
+use crate::util::fingerprint::Fingerprint;
 use crate::Error;
 
 /// The weights a run starts from: `model.weights` when given, else a seeded initialisation.

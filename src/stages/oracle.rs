@@ -15,7 +15,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::fingerprint::Fingerprint;
 use super::record::Stage;
 use super::skeleton::StageRun;
 use super::Plan;
@@ -23,6 +22,7 @@ use crate::config::OracleConfig;
 use crate::data::Dataset;
 use crate::graph::{couplings, layer_costs, Coupling, Graph, Params};
 use crate::saliency::{clean_losses, oracle, suffix_start, OracleOptions};
+use crate::util::fingerprint::Fingerprint;
 use crate::Error;
 
 /// The version of `oracle.json` and the per-DFC files.
@@ -274,7 +274,7 @@ fn write_table(result: &OracleResult, dir: &Path) -> Result<(), Error> {
         abs.push(v.abs());
         signed.push(v);
     }
-    let report = |e: crate::report::ReportError| Error::Io {
+    let report = |e: crate::util::tables::FileError| Error::Io {
         path: e.path.clone(),
         source: std::io::Error::other(e.message),
     };
@@ -286,8 +286,8 @@ fn write_table(result: &OracleResult, dir: &Path) -> Result<(), Error> {
         "oracle_signed" => signed,
     )
     .map_err(|e| Error::Saliency(e.to_string()))?;
-    crate::report::write_csv(&mut table, &dir.join("oracle.csv")).map_err(report)?;
-    crate::report::write_parquet(&mut table, &dir.join("oracle.parquet")).map_err(report)
+    crate::util::tables::write_csv(&mut table, &dir.join("oracle.csv")).map_err(report)?;
+    crate::util::tables::write_parquet(&mut table, &dir.join("oracle.parquet")).map_err(report)
 }
 
 /// What the oracle will cost: `--dry-run`'s line.

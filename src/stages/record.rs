@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fingerprint::{file_digest, Fingerprint};
+use crate::util::fingerprint::{file_digest, Fingerprint};
 use crate::Error;
 
 /// The version of the artifacts' layout; a stage written by another is run again.
@@ -184,7 +184,7 @@ pub fn finish(
         seconds,
     };
     let path = manifest_path(run_dir, stage);
-    crate::util::atomic_file::write_json(&path, &manifest)
+    Ok(crate::util::atomic_file::write_json(&path, &manifest)?)
 }
 
 /// Forgets a stage (before it is rerun), so that a run killed halfway leaves it unfinished.

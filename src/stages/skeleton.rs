@@ -40,7 +40,7 @@ pub trait StageRun {
 pub fn reuse_or_run<S: StageRun>(
     stage: &S,
     run_dir: &Path,
-    made_from: &super::fingerprint::Fingerprint,
+    made_from: &crate::util::fingerprint::Fingerprint,
 ) -> Result<S::Output, Error> {
     let dir = S::STAGE.dir(run_dir);
     if let Status::Done(_) = record::status(run_dir, S::STAGE, made_from) {

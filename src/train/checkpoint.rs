@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 
 use super::{EpochMetrics, TrainError};
 use crate::graph::{read_safetensors, write_safetensors, Graph};
-use crate::stages::fingerprint::Fingerprint;
+use crate::util::fingerprint::Fingerprint;
 
 const FORMAT: &str = "prunelab-checkpoint-2";
 const MODEL: &str = "model.";

@@ -12,7 +12,7 @@ use crate::config::TrainConfig;
 use crate::data::{epoch_rng, shuffled, Augment, Batcher, Dataset, Normalizer};
 use crate::eval::evaluate;
 use crate::graph::{non_finite, Graph, Params};
-use crate::stages::fingerprint::Fingerprint;
+use crate::util::fingerprint::Fingerprint;
 
 /// Everything the loop reads but does not change.
 pub struct Trainer<'a> {

@@ -5,6 +5,8 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use super::tables::FileError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `bytes` to a temporary file beside `path`, flushes it to disk, then renames it over
@@ -18,12 +20,9 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes `value` as pretty JSON with [`write`]; an error names the file.
-pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), crate::Error> {
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), FileError> {
     let json = serde_json::to_vec_pretty(value).expect("our records serialise");
-    write(path, &json).map_err(|source| crate::Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    write(path, &json).map_err(|e| FileError::new(path, e))
 }
 
 /// Lets `produce` write a temporary file beside `path` (with the same extension, for writers

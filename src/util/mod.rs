@@ -3,7 +3,9 @@
 
 pub mod atomic_file;
 pub mod fault;
+pub mod fingerprint;
 #[cfg(target_os = "linux")]
 pub mod recycling;
 pub mod run_lock;
+pub mod tables;
 pub mod threads;

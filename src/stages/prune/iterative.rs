@@ -85,7 +85,7 @@ impl Iterative<'_> {
             _ => TrainState::fresh(config),
         };
         let settings =
-            crate::stages::fingerprint::Fingerprint::from_pairs([("made_from", self.made_from)]);
+            crate::util::fingerprint::Fingerprint::from_pairs([("made_from", self.made_from)]);
         let trainer = Trainer {
             graph,
             data: self.tuning,

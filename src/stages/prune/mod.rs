@@ -330,5 +330,8 @@ fn export(
         point: point.clone(),
         batch,
     };
-    crate::util::atomic_file::write_json(&dir.join("point.json"), &exported)
+    Ok(crate::util::atomic_file::write_json(
+        &dir.join("point.json"),
+        &exported,
+    )?)
 }

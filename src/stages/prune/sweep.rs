@@ -130,14 +130,12 @@ fn read_partial(path: &Path, made_from: &str) -> Option<Vec<Point>> {
 }
 
 fn write_partial(path: &Path, made_from: &str, points: &[Point]) -> Result<(), Error> {
-    crate::util::atomic_file::write_json(
-        path,
-        &Partial {
-            schema: SCHEMA,
-            made_from: made_from.to_string(),
-            points: points.to_vec(),
-        },
-    )
+    let partial = Partial {
+        schema: SCHEMA,
+        made_from: made_from.to_string(),
+        points: points.to_vec(),
+    };
+    Ok(crate::util::atomic_file::write_json(path, &partial)?)
 }
 
 /// A line per step on standard error: where the variant is and how fast it goes.
