@@ -41,60 +41,29 @@ impl Default for SaliencyConfig {
     }
 }
 
-/// A saliency criterion's name in the config and in every output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CriterionName {
-    Dfpc,
-    DfpcNameOrder,
-    L1,
-    L2,
-    BnScale,
-    Random,
-    ActMean,
-    ActStd,
-    Apoz,
-    Taylor,
-    Obd,
-    Tvs,
-    TvsMean,
-}
-
-impl CriterionName {
-    pub const ALL: [CriterionName; 13] = [
-        CriterionName::Dfpc,
-        CriterionName::DfpcNameOrder,
-        CriterionName::L1,
-        CriterionName::L2,
-        CriterionName::BnScale,
-        CriterionName::Random,
-        CriterionName::ActMean,
-        CriterionName::ActStd,
-        CriterionName::Apoz,
-        CriterionName::Taylor,
-        CriterionName::Obd,
-        CriterionName::Tvs,
-        CriterionName::TvsMean,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CriterionName::Dfpc => "dfpc",
-            CriterionName::DfpcNameOrder => "dfpc-name-order",
-            CriterionName::L1 => "l1",
-            CriterionName::L2 => "l2",
-            CriterionName::BnScale => "bn-scale",
-            CriterionName::Random => "random",
-            CriterionName::ActMean => "act-mean",
-            CriterionName::ActStd => "act-std",
-            CriterionName::Apoz => "apoz",
-            CriterionName::Taylor => "taylor",
-            CriterionName::Obd => "obd",
-            CriterionName::Tvs => "tvs",
-            CriterionName::TvsMean => "tvs-mean",
+/// Declares [`CriterionName`] from the criteria's table.
+macro_rules! criterion_names {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal => $make:expr,)*) => {
+        /// A saliency criterion's name in the config and in every output.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum CriterionName {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)*
         }
-    }
+
+        impl CriterionName {
+            /// Every criterion, in the table's order.
+            pub const ALL: [CriterionName; [$($name),*].len()] = [$(CriterionName::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(CriterionName::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
+
+crate::saliency::registry::criteria!(criterion_names);
 
 /// How the scores of a DFC's members combine, channel by channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ mod obd;
 mod observe;
 mod oracle;
 mod random;
+pub(crate) mod registry;
 mod store;
 mod taylor;
 mod tvs;
@@ -112,24 +113,19 @@ pub trait Criterion: Sync {
     ) -> Result<Vec<f64>, SaliencyError>;
 }
 
-/// The criterion a config names.
-pub fn criterion(name: CriterionName) -> Box<dyn Criterion> {
-    match name {
-        CriterionName::Dfpc => Box::new(dfpc::Dfpc(PairOrder::Graph)),
-        CriterionName::DfpcNameOrder => Box::new(dfpc::Dfpc(PairOrder::Name)),
-        CriterionName::L1 => Box::new(norm::FilterNorm::L1),
-        CriterionName::L2 => Box::new(norm::FilterNorm::L2),
-        CriterionName::BnScale => Box::new(bn_scale::BnScale),
-        CriterionName::Random => Box::new(random::Random),
-        CriterionName::ActMean => Box::new(activation::ActivationStat::Mean),
-        CriterionName::ActStd => Box::new(activation::ActivationStat::Std),
-        CriterionName::Apoz => Box::new(activation::ActivationStat::Apoz),
-        CriterionName::Taylor => Box::new(taylor::Taylor),
-        CriterionName::Obd => Box::new(obd::Obd),
-        CriterionName::Tvs => Box::new(tvs::Tvs { mean_only: false }),
-        CriterionName::TvsMean => Box::new(tvs::Tvs { mean_only: true }),
-    }
+/// Declares [`criterion`] from the criteria's table.
+macro_rules! criterion_values {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal => $make:expr,)*) => {
+        /// The criterion a config names.
+        pub fn criterion(name: CriterionName) -> Box<dyn Criterion> {
+            match name {
+                $(CriterionName::$variant => Box::new($make),)*
+            }
+        }
+    };
 }
+
+registry::criteria!(criterion_values);
 
 /// What the criteria named read, together: the data pass serves them all.
 pub fn needs_of(names: &[CriterionName]) -> Needs {
