@@ -10,6 +10,7 @@ pub mod fingerprints;
 pub mod model;
 pub mod model_source;
 pub mod oracle;
+mod partial;
 mod plan;
 pub mod prune;
 pub mod record;

@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::partial;
 use super::record::Stage;
 use super::skeleton::StageRun;
 use super::Plan;
@@ -68,8 +69,6 @@ impl OracleResult {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Partial {
-    schema: u32,
-    made_from: String,
     result: DfcOracle,
 }
 
@@ -218,14 +217,10 @@ fn oracle_run(stage: &OracleStage, dir: &Path) -> Result<(OracleResult, OracleOu
             coupled: dfc.is_coupled(),
             signed,
         };
-        crate::util::atomic_file::write_json(
-            &path,
-            &Partial {
-                schema: SCHEMA,
-                made_from: made_from.clone(),
-                result: result.clone(),
-            },
-        )?;
+        let kept = Partial {
+            result: result.clone(),
+        };
+        partial::write(&path, SCHEMA, &made_from, &kept)?;
         progress.finished_dfc(index, &result, began.elapsed().as_secs_f64());
         crate::util::fault::crash_point("oracle-dfc", index);
         dfcs.push(result);
@@ -252,11 +247,8 @@ fn oracle_run(stage: &OracleStage, dir: &Path) -> Result<(OracleResult, OracleOu
 
 /// A DFC's file from an interrupted run, if it was made from the same inputs.
 fn read_partial(path: &Path, made_from: &str, dfc: &Coupling, graph: &Graph) -> Option<DfcOracle> {
-    let partial: Partial = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    (partial.schema == SCHEMA
-        && partial.made_from == made_from
-        && partial.result.dfc == dfc.name(graph)
-        && partial.result.signed.len() == dfc.channels)
+    let partial: Partial = partial::read(path, SCHEMA, made_from)?;
+    (partial.result.dfc == dfc.name(graph) && partial.result.signed.len() == dfc.channels)
         .then_some(partial.result)
 }
 

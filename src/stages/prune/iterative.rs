@@ -21,6 +21,7 @@ use crate::prune::{
     eligible, FineTuned, Point, PruneLog, Remover, Score, Stop, StopRule, Variant, SCHEMA,
 };
 use crate::saliency::{needs_of, observe, score, Inputs};
+use crate::stages::partial;
 use crate::stages::Plan;
 use crate::train::{Checkpoint, TrainState, Trainer};
 use crate::Error;
@@ -28,8 +29,6 @@ use crate::Error;
 /// Where an interrupted iterative variant stands.
 #[derive(Serialize, Deserialize)]
 struct State {
-    schema: u32,
-    made_from: String,
     points: Vec<Point>,
     /// One plan per step, each in the indices of the network before it.
     plans: Vec<ChannelPlan>,
@@ -206,15 +205,11 @@ impl Iterative<'_> {
             points.push(measure(bench, &graph, &params, step, chunk)?);
             plans.push(channel_plan);
             save_model(&graph, &params, &step_stem(step), Default::default())?;
-            crate::util::atomic_file::write_json(
-                &state_path,
-                &State {
-                    schema: SCHEMA,
-                    made_from: self.made_from.to_string(),
-                    points: points.clone(),
-                    plans: plans.clone(),
-                },
-            )?;
+            let state = State {
+                points: points.clone(),
+                plans: plans.clone(),
+            };
+            partial::write(&state_path, SCHEMA, self.made_from, &state)?;
             crate::util::fault::crash_point("prune-step", step);
             eprintln!(
                 "prune {}: step {step} removed {chunk} channels, {} left, validation {:.2}%",
@@ -322,9 +317,8 @@ impl Iterative<'_> {
     }
 
     fn resume(&self, path: &Path) -> Option<State> {
-        let s: State = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        (s.schema == SCHEMA && s.made_from == self.made_from && s.points.len() == s.plans.len() + 1)
-            .then_some(s)
+        let s: State = partial::read(path, SCHEMA, self.made_from)?;
+        (s.points.len() == s.plans.len() + 1).then_some(s)
     }
 
     /// The network after the first `plans.len()` steps, as saved after that step.

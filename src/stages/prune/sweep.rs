@@ -13,13 +13,12 @@ use crate::graph::prune;
 use crate::prune::{
     headline, reported_steps, run_steps, Point, PruneLog, Remover, StopRule, Variant, SCHEMA,
 };
+use crate::stages::partial;
 use crate::Error;
 
-/// A variant's points so far, with what they were made from.
+/// A variant's points so far.
 #[derive(Serialize, Deserialize)]
 struct Partial {
-    schema: u32,
-    made_from: String,
     points: Vec<Point>,
 }
 
@@ -124,18 +123,15 @@ fn headline_step(points: &[Point], drop: f64) -> Option<usize> {
 }
 
 fn read_partial(path: &Path, made_from: &str) -> Option<Vec<Point>> {
-    let partial: Partial = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    (partial.schema == SCHEMA && partial.made_from == made_from && !partial.points.is_empty())
-        .then_some(partial.points)
+    let partial: Partial = partial::read(path, SCHEMA, made_from)?;
+    (!partial.points.is_empty()).then_some(partial.points)
 }
 
 fn write_partial(path: &Path, made_from: &str, points: &[Point]) -> Result<(), Error> {
-    let partial = Partial {
-        schema: SCHEMA,
-        made_from: made_from.to_string(),
+    let points = Partial {
         points: points.to_vec(),
     };
-    Ok(crate::util::atomic_file::write_json(path, &partial)?)
+    Ok(partial::write(path, SCHEMA, made_from, &points)?)
 }
 
 /// A line per step on standard error: where the variant is and how fast it goes.
