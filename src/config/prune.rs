@@ -101,12 +101,33 @@ fn default_final_lr() -> f64 {
     1e-3
 }
 
+/// `[prune] schedule`: how each variant prunes (the stage runs each with its own file under
+/// `stages/prune/`). What the rest of the harness needs to know of a schedule is here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PruneSchedule {
     Sweep,
     OneShot,
     Iterative,
+}
+
+impl PruneSchedule {
+    /// Whether every step is fine-tuned (and the last network fine-tuned again).
+    pub fn fine_tunes(self) -> bool {
+        match self {
+            PruneSchedule::Sweep | PruneSchedule::OneShot => false,
+            PruneSchedule::Iterative => true,
+        }
+    }
+
+    /// The schedule in the words of the tables' captions.
+    pub fn description(self) -> &'static str {
+        match self {
+            PruneSchedule::Sweep => "sweep",
+            PruneSchedule::OneShot => "one-shot",
+            PruneSchedule::Iterative => "iterative (fine-tuned after every step)",
+        }
+    }
 }
 
 /// `[prune.target]`: exactly one key, a fraction in (0, 1).

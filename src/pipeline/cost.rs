@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 
-use crate::config::{OracleConfig, PruneConfig, PruneSchedule};
+use crate::config::{OracleConfig, PruneConfig};
 use crate::data::{Batch, Dataset};
 use crate::exec::{forward, Mode};
 use crate::graph::Params;
@@ -89,13 +89,13 @@ pub fn prune_cost(
         .unwrap_or(data.validation.len())
         .min(data.validation.len());
     let validation_pass = images as f64 * seconds_per_image(plan, config.batch, device)?;
-    let fine_tune_epoch = match config.schedule {
-        PruneSchedule::Iterative => {
+    let fine_tune_epoch = match config.schedule.fine_tunes() {
+        true => {
             let images = config.fine_tuning().images.unwrap_or(data.train.len());
             let rows = plan.experiment.train.batch_size.min(images);
             Some(images as f64 * seconds_per_training_image(plan, rows, device)?)
         }
-        PruneSchedule::Sweep | PruneSchedule::OneShot => None,
+        false => None,
     };
     Ok(PruneCost {
         validation_pass,

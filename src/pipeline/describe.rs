@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{OracleCost, Prepared, PruneCost};
-use crate::config::{OracleConfig, PruneConfig, PruneSchedule, Target};
+use crate::config::{OracleConfig, PruneConfig, Target};
 use crate::saliency::{self, Needs};
 use crate::stages::model::Start;
 use crate::stages::record::Status;
@@ -163,7 +163,7 @@ fn prune_line(p: &PruneConfig, cost: &PruneCost) -> String {
     // Steps of a chunk c remove the fraction 1 - (1 - c)^k in k steps.
     let steps_to = |fraction: f64| (1.0 - fraction).ln() / (1.0 - p.chunk).ln();
     let (goal, steps) = match p.target() {
-        Some(Target::Channels(f)) if p.schedule == PruneSchedule::Iterative => (
+        Some(Target::Channels(f)) if p.schedule.fine_tunes() => (
             format!("{:.0}% of the eligible channels", 100.0 * f),
             steps_to(f).ceil(),
         ),

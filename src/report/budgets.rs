@@ -9,7 +9,6 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::text::{latex_escape, latex_table, markdown_table};
-use crate::config::PruneSchedule;
 use crate::prune::{Point, PruneResults, Variant};
 use crate::stats::{spearman, Study};
 use crate::util::tables::{write_csv, FileError};
@@ -50,9 +49,9 @@ fn criteria(study: &Study, results: &PruneResults) -> Vec<(String, f64)> {
 /// up to [`ROWS`] steps, then the final fine-tune's last and best epoch where there was one.
 fn budgets(criteria: &[(String, f64)], results: &PruneResults) -> Vec<Budget> {
     let oracle: Vec<f64> = criteria.iter().map(|(_, rho)| *rho).collect();
-    let step_after = match results.schedule {
-        PruneSchedule::Iterative => "step fine-tune (validation)",
-        PruneSchedule::Sweep | PruneSchedule::OneShot => "pruning (validation)",
+    let step_after = match results.schedule.fine_tunes() {
+        true => "step fine-tune (validation)",
+        false => "pruning (validation)",
     };
     let mut rows = Vec::new();
     for coupled in [true, false] {
@@ -148,14 +147,12 @@ pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Resul
             row
         })
         .collect();
-    let tuning = match results.schedule {
-        PruneSchedule::Iterative => {
+    let tuning = match results.schedule.fine_tunes() {
+        true => {
             "after each step's fine-tune, on the validation images, and after the final \
              fine-tune, on the test set"
         }
-        PruneSchedule::Sweep | PruneSchedule::OneShot => {
-            "right after pruning, without fine-tuning, on the validation images"
-        }
+        false => "right after pruning, without fine-tuning, on the validation images",
     };
     let note = format!(
         "{}: accuracy (%) after pruning to equal budgets (a step removes the same number of \
@@ -225,7 +222,7 @@ pub fn write_budgets(study: &Study, results: &PruneResults, dir: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CriterionName;
+    use crate::config::{CriterionName, PruneSchedule};
     use crate::prune::{FineTuned, Score, Stop};
 
     fn point(step: usize, channels: usize, validation: f64, test: Option<f64>) -> Point {

@@ -204,11 +204,7 @@ fn note(results: &PruneResults) -> String {
          DFCs with one producer and one consumer are pruned.",
         results.arch,
         results.dataset,
-        match results.schedule {
-            crate::config::PruneSchedule::Sweep => "sweep",
-            crate::config::PruneSchedule::OneShot => "one-shot",
-            crate::config::PruneSchedule::Iterative => "iterative (fine-tuned after every step)",
-        },
+        results.schedule.description(),
         percent(results.chunk),
         results.validation_images,
         results.test_images,

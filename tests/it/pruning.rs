@@ -402,3 +402,32 @@ fn a_killed_iterative_schedule_resumes_to_the_same_final_model() {
     let (saved, _) = load_model(&folder.join("model"), &Device::Cpu).unwrap();
     assert_eq!(replayed, saved);
 }
+
+#[test]
+fn a_one_shot_schedule_reports_the_one_network_that_reaches_its_target() {
+    // The full run's model and scores, pruned again one-shot to 20% fewer MACs.
+    let (_dir, config, results) = crate::common::full_run();
+    let one_shot = crate::common::FULL_RUN.replace(
+        "schedule = \"sweep\"\ncriteria = [\"dfpc\", \"l1\"]\nchunk = 0.05\nmax_drop = 0.25\nreport_every = 4\n",
+        "schedule = \"one-shot\"\ncriteria = [\"dfpc\", \"l1\"]\nchunk = 0.05\n\n[prune.target]\nmacs = 0.2\n",
+    );
+    assert_ne!(one_shot, crate::common::FULL_RUN);
+    std::fs::write(&config, one_shot).unwrap();
+    let out = ok(run(&config, &results, None));
+    assert!(out.contains("stage model  finished earlier"), "{out}");
+    let r = results_of(&results.join("full"));
+    assert_eq!(r.variants.len(), 4);
+    for v in &r.variants {
+        assert!(v.headline.is_empty());
+        let chosen = v.point(v.chosen.unwrap()).unwrap();
+        assert_eq!(chosen.step, v.points.last().unwrap().step);
+        let unpruned = v.points[0].macs as f64;
+        assert!(1.0 - chosen.macs as f64 / unpruned >= 0.2);
+        let before = &v.points[v.points.len() - 2];
+        assert!(
+            1.0 - before.macs as f64 / unpruned < 0.2,
+            "it stopped at the target"
+        );
+        assert!(chosen.test.is_some() && chosen.model.is_some());
+    }
+}

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::Schedule;
 use super::{export, Bench};
 use crate::config::{CriterionName, PruneConfig, ScheduleKind, TrainConfig};
 use crate::data::{Augment, Batch, Dataset};
@@ -34,8 +35,66 @@ struct State {
     plans: Vec<ChannelPlan>,
 }
 
-/// What the iterative steps read besides the bench.
-pub(super) struct Iterative<'a> {
+/// The iterative schedule, with what its variants share: the fine-tuning images (the
+/// validation images in the place of the test split: the trainer evaluates on its "test"
+/// split after every epoch) and, for a data-driven criterion, `[saliency.images]`.
+pub(super) struct Iterative {
+    tuning: Dataset,
+    images: Vec<Batch>,
+}
+
+impl Iterative {
+    pub fn new(bench: &Bench, data: &Dataset) -> Result<Self, Error> {
+        let (e, config) = (&bench.plan.experiment, bench.config);
+        let images = match needs_of(&config.criteria).activations {
+            true => data.image_set(
+                e.saliency.image_request(),
+                e.saliency.batch,
+                &bench.normalizer,
+                &bench.device,
+            )?,
+            false => Vec::new(),
+        };
+        let train = match config.fine_tuning().images {
+            Some(n) => {
+                data.train
+                    .draw(n, e.seed, "prune.fine_tune.images", "the training split")?
+            }
+            None => data.train.clone(),
+        };
+        let tuning = Dataset {
+            train,
+            validation: data.train.empty_like(),
+            test: bench.validation.clone(),
+        };
+        Ok(Self { tuning, images })
+    }
+}
+
+impl Schedule for Iterative {
+    fn run_variant(
+        &self,
+        bench: &Bench,
+        _eligible: &[bool],
+        variant: &mut Variant,
+        dir: &Path,
+    ) -> Result<(), Error> {
+        let steps = IterativeVariant {
+            plan: bench.plan,
+            config: bench.config,
+            tuning: &self.tuning,
+            images: &self.images,
+            made_from: &bench.made_from,
+            model_digest: &bench.model_digest,
+        };
+        let label = Variant::label(variant.criterion, variant.coupled);
+        steps.run(bench, variant, &dir.join(label))
+    }
+}
+
+/// What one iterative variant's steps read besides the bench. Each step scores the current
+/// network itself (its eligible DFCs change as it shrinks).
+struct IterativeVariant<'a> {
     pub plan: &'a Plan,
     pub config: &'a PruneConfig,
     /// What fine-tuning reads: the training images, and the validation images in the place of
@@ -47,7 +106,7 @@ pub(super) struct Iterative<'a> {
     pub model_digest: &'a str,
 }
 
-impl Iterative<'_> {
+impl IterativeVariant<'_> {
     /// `[train]` with another rate, epochs and schedule.
     fn recipe(&self, lr: f64, epochs: usize, schedule: ScheduleKind) -> TrainConfig {
         TrainConfig {

@@ -19,19 +19,20 @@ use serde::{Deserialize, Serialize};
 use super::record::Stage;
 use super::skeleton::{Context, StageRun};
 use super::Plan;
-use crate::config::{PruneConfig, PruneSchedule};
-use crate::data::{Dataset, Normalizer, Split};
+use crate::config::PruneConfig;
+use crate::data::{Normalizer, Split};
 use crate::eval::{evaluate, measure_speedup, BatchLatency, Model, Protocol};
 use crate::graph::{couplings, fuse_for_inference, macs, prune, save_model, Graph, Params};
 use crate::prune::{eligible, Point, PruneLog, PruneResults, Remover, Score, Variant, SCHEMA};
-use crate::saliency::{self, read_scores};
 use crate::Error;
 
 mod iterative;
+mod one_shot;
+mod ranked;
+mod schedule;
 mod sweep;
 
-use iterative::Iterative;
-use sweep::run_variant;
+use schedule::schedule;
 
 /// What the stage did, for the summary line.
 #[derive(Debug, Clone)]
@@ -207,44 +208,10 @@ fn prune_variants(stage: &PruneStage, dir: &Path) -> Result<PruneOutcome, Error>
         },
         batch_sizes: e.latency.batch_sizes.clone(),
     };
-    // The iterative schedule scores every step's network (a data-driven criterion reads
-    // `[saliency.images]` each time) and fine-tunes it, evaluating on the validation images.
-    let iterative = config.schedule == PruneSchedule::Iterative;
-    let images = match iterative && saliency::needs_of(&config.criteria).activations {
-        true => data.image_set(
-            e.saliency.image_request(),
-            e.saliency.batch,
-            &bench.normalizer,
-            &device,
-        )?,
-        false => Vec::new(),
-    };
-    let tuning = match iterative {
-        true => Dataset {
-            train: match config.fine_tuning().images {
-                Some(n) => {
-                    data.train
-                        .draw(n, e.seed, "prune.fine_tune.images", "the training split")?
-                }
-                None => data.train.clone(),
-            },
-            validation: data.train.empty_like(),
-            test: bench.validation.clone(),
-        },
-        false => Dataset::new(data.train.empty_like(), data.test.empty_like()),
-    };
+    let schedule = schedule(config.schedule, &bench, data)?;
     let found = couplings(graph)?;
-    let scores_dir = Stage::Scores.dir(&plan.out_dir);
     let mut variants = Vec::new();
     for &criterion in &config.criteria {
-        // The sweep and one-shot schedules rank by the scores stage's scores.
-        let scores = match iterative {
-            true => None,
-            false => Some(
-                read_scores(&scores_dir, criterion)
-                    .map_err(|err| Error::Saliency(err.to_string()))?,
-            ),
-        };
         for &coupled in &config.coupled {
             let eligible = eligible(&found, coupled);
             let eligible_channels = found
@@ -263,24 +230,7 @@ fn prune_variants(stage: &PruneStage, dir: &Path) -> Result<PruneOutcome, Error>
                 chosen: None,
                 fine_tuned: None,
             };
-            match &scores {
-                None => {
-                    let iterative = Iterative {
-                        plan,
-                        config,
-                        tuning: &tuning,
-                        images: &images,
-                        made_from: &bench.made_from,
-                        model_digest: &bench.model_digest,
-                    };
-                    let label = Variant::label(criterion, coupled);
-                    iterative.run(&bench, &mut variant, &dir.join(label))?;
-                }
-                Some(scores) => {
-                    let remover = Remover::new(scores, &eligible, config.chunk);
-                    run_variant(&bench, remover, &mut variant, dir)?;
-                }
-            }
+            schedule.run_variant(&bench, &eligible, &mut variant, dir)?;
             variants.push(variant);
         }
     }

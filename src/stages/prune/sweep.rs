@@ -1,181 +1,30 @@
-//! The sweep and one-shot schedules' variants: the removals of one ranking, step by step from
-//! the original network, checkpointed after every step (`<variant>/points.json`); then the
-//! reported points tested, timed and exported.
+//! The sweep: the scores stage's ranking removed step by step until the accuracy falls below
+//! the floor or `max_drop`, reporting the last network within each headline drop.
 
 use std::path::Path;
-use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
-use super::{export, Bench};
-use crate::config::PruneSchedule;
-use crate::graph::prune;
-use crate::prune::{
-    headline, reported_steps, run_steps, Point, PruneLog, Remover, StopRule, Variant, SCHEMA,
-};
-use crate::stages::partial;
+use super::ranked::{ranking, run_ranked};
+use super::schedule::Schedule;
+use super::Bench;
+use crate::config::PruneConfig;
+use crate::prune::{headline, Headline, Point, Variant};
 use crate::Error;
 
-/// A variant's points so far.
-#[derive(Serialize, Deserialize)]
-struct Partial {
-    points: Vec<Point>,
-}
+pub(super) struct Sweep;
 
-/// Steps one variant (resuming its checkpoint), then tests, times and exports its reported
-/// points, filling in `variant`.
-pub(super) fn run_variant(
-    bench: &Bench,
-    mut remover: Remover,
-    variant: &mut Variant,
-    dir: &Path,
-) -> Result<(), Error> {
-    let (plan, config) = (bench.plan, bench.config);
-    let (made_from, model_digest) = (bench.made_from.as_str(), bench.model_digest.as_str());
-    let label = Variant::label(variant.criterion, variant.coupled);
-    let eligible_channels = variant.eligible_channels;
-    let variant_dir = dir.join(&label);
-    let partial_path = variant_dir.join("points.json");
-    let mut points = read_partial(&partial_path, made_from).unwrap_or_default();
-    if points.is_empty() {
-        points.push(bench.measure(&remover, 0, true)?);
+impl Schedule for Sweep {
+    fn run_variant(
+        &self,
+        bench: &Bench,
+        eligible: &[bool],
+        variant: &mut Variant,
+        dir: &Path,
+    ) -> Result<(), Error> {
+        let remover = ranking(bench, variant, eligible)?;
+        run_ranked(bench, remover, variant, dir, report)
     }
-    let resumed = points.len() - 1;
-    let rule = StopRule::of(config, plan.dataset.classes);
-    let progress = StepProgress::new(&label, eligible_channels, resumed);
-    let checkpoint = |points: &[Point]| -> Result<(), Error> {
-        progress.step(points);
-        write_partial(&partial_path, made_from, points)?;
-        crate::util::fault::crash_point("prune-step", points.len() - 1);
-        Ok(())
-    };
-    let stop = run_steps(
-        &mut remover,
-        &mut points,
-        rule,
-        eligible_channels,
-        |r, chunk, validate| bench.measure(r, chunk, validate),
-        checkpoint,
-        |step| {
-            Error::Stale(format!(
-                "{}: step {step} does not follow from the scores; delete the file to start the variant over",
-                partial_path.display()
-            ))
-        },
-    )?;
-    let headline = match config.schedule {
-        PruneSchedule::Sweep => headline(&points, &config.drops),
-        _ => Vec::new(),
-    };
-    let chosen = match (config.schedule, config.target()) {
-        (PruneSchedule::OneShot, Some(crate::config::Target::Drop(d))) => headline_step(&points, d),
-        (PruneSchedule::OneShot, _) => points.last().map(|p| p.step),
-        _ => None,
-    };
-    let last = points.last().map_or(0, |p| p.step);
-    for step in reported_steps(&headline, chosen, last, config.report_every) {
-        let index = points
-            .iter()
-            .position(|p| p.step == step)
-            .expect("reported steps are steps taken");
-        if points[index].test.is_some() && points[index].model.is_some() {
-            continue;
-        }
-        let at = remover.at_step(step);
-        let channel_plan = at.plan();
-        let (graph, params) = prune(bench.graph, bench.params, &channel_plan)?;
-        let mut point = points[index].clone();
-        if point.validation.is_none() {
-            point.validation = Some(bench.score(&graph, &params, &bench.validation)?);
-        }
-        point.test = Some(bench.score(&graph, &params, bench.test)?);
-        if step > 0 {
-            point.latency = bench.speedup(&graph, &params)?;
-        }
-        let relative = format!("models/step_{step:04}");
-        let log = PruneLog::new(
-            &plan.experiment.model.arch,
-            model_digest,
-            vec![channel_plan],
-        );
-        export(
-            &variant_dir.join(&relative),
-            &graph,
-            &params,
-            &log,
-            &point,
-            bench.batch,
-        )?;
-        point.model = Some(relative);
-        points[index] = point;
-        write_partial(&partial_path, made_from, &points)?;
-        crate::util::fault::crash_point("prune-report", step);
-    }
-    variant.stop = stop;
-    variant.points = points;
-    variant.headline = headline;
-    variant.chosen = chosen;
-    Ok(())
 }
 
-fn headline_step(points: &[Point], drop: f64) -> Option<usize> {
-    headline(points, &[drop])[0].step
-}
-
-fn read_partial(path: &Path, made_from: &str) -> Option<Vec<Point>> {
-    let partial: Partial = partial::read(path, SCHEMA, made_from)?;
-    (!partial.points.is_empty()).then_some(partial.points)
-}
-
-fn write_partial(path: &Path, made_from: &str, points: &[Point]) -> Result<(), Error> {
-    let points = Partial {
-        points: points.to_vec(),
-    };
-    Ok(partial::write(path, SCHEMA, made_from, &points)?)
-}
-
-/// A line per step on standard error: where the variant is and how fast it goes.
-struct StepProgress {
-    label: String,
-    eligible: usize,
-    started: Instant,
-    resumed: usize,
-}
-
-impl StepProgress {
-    fn new(label: &str, eligible: usize, resumed: usize) -> Self {
-        if resumed > 0 {
-            eprintln!("prune {label}: resuming after step {resumed}");
-        }
-        Self {
-            label: label.to_string(),
-            eligible,
-            started: Instant::now(),
-            resumed,
-        }
-    }
-
-    fn step(&self, points: &[Point]) {
-        let (first, last) = (&points[0], &points[points.len() - 1]);
-        let removed = first.channels - last.channels;
-        let accuracy = match (first.validation, last.validation) {
-            (Some(base), Some(now)) => format!(
-                ", validation {:.2}% ({:+.2})",
-                100.0 * now.accuracy,
-                100.0 * (now.accuracy - base.accuracy)
-            ),
-            _ => String::new(),
-        };
-        let done = (last.step - self.resumed).max(1) as f64;
-        eprintln!(
-            "prune {}: step {} removed {} channels ({:.1}% of {} eligible), MACs {:.1}%{accuracy}; {:.1} s per step",
-            self.label,
-            last.step,
-            removed,
-            100.0 * removed as f64 / self.eligible.max(1) as f64,
-            self.eligible,
-            100.0 * last.macs as f64 / first.macs as f64,
-            self.started.elapsed().as_secs_f64() / done
-        );
-    }
+fn report(config: &PruneConfig, points: &[Point]) -> (Vec<Headline>, Option<usize>) {
+    (headline(points, &config.drops), None)
 }
