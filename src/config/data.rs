@@ -358,3 +358,15 @@ impl DataConfig {
         }
     }
 }
+
+/// What is known of a dataset without reading it: used by `--dry-run` and to build models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatasetInfo {
+    pub channels: usize,
+    pub size: usize,
+    pub classes: usize,
+    /// Training images, without the validation split.
+    pub train: usize,
+    pub validation: usize,
+    pub test: usize,
+}

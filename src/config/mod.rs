@@ -21,8 +21,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use data::{
-    DataConfig, DatasetKind, Normalization, NormalizationPreset, PerChannel, SubsetMode,
-    SyntheticConfig,
+    DataConfig, DatasetInfo, DatasetKind, Normalization, NormalizationPreset, PerChannel,
+    SubsetMode, SyntheticConfig,
 };
 pub use latency::LatencyConfig;
 pub use locate::{ConfigError, ConfigErrors};

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::saliency::CriterionName;
 use super::train::ScheduleKind;
+use super::DatasetInfo;
 use super::MAX_BATCH;
-use crate::data::DatasetInfo;
 
 /// `[prune]`: the pruning stage. Every schedule ranks channels by a criterion of `[saliency]`
 /// across all eligible DFCs, removes them physically, and evaluates the pruned graph in its

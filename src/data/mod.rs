@@ -20,7 +20,7 @@ pub use batch::{epoch_rng, shuffled, Augment, Batch, Batcher, Normalizer};
 pub use cifar::Variant as CifarVariant;
 pub use split::Split;
 
-use crate::config::{DataConfig, DatasetKind, SyntheticConfig};
+use crate::config::{DataConfig, DatasetInfo, DatasetKind, SyntheticConfig};
 
 /// The splits of one dataset. `validation` is held out of the training images
 /// (`[data] validation`) and is empty when none is asked for.
@@ -29,18 +29,6 @@ pub struct Dataset {
     pub train: Split,
     pub validation: Split,
     pub test: Split,
-}
-
-/// What is known of a dataset without reading it: used by `--dry-run` and to build models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DatasetInfo {
-    pub channels: usize,
-    pub size: usize,
-    pub classes: usize,
-    /// Training images, without the validation split.
-    pub train: usize,
-    pub validation: usize,
-    pub test: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
-use crate::config::{DeviceChoice, Experiment};
-use crate::data::DatasetInfo;
+use crate::config::{DatasetInfo, DeviceChoice, Experiment};
 use crate::graph::Graph;
 use crate::Error;
 
