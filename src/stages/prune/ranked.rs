@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::Schedule;
 use super::{export, Bench};
 use crate::config::PruneConfig;
 use crate::graph::prune;
@@ -29,12 +30,25 @@ struct Partial {
 /// network it chooses, from every step's point.
 pub(super) type Report = fn(&PruneConfig, &[Point]) -> (Vec<Headline>, Option<usize>);
 
+/// A schedule that ranks channels once, by the scores stage, and reports the points its
+/// [`Report`] picks.
+pub(super) struct Ranked(pub Report);
+
+impl Schedule for Ranked {
+    fn run_variant(
+        &self,
+        bench: &Bench,
+        eligible: &[bool],
+        variant: &mut Variant,
+        dir: &Path,
+    ) -> Result<(), Error> {
+        let remover = ranking(bench, variant, eligible)?;
+        run_ranked(bench, remover, variant, dir, self.0)
+    }
+}
+
 /// The removal order of `variant`'s criterion over the `eligible` DFCs, from the scores stage.
-pub(super) fn ranking(
-    bench: &Bench,
-    variant: &Variant,
-    eligible: &[bool],
-) -> Result<Remover, Error> {
+fn ranking(bench: &Bench, variant: &Variant, eligible: &[bool]) -> Result<Remover, Error> {
     let scores_dir = Stage::Scores.dir(&bench.plan.out_dir);
     let scores = read_scores(&scores_dir, variant.criterion)
         .map_err(|err| Error::Saliency(err.to_string()))?;
@@ -43,7 +57,7 @@ pub(super) fn ranking(
 
 /// Steps one variant (resuming its checkpoint), then tests, times and exports the points
 /// `report` picks, filling in `variant`.
-pub(super) fn run_ranked(
+fn run_ranked(
     bench: &Bench,
     mut remover: Remover,
     variant: &mut Variant,

@@ -4,9 +4,8 @@
 use std::path::Path;
 
 use super::iterative::Iterative;
-use super::one_shot::OneShot;
-use super::sweep::Sweep;
-use super::Bench;
+use super::ranked::Ranked;
+use super::{one_shot, sweep, Bench};
 use crate::config::PruneSchedule;
 use crate::data::Dataset;
 use crate::prune::Variant;
@@ -33,8 +32,8 @@ pub(super) fn schedule(
     data: &Dataset,
 ) -> Result<Box<dyn Schedule>, Error> {
     Ok(match kind {
-        PruneSchedule::Sweep => Box::new(Sweep),
-        PruneSchedule::OneShot => Box::new(OneShot),
+        PruneSchedule::Sweep => Box::new(Ranked(sweep::report)),
+        PruneSchedule::OneShot => Box::new(Ranked(one_shot::report)),
         PruneSchedule::Iterative => Box::new(Iterative::new(bench, data)?),
     })
 }
