@@ -26,9 +26,10 @@ pub struct Cli {
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The experiment file, e.g. experiments/quick.toml.
-    #[arg(required = true)]
-    pub experiment: Option<PathBuf>,
+    /// The experiment file, e.g. experiments/quick.toml. (One: more are refused with a
+    /// message, rather than read as a subcommand.)
+    #[arg(required = true, num_args = 1.., value_name = "EXPERIMENT")]
+    pub experiments: Vec<PathBuf>,
     /// Start from scratch even if a checkpoint of this experiment exists (it is overwritten).
     #[arg(long)]
     pub fresh: bool,
@@ -71,8 +72,8 @@ pub enum Command {
     OracleBench {
         #[command(flatten)]
         run: ExperimentArgs,
-        /// Only the first N DFCs.
-        #[arg(long)]
+        /// Only the first N DFCs (N ≥ 1).
+        #[arg(long, value_parser = dfc_count)]
         dfcs: Option<usize>,
     },
     /// Evaluate a pruned model's folder (as the prune stage exports it) on the experiment's
@@ -119,7 +120,7 @@ pub struct LatencyArgs {
     #[command(flatten)]
     pub run: ExperimentArgs,
     /// Compare with a copy that has this fraction of every DFC's channels removed at random.
-    #[arg(long, conflicts_with = "plan", value_parser = fraction)]
+    #[arg(long, conflicts_with = "plan", value_parser = fraction, allow_negative_numbers = true)]
     pub prune_random: Option<f64>,
     /// Seed of the random channel choice.
     #[arg(long, default_value_t = 0, requires = "prune_random")]
@@ -138,6 +139,31 @@ fn threads(text: &str) -> Result<usize, String> {
     }
 }
 
+fn dfc_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a number of DFCs ≥ 1")),
+    }
+}
+
+/// A built-in architecture's name.
+fn architecture(text: &str) -> Result<String, String> {
+    let known = crate::models::ARCHITECTURES;
+    if known.contains(&text) {
+        return Ok(text.to_string());
+    }
+    let list = known.join(", ");
+    if text.trim().is_empty() {
+        return Err(format!(
+            "an empty name (a stray comma?); give architectures separated by commas, from: {list}"
+        ));
+    }
+    let hint = crate::config::did_you_mean(text, known);
+    Err(format!(
+        "unknown architecture {text:?}{hint} (known: {list})"
+    ))
+}
+
 fn fraction(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
@@ -152,7 +178,7 @@ pub struct BenchArgs {
         long,
         value_delimiter = ',',
         default_value = "resnet20,resnet56,resnet50",
-        value_parser = clap::builder::PossibleValuesParser::new(crate::models::ARCHITECTURES)
+        value_parser = architecture
     )]
     pub models: Vec<String>,
     /// Training and large-batch inference batch size.

@@ -11,18 +11,14 @@ use crate::bench::{
 use crate::cli::BenchArgs;
 use crate::kernels::with_conv_backend;
 use crate::util::atomic_file;
+use crate::util::output_path::check_output_file;
 use crate::util::threads::{on_worker, set_threads};
 use crate::Error;
 
 pub fn command(args: &BenchArgs) -> Result<(), Error> {
     // Everything is checked before the first measurement.
-    if let Some(parent) = args.json.as_deref().and_then(Path::parent) {
-        if !parent.as_os_str().is_empty() && !parent.is_dir() {
-            return Err(Error::Input(format!(
-                "--json: the folder {} does not exist",
-                parent.display()
-            )));
-        }
+    if let Some(json) = &args.json {
+        check_output_file("--json", json)?;
     }
     let (batch, size) = (args.batch as usize, args.size as usize);
     for model in &args.models {

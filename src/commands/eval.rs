@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Experiment;
 use crate::eval::evaluate;
-use crate::graph::{load_model, ActShape};
+use crate::graph::ActShape;
 use crate::prune::Score;
+use crate::stages::model_source::load_saved_model;
 use crate::stages::prune::ExportedPoint;
 use crate::util::threads::on_worker;
 use crate::Error;
@@ -69,13 +70,26 @@ impl std::fmt::Display for Reevaluation {
 pub fn evaluate_exported(dir: &Path, experiment: &Experiment) -> Result<Reevaluation, Error> {
     let device = crate::stages::device(experiment.device)?;
     let stem = dir.join("model");
-    if !stem.with_extension("json").is_file() {
+    let expected = "give the folder that holds model.json and model.safetensors (results/<name>/prune/<variant>/<point>, or a run's model/)";
+    if dir.is_file() {
         return Err(Error::Input(format!(
-            "{}: not a pruned model's folder (no model.json)",
+            "{} is a file, not a model's folder; {expected}",
             dir.display()
         )));
     }
-    let (graph, params) = load_model(&stem, &device)?;
+    if !dir.is_dir() {
+        return Err(Error::Input(format!(
+            "{} does not exist; {expected}",
+            dir.display()
+        )));
+    }
+    if !stem.with_extension("json").is_file() {
+        return Err(Error::Input(format!(
+            "{}: not a model's folder (it holds no model.json); {expected}",
+            dir.display()
+        )));
+    }
+    let (graph, params) = load_saved_model(&stem, &device)?;
     let point_path = dir.join("point.json");
     let exported: Option<ExportedPoint> = match std::fs::read(&point_path) {
         Ok(bytes) => Some(

@@ -9,10 +9,19 @@ use crate::util::threads::on_worker;
 use crate::Error;
 
 pub fn command(args: &RunArgs) -> Result<(), Error> {
-    let experiment = super::load(
-        args.experiment.as_deref().expect("clap requires it"),
-        args.threads,
-    )?;
+    let [path] = args.experiments.as_slice() else {
+        let names: Vec<String> = args
+            .experiments
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(Error::Input(format!(
+            "give one experiment file (got {}: {}); run prunelab once per experiment",
+            names.len(),
+            names.join(", ")
+        )));
+    };
+    let experiment = super::load(path, args.threads)?;
     let conv = args.conv.into();
     let plan = Plan::new(experiment, &args.results)?;
     let options = RunOptions {

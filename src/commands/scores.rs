@@ -60,7 +60,8 @@ pub fn scores(plan: &Plan) -> Result<ScoresOutcome, Error> {
 
 /// The digest the pipeline gives a trained model: that of the settings it was made from.
 fn model_digest(stem: &std::path::Path) -> Result<String, Error> {
-    let metadata = crate::graph::read_model_metadata(stem)?;
+    let metadata = crate::graph::read_model_metadata(stem)
+        .map_err(|e| crate::stages::model_source::unreadable_model(stem, e))?;
     let settings = metadata
         .get("settings")
         .and_then(|text| Fingerprint::from_json(text))

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::MAX_SYNTHETIC_BYTES;
+use super::{number, MAX_SYNTHETIC_BYTES};
 
 /// `[data]`: which dataset, where it is, and how it is prepared.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -341,16 +341,25 @@ impl DataConfig {
                         );
                     }
                 }
-                if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
+                // Pixels are scaled to [0, 1] before they are normalised: constants in 0–255
+                // units leave every input near one value, and the network trains at chance.
+                let units = "pixels are scaled to [0, 1] before normalising: give the constants in those units (a mean of 125.3 on 0–255 is 0.491, i.e. divide by 255)";
+                if let Some(m) = mean.iter().find(|m| !(0.0..=1.0).contains(*m)) {
                     fail(
                         "data.normalization.mean",
-                        format!("must be finite (got {m})"),
+                        format!(
+                            "every value must be in [0, 1] (got {}); {units}",
+                            number(*m)
+                        ),
                     );
                 }
-                if let Some(s) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                if let Some(s) = std.iter().find(|s| !(**s > 0.0 && **s <= 1.0)) {
                     fail(
                         "data.normalization.std",
-                        format!("every value must be finite and > 0 (got {s})"),
+                        format!(
+                            "every value must be in (0, 1] (got {}); {units}",
+                            number(*s)
+                        ),
                     );
                 }
             }

@@ -90,6 +90,9 @@ pub(super) fn from_toml_error(file: &Path, source: &str, error: &toml::de::Error
             message = format!("must be ≥ 0 (got {value})");
         }
     }
+    if let Some(range) = out_of_range(&message) {
+        message = range;
+    }
     if let Some(hint) = unknown_key_hint(&message) {
         message.push_str(&hint);
     }
@@ -129,6 +132,46 @@ pub(super) fn from_problems(
             })
             .collect(),
     )
+}
+
+/// The first control character TOML allows nowhere (all but tab, line feed and carriage
+/// return), located: a file holding one is binary or damaged, and the parser's own message
+/// would blame the string or key around it.
+pub(super) fn control_character(file: &Path, source: &str) -> Option<ConfigErrors> {
+    let (offset, c) = source
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r') && (c as u32) < 0x80)?;
+    let (line, column) = line_column(source, offset);
+    let name = if c == '\0' { " (NUL)" } else { "" };
+    Some(ConfigErrors(vec![ConfigError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        key: String::new(),
+        message: format!(
+            "control character U+{:04X}{name} in the file: TOML allows none but tab and line breaks; is this a binary or damaged file?",
+            c as u32
+        ),
+    }]))
+}
+
+/// serde's wording for an integer beyond 64 bits ("invalid type: integer `N` as i128,
+/// expected usize"), said as the range it is out of.
+fn out_of_range(message: &str) -> Option<String> {
+    let (value, rest) = message
+        .strip_prefix("invalid type: integer `")?
+        .split_once('`')?;
+    let expected = rest.strip_prefix(" as i128, expected ")?;
+    if value.starts_with('-') {
+        return Some(format!("must be ≥ 0 (got {value})"));
+    }
+    let max = match expected {
+        "usize" | "u64" => u64::MAX.to_string(),
+        "u32" => u32::MAX.to_string(),
+        "i64" => i64::MAX.to_string(),
+        _ => return Some(format!("is out of range (got {value})")),
+    };
+    Some(format!("must be at most {max} (got {value})"))
 }
 
 /// `"; did you mean `x`?"` for the candidate closest to `word`, if any is close.

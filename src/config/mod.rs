@@ -25,7 +25,7 @@ pub use data::{
     SubsetMode, SyntheticConfig,
 };
 pub use latency::LatencyConfig;
-pub use locate::{ConfigError, ConfigErrors};
+pub use locate::{did_you_mean, ConfigError, ConfigErrors};
 pub use model::ModelConfig;
 pub use prune::{FineTune, PruneConfig, PruneSchedule, Target, TargetConfig};
 pub use saliency::{CriterionName, Reduction, SaliencyConfig};
@@ -38,8 +38,24 @@ pub const MAX_THREADS: usize = 1024;
 const MAX_NAME: usize = 100;
 /// Most images in one batch (training, evaluation or latency timing).
 pub(crate) const MAX_BATCH: usize = 65_536;
+/// Largest SGD learning rate accepted, for training and fine-tuning alike.
+pub(crate) const MAX_LR: f64 = 10.0;
 /// Largest generated dataset, in bytes of pixels.
 pub(crate) const MAX_SYNTHETIC_BYTES: usize = 4 << 30;
+
+/// `x` as people write it: plainly (`0.05`, `200`), or in scientific notation when that is
+/// shorter to read (`1e308`, not 309 digits; `1e-7`).
+pub fn number<T>(x: T) -> String
+where
+    T: Copy + Into<f64> + std::fmt::Display + std::fmt::LowerExp,
+{
+    let magnitude = x.into().abs();
+    if magnitude != 0.0 && magnitude.is_finite() && !(1e-4..1e6).contains(&magnitude) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
 
 /// A whole experiment file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +107,9 @@ impl Experiment {
 
     /// Parses and validates `source`; `path` only labels the errors and names the default run.
     pub fn parse(path: &Path, source: &str) -> Result<Self, ConfigErrors> {
+        if let Some(error) = locate::control_character(path, source) {
+            return Err(error);
+        }
         let mut experiment: Experiment =
             toml::from_str(source).map_err(|e| locate::from_toml_error(path, source, &e))?;
         if experiment.name.is_none() {
@@ -220,5 +239,21 @@ impl Experiment {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_read_as_people_write_them() {
+        let shown: Vec<String> = [0.05, 200.0, 0.0, -0.1, 1e308, 1e-7, 5e-4, 2.5e6]
+            .map(super::number::<f64>)
+            .into();
+        assert_eq!(
+            shown,
+            ["0.05", "200", "0", "-0.1", "1e308", "1e-7", "0.0005", "2.5e6"]
+        );
+        assert_eq!(super::number(125.3f32), "125.3");
+        assert_eq!(super::number(f32::MAX), "3.4028235e38");
     }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::saliency::CriterionName;
 use super::train::ScheduleKind;
 use super::DatasetInfo;
-use super::MAX_BATCH;
+use super::{number, MAX_BATCH, MAX_LR};
 
 /// `[prune]`: the pruning stage. Every schedule ranks channels by a criterion of `[saliency]`
 /// across all eligible DFCs, removes them physically, and evaluates the pruned graph in its
@@ -251,7 +251,7 @@ impl PruneConfig {
         if !is_fraction(self.chunk) {
             fail(
                 "prune.chunk",
-                format!("must be a fraction in (0, 1) (got {})", self.chunk),
+                format!("must be a fraction in (0, 1) (got {})", number(self.chunk)),
             );
         }
         for (key, value) in [
@@ -259,7 +259,10 @@ impl PruneConfig {
             ("prune.max_drop", self.max_drop),
         ] {
             if let Some(v) = value.filter(|v| !is_fraction(*v)) {
-                fail(key, format!("must be a fraction in (0, 1) (got {v})"));
+                fail(
+                    key,
+                    format!("must be a fraction in (0, 1) (got {})", number(v)),
+                );
             }
         }
         if self.drops.is_empty() || self.drops.iter().any(|d| !is_fraction(*d)) {
@@ -309,7 +312,7 @@ impl PruneConfig {
             ),
             (_, Some([t])) if !is_fraction(t.value()) => fail(
                 &format!("prune.target.{}", t.key()),
-                format!("must be a fraction in (0, 1) (got {})", t.value()),
+                format!("must be a fraction in (0, 1) (got {})", number(t.value())),
             ),
             _ => {}
         }
@@ -325,12 +328,12 @@ impl PruneConfig {
                 "only applies to schedule = \"iterative\"".into(),
             );
         }
-        let rate = |lr: f64| lr.is_finite() && lr > 0.0 && lr <= 10.0;
+        let rate = |lr: f64| lr > 0.0 && lr <= MAX_LR;
         if f.step_lrs.len() > 100 || !f.step_lrs.iter().all(|&lr| rate(lr)) {
             fail(
                 "prune.fine_tune.step_lrs",
                 format!(
-                    "must be at most 100 rates in (0, 10] (got {:?})",
+                    "must be at most 100 rates in (0, {MAX_LR}] (got {:?})",
                     f.step_lrs
                 ),
             );
@@ -338,7 +341,7 @@ impl PruneConfig {
         if !rate(f.final_lr) {
             fail(
                 "prune.fine_tune.final_lr",
-                format!("must be in (0, 10] (got {})", f.final_lr),
+                format!("must be in (0, {MAX_LR}] (got {})", number(f.final_lr)),
             );
         }
         if let Some(n) = f.images.filter(|&n| n == 0 || n > train) {

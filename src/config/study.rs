@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::MAX_BATCH;
+use super::{number, MAX_BATCH};
 
 /// Most images a scoring pass or the oracle reads.
 const MAX_IMAGES: usize = 1_000_000;
@@ -182,7 +182,7 @@ impl CorrelationConfig {
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
             fail(
                 "correlation.confidence",
-                format!("must be in (0, 1) (got {})", self.confidence),
+                format!("must be in (0, 1) (got {})", number(self.confidence)),
             );
         }
     }

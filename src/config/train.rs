@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::MAX_BATCH;
+use super::{number, MAX_BATCH, MAX_LR};
 
 /// `[train]`: the recipe. The defaults are the DFPC paper's CIFAR recipe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,25 +81,28 @@ impl TrainConfig {
                 format!("must be in 1..={MAX_BATCH} (got {})", t.batch_size),
             );
         }
-        if !(t.lr.is_finite() && t.lr > 0.0) {
+        // SGD at a larger rate diverges in its first steps; the fine-tuning rates share the
+        // bound.
+        if !(t.lr > 0.0 && t.lr <= MAX_LR) {
             fail(
                 "train.lr",
-                format!("must be a finite number > 0 (got {})", t.lr),
+                format!("must be in (0, {MAX_LR}] (got {})", number(t.lr)),
             );
         }
         if !(0.0..1.0).contains(&t.momentum) {
             fail(
                 "train.momentum",
-                format!("must be in [0, 1) (got {})", t.momentum),
+                format!("must be in [0, 1) (got {})", number(t.momentum)),
             );
         }
         if t.nesterov && t.momentum == 0.0 {
             fail("train.nesterov", "needs momentum > 0".into());
         }
-        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+        // Decay of the whole weight at every step is already more than any recipe uses.
+        if !(0.0..=1.0).contains(&t.weight_decay) {
             fail(
                 "train.weight_decay",
-                format!("must be ≥ 0 (got {})", t.weight_decay),
+                format!("must be in [0, 1] (got {})", number(t.weight_decay)),
             );
         }
         if t.warmup_epochs > 0 && t.warmup_epochs >= t.epochs {
@@ -125,7 +128,10 @@ impl TrainConfig {
         }
         if let Some(min_lr) = t.min_lr {
             if !(min_lr >= 0.0 && min_lr < t.lr) {
-                fail("train.min_lr", format!("must be in [0, lr) (got {min_lr})"));
+                fail(
+                    "train.min_lr",
+                    format!("must be in [0, lr) (got {})", number(min_lr)),
+                );
             }
         }
         if t.schedule == ScheduleKind::Step {
@@ -154,7 +160,10 @@ impl TrainConfig {
         }
         if let Some(gamma) = t.gamma {
             if !(gamma > 0.0 && gamma <= 1.0) {
-                fail("train.gamma", format!("must be in (0, 1] (got {gamma})"));
+                fail(
+                    "train.gamma",
+                    format!("must be in (0, 1] (got {})", number(gamma)),
+                );
             }
         }
     }

@@ -52,6 +52,28 @@ impl Variant {
             Variant::Cifar100 => "CIFAR-100",
         }
     }
+
+    /// The dataset on the Hugging Face hub that `[data] download` fetches.
+    pub fn hub_id(self) -> &'static str {
+        match self {
+            Variant::Cifar10 => "uoft-cs/cifar10",
+            Variant::Cifar100 => "uoft-cs/cifar100",
+        }
+    }
+
+    /// About how many bytes the download is: the hub's parquet files (its dataset card gives
+    /// CIFAR-10's as 143,646,105 bytes; CIFAR-100 holds the same 60,000 PNG images).
+    pub fn download_bytes(self) -> u64 {
+        match self {
+            Variant::Cifar10 => 143_646_105,
+            Variant::Cifar100 => 142_000_000,
+        }
+    }
+
+    /// The bytes of the binary files it becomes: 60,000 records.
+    pub fn installed_bytes(self) -> u64 {
+        60_000 * (self.label_bytes() + PIXELS) as u64
+    }
 }
 
 pub fn load(dir: &Path, variant: Variant, hint: &'static str) -> Result<Dataset, DataError> {

@@ -17,25 +17,38 @@ const TEST_IMAGES: usize = 10_000;
 /// CIFAR-10's training records come in five files of 10,000.
 const CIFAR10_BATCH: usize = 10_000;
 
-fn hub_id(variant: Variant) -> &'static str {
-    match variant {
-        Variant::Cifar10 => "uoft-cs/cifar10",
-        Variant::Cifar100 => "uoft-cs/cifar100",
-    }
-}
-
 /// Downloads `variant` (or takes it from the hub cache) and installs it as `dir`.
 pub fn download(variant: Variant, dir: &Path) -> Result<(), String> {
     eprintln!(
         "data        {} is not in {}: downloading {} from the Hugging Face hub",
         variant.label(),
         dir.display(),
-        hub_id(variant)
+        variant.hub_id()
     );
-    let api = hf_hub::HFClientSync::new().map_err(|e| e.to_string())?;
-    let files = candle_datasets::hub::from_hub(&api, hub_id(variant).to_string())
-        .map_err(|e| e.to_string())?;
+    let api = hf_hub::HFClientSync::new().map_err(|e| said_once(&e.to_string()))?;
+    let files = candle_datasets::hub::from_hub(&api, variant.hub_id().to_string())
+        .map_err(|e| said_once(&e.to_string()))?;
     install(variant, &files, dir)
+}
+
+/// `reason` without the parenthesised addresses it already gave: the hub client's errors
+/// wrap the HTTP client's, and both name the address.
+fn said_once(reason: &str) -> String {
+    let mut text = reason.to_string();
+    let mut from = 0;
+    while let Some(start) = text[from..].find(" (http").map(|i| from + i) {
+        let Some(end) = text[start..].find(')').map(|i| start + i) else {
+            break;
+        };
+        let address = &text[start + 2..end];
+        if text[..start].contains(address) {
+            text.replace_range(start..=end, "");
+            from = start;
+        } else {
+            from = end;
+        }
+    }
+    text
 }
 
 /// Converts the hub's parquet `files` (the training and the test split, in any order) into
@@ -72,7 +85,7 @@ fn split_files(
         _ => Err(format!(
             "{} on the hub holds parquet files of {:?} rows; expected one of {TRAIN_IMAGES} \
              (training) and one of {TEST_IMAGES} (test)",
-            hub_id(variant),
+            variant.hub_id(),
             files.iter().map(rows).collect::<Vec<_>>()
         )),
     }
@@ -92,4 +105,18 @@ fn binary_files<'a>(variant: Variant, train: &'a [u8], test: &'a [u8]) -> Vec<(S
         .collect();
     files.push((test_name.to_string(), test));
     files
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_address_is_said_once() {
+        let url = "http://127.0.0.1:9/api/datasets/uoft-cs/cifar10";
+        let reason = format!("HTTP request error: error sending request for url ({url}) ({url})");
+        assert_eq!(
+            super::said_once(&reason),
+            format!("HTTP request error: error sending request for url ({url})")
+        );
+        assert_eq!(super::said_once("no address (here)"), "no address (here)");
+    }
 }

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::{Batch, Batcher, DataError, Dataset, Normalizer, Split};
-use crate::config::{ImageRequest, SplitChoice};
+use crate::config::{DatasetInfo, ImageRequest, SplitChoice};
 
 impl Dataset {
     /// How many images `request` stands for; an error if the split holds fewer. Checked
@@ -42,33 +42,53 @@ impl Dataset {
 
     /// The split and the indices of `set`'s images, drawn without replacement, in file order.
     fn chosen(&self, request: ImageRequest) -> Result<(&Split, Vec<usize>), DataError> {
-        let set = request.set;
-        let (split, name) = match set.split {
-            SplitChoice::Train => (&self.train, "training"),
-            SplitChoice::Validation => (&self.validation, "validation"),
-            SplitChoice::Test => (&self.test, "test"),
+        let split = match request.set.split {
+            SplitChoice::Train => &self.train,
+            SplitChoice::Validation => &self.validation,
+            SplitChoice::Test => &self.test,
         };
-        if split.is_empty() {
-            return Err(DataError::Subset {
-                key: request.key,
-                message: format!(
-                    "the {name} split is empty; hold training images out with [data] validation"
-                ),
-            });
-        }
-        let count = set.count.unwrap_or(request.default_count.min(split.len()));
-        if count > split.len() {
-            return Err(DataError::Subset {
-                key: request.key,
-                message: format!(
-                    "asks for {count} images, but the {name} split holds {}",
-                    split.len()
-                ),
-            });
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(set.seed);
+        let count = count_in(request, split.len())?;
+        let mut rng = ChaCha8Rng::seed_from_u64(request.set.seed);
         let mut chosen = rand::seq::index::sample(&mut rng, split.len(), count).into_vec();
         chosen.sort_unstable();
         Ok((split, chosen))
     }
+}
+
+/// [`Dataset::image_count`] from the dataset's known sizes, before it is read (or downloaded).
+pub fn expected_image_count(info: &DatasetInfo, request: ImageRequest) -> Result<usize, DataError> {
+    let available = match request.set.split {
+        SplitChoice::Train => info.train,
+        SplitChoice::Validation => info.validation,
+        SplitChoice::Test => info.test,
+    };
+    count_in(request, available)
+}
+
+/// How many images `request` takes from its split of `available` images, or why it cannot.
+fn count_in(request: ImageRequest, available: usize) -> Result<usize, DataError> {
+    let name = match request.set.split {
+        SplitChoice::Train => "training",
+        SplitChoice::Validation => "validation",
+        SplitChoice::Test => "test",
+    };
+    let fail = |message| DataError::Subset {
+        key: request.key,
+        message,
+    };
+    if available == 0 {
+        return Err(fail(format!(
+            "the {name} split is empty; hold training images out with [data] validation"
+        )));
+    }
+    let count = request
+        .set
+        .count
+        .unwrap_or(request.default_count.min(available));
+    if count > available {
+        return Err(fail(format!(
+            "asks for {count} images, but the {name} split holds {available}"
+        )));
+    }
+    Ok(count)
 }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use batch::{epoch_rng, shuffled, Augment, Batch, Batcher, Normalizer};
 pub use cifar::Variant as CifarVariant;
+pub use image_set::expected_image_count;
 pub use split::Split;
 
 use crate::config::{DataConfig, DatasetInfo, DatasetKind, SyntheticConfig};
@@ -70,11 +71,6 @@ pub enum DataError {
 const CIFAR_HINT: &str =
     "Download it with `scripts/get_data.sh cifar10` (or cifar100) on a machine with internet, \
      or set [data] dir to the folder holding the binary files.";
-/// A folder is only missing after `load` on a dry run, which downloads nothing.
-const CIFAR_DRY_RUN_HINT: &str =
-    "A run without --dry-run downloads it there ([data] download = true, the default); or \
-     download it with `scripts/get_data.sh cifar10` (or cifar100), or set [data] dir to the \
-     folder holding the binary files.";
 const FASHION_HINT: &str = "Install it with `scripts/get_data.sh fashion-mnist` (on Debian: \
      `apt-get install dataset-fashion-mnist`), or set [data] dir to the folder of the idx files.";
 
@@ -174,10 +170,7 @@ impl DataConfig {
                         path: dir,
                     });
                 }
-                check_dir(match cfg!(feature = "download") {
-                    true => CIFAR_DRY_RUN_HINT,
-                    false => CIFAR_HINT,
-                })?;
+                check_dir(CIFAR_HINT)?;
                 cifar::load(&dir, variant, CIFAR_HINT)?
             }
             DatasetKind::FashionMnist => {
@@ -211,7 +204,47 @@ impl DataConfig {
     }
 }
 
+/// A dataset a run will download before it starts: what `--dry-run` announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDownload {
+    pub dataset: &'static str,
+    pub hub_id: &'static str,
+    pub dir: PathBuf,
+    /// About how many bytes are fetched, and how many are written to `dir`.
+    pub download_bytes: u64,
+    pub installed_bytes: u64,
+}
+
+impl std::fmt::Display for PendingDownload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = |bytes: u64| bytes as f64 / 1e6;
+        write!(
+            f,
+            "will download about {:.0} MB ({} from the Hugging Face hub) to {}, {:.0} MB once converted to the binary files",
+            mb(self.download_bytes),
+            self.hub_id,
+            self.dir.display(),
+            mb(self.installed_bytes)
+        )
+    }
+}
+
 impl DataConfig {
+    /// The download [`load`](Self::load) will make first: a CIFAR folder that does not exist,
+    /// with `[data] download` not off, in a build that can download.
+    pub fn pending_download(&self) -> Option<PendingDownload> {
+        let variant = self.cifar_variant()?;
+        let dir = self.resolved_dir();
+        let will = cfg!(feature = "download") && self.download != Some(false) && !dir.exists();
+        will.then(|| PendingDownload {
+            dataset: variant.label(),
+            hub_id: variant.hub_id(),
+            dir,
+            download_bytes: variant.download_bytes(),
+            installed_bytes: variant.installed_bytes(),
+        })
+    }
+
     fn cifar_variant(&self) -> Option<cifar::Variant> {
         match self.dataset {
             DatasetKind::Cifar10 => Some(cifar::Variant::Cifar10),

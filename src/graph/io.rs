@@ -41,11 +41,14 @@ pub fn read_model_metadata(stem: &Path) -> Result<HashMap<String, String>, Graph
         source,
     };
     let mut file = std::fs::File::open(&path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
     let mut length = [0u8; 8];
-    file.read_exact(&mut length).map_err(io)?;
+    let truncated = |expected: u64| GraphError::Format {
+        path: path.clone(),
+        message: format!("truncated: expected at least {expected} bytes, found {size}"),
+    };
+    file.read_exact(&mut length).map_err(|_| truncated(8))?;
     let length = u64::from_le_bytes(length);
-    // Headers are small; a larger length is corruption, not a header to allocate for.
-    const MAX_HEADER: u64 = 100 << 20;
     if length > MAX_HEADER {
         return Err(GraphError::Format {
             path,
@@ -53,7 +56,8 @@ pub fn read_model_metadata(stem: &Path) -> Result<HashMap<String, String>, Graph
         });
     }
     let mut header = vec![0u8; length as usize];
-    file.read_exact(&mut header).map_err(io)?;
+    file.read_exact(&mut header)
+        .map_err(|_| truncated(8 + length))?;
     #[derive(serde::Deserialize)]
     struct Header {
         #[serde(rename = "__metadata__", default)]
@@ -65,6 +69,9 @@ pub fn read_model_metadata(stem: &Path) -> Result<HashMap<String, String>, Graph
     })?;
     Ok(parsed.metadata)
 }
+
+/// Headers are small; a larger length is corruption, not a header to allocate for.
+const MAX_HEADER: u64 = 100 << 20;
 
 /// Loads what [`save_model`] wrote.
 pub fn load_model(stem: &Path, device: &Device) -> Result<(Graph, Params), GraphError> {
@@ -135,8 +142,9 @@ pub fn read_safetensors(
         path: path.to_path_buf(),
         message,
     };
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        bad(truncation(&bytes).unwrap_or_else(|| format!("not a safetensors file: {e}")))
+    })?;
     let metadata = header.metadata().clone().unwrap_or_default();
     let tensors =
         candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| bad(e.to_string()))?;
@@ -150,6 +158,29 @@ pub fn read_safetensors(
         )));
     }
     Ok((tensors, metadata))
+}
+
+/// "truncated: expected N bytes, found M" when `bytes` are a safetensors file cut short: its
+/// header is cut, or its tensors end past the end of the file.
+fn truncation(bytes: &[u8]) -> Option<String> {
+    let length = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    if length > MAX_HEADER {
+        return None;
+    }
+    let found = bytes.len() as u64;
+    let Some(header) = bytes.get(8..8 + length as usize) else {
+        return Some(format!(
+            "truncated: expected at least {} bytes, found {found}",
+            8 + length
+        ));
+    };
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header).ok()?;
+    let end = header
+        .values()
+        .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
+        .max()?;
+    let expected = 8 + length + end;
+    (found < expected).then(|| format!("truncated: expected {expected} bytes, found {found}"))
 }
 
 /// The names of the floating-point tensors that hold a NaN or an infinity.

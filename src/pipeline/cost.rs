@@ -1,12 +1,13 @@
 //! What the long stages will cost, measured on this machine before they run: one forward pass
-//! (and, for fine-tuning, one training step) of the initialised network on blank images.
+//! and one training step of the initialised network on a few blank images. Counts come from
+//! the dataset's known sizes, so the cost is known before the data is there.
 
 use std::time::Instant;
 
 use candle_core::Device;
 
 use crate::config::{OracleConfig, PruneConfig};
-use crate::data::{Batch, Dataset};
+use crate::data::Batch;
 use crate::exec::{forward, Mode};
 use crate::graph::Params;
 use crate::stages::oracle::OracleEstimate;
@@ -28,6 +29,10 @@ pub struct PruneCost {
     pub fine_tune_epoch: Option<f64>,
 }
 
+/// Images in a timed batch, at most: per image, a larger batch runs at about the same speed,
+/// and a dry run of a large network stays short.
+const TIMED_ROWS: usize = 32;
+
 /// `rows` blank images of the plan's input shape.
 fn blank_images(plan: &Plan, rows: usize, device: &Device) -> Result<candle_core::Tensor, Error> {
     let d = &plan.dataset;
@@ -38,9 +43,10 @@ fn blank_images(plan: &Plan, rows: usize, device: &Device) -> Result<candle_core
     )
 }
 
-/// The time of one image's forward pass, from one batch of `rows` images through the
-/// initialised network.
+/// The time of one image's forward pass, from one batch of `rows` images (at most
+/// [`TIMED_ROWS`]) through the initialised network.
 fn seconds_per_image(plan: &Plan, rows: usize, device: &Device) -> Result<f64, Error> {
+    let rows = rows.clamp(1, TIMED_ROWS);
     let params = Params::init(&plan.graph, 0, device)?;
     let x = blank_images(plan, rows, device)?;
     let started = Instant::now();
@@ -48,8 +54,10 @@ fn seconds_per_image(plan: &Plan, rows: usize, device: &Device) -> Result<f64, E
     Ok(started.elapsed().as_secs_f64() / rows as f64)
 }
 
-/// Seconds per image of a training step (forward, backward, update) on `rows` blank images.
+/// Seconds per image of a training step (forward, backward, update) on `rows` blank images
+/// (at most [`TIMED_ROWS`]).
 fn seconds_per_training_image(plan: &Plan, rows: usize, device: &Device) -> Result<f64, Error> {
+    let rows = rows.clamp(1, TIMED_ROWS);
     let mut params = Params::init(&plan.graph, 0, device)?;
     let batch = Batch {
         images: blank_images(plan, rows, device)?,
@@ -62,6 +70,16 @@ fn seconds_per_training_image(plan: &Plan, rows: usize, device: &Device) -> Resu
     let started = Instant::now();
     train_step(&plan.graph, &mut params, &mut sgd, &batch, 0.0)?;
     Ok(started.elapsed().as_secs_f64() / rows as f64)
+}
+
+/// One training epoch here: a training step per training image, then the evaluation of the
+/// test images.
+pub fn epoch_seconds(plan: &Plan, device: &Device) -> Result<f64, Error> {
+    let d = &plan.dataset;
+    let batch = plan.experiment.train.batch_size;
+    let train = d.train as f64 * seconds_per_training_image(plan, batch, device)?;
+    let evaluated = d.test as f64 * seconds_per_image(plan, batch, device)?;
+    Ok(train + evaluated)
 }
 
 /// The oracle's runs on `images` images, and their time here.
@@ -78,20 +96,13 @@ pub fn oracle_cost(
 }
 
 /// A prune step's validation pass (and fine-tuning epoch), timed here.
-pub fn prune_cost(
-    plan: &Plan,
-    config: &PruneConfig,
-    data: &Dataset,
-    device: &Device,
-) -> Result<PruneCost, Error> {
-    let images = config
-        .eval_images
-        .unwrap_or(data.validation.len())
-        .min(data.validation.len());
+pub fn prune_cost(plan: &Plan, config: &PruneConfig, device: &Device) -> Result<PruneCost, Error> {
+    let d = &plan.dataset;
+    let images = config.eval_images.unwrap_or(d.validation).min(d.validation);
     let validation_pass = images as f64 * seconds_per_image(plan, config.batch, device)?;
     let fine_tune_epoch = match config.schedule.fine_tunes() {
         true => {
-            let images = config.fine_tuning().images.unwrap_or(data.train.len());
+            let images = config.fine_tuning().images.unwrap_or(d.train);
             let rows = plan.experiment.train.batch_size.min(images);
             Some(images as f64 * seconds_per_training_image(plan, rows, device)?)
         }

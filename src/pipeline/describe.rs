@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::{OracleCost, Prepared, PruneCost};
-use crate::config::{OracleConfig, PruneConfig, Target};
+use super::{Inputs, OracleCost, Prepared, PruneCost};
+use crate::config::{number, OracleConfig, PruneConfig, Target};
 use crate::saliency::{self, Needs};
 use crate::stages::model::Start;
 use crate::stages::record::Status;
@@ -32,13 +32,14 @@ impl Plan {
             crate::config::DatasetKind::Synthetic => "generated".to_string(),
             _ => e.data.resolved_dir().display().to_string(),
         };
+        let (train, validation, test) = match &prepared.inputs {
+            Inputs::Read(data) => (data.train.len(), data.validation.len(), data.test.len()),
+            Inputs::Download { .. } => (d.train, d.validation, d.test),
+        };
         let _ = writeln!(
             s,
-            "dataset     {} from {source}: {} train / {} validation / {} test images, {}×{}×{}, {} classes",
+            "dataset     {} from {source}: {train} train / {validation} validation / {test} test images, {}×{}×{}, {} classes",
             e.data.dataset.label(),
-            prepared.data.train.len(),
-            prepared.data.validation.len(),
-            prepared.data.test.len(),
             d.channels,
             d.size,
             d.size,
@@ -48,12 +49,12 @@ impl Plan {
             s,
             "training    {} epochs × {} batches of {}; SGD lr {} momentum {}{} weight decay {}; {:?} schedule{}",
             t.epochs,
-            prepared.data.train.len().div_ceil(t.batch_size),
+            train.div_ceil(t.batch_size),
             t.batch_size,
-            t.lr,
-            t.momentum,
+            number(t.lr),
+            number(t.momentum),
             if t.nesterov { " (Nesterov)" } else { "" },
-            t.weight_decay,
+            number(t.weight_decay),
             t.schedule,
             if t.warmup_epochs > 0 { format!(" after {} warm-up epochs", t.warmup_epochs) } else { String::new() }
         );
@@ -62,12 +63,25 @@ impl Plan {
             "augment     crop padding {}, flip {}; normalisation {}",
             e.data.crop_padding, e.data.flip, e.data.normalization
         );
+        if let Inputs::Download { download, .. } = &prepared.inputs {
+            let _ = writeln!(s, "download    {download}");
+        }
         let _ = writeln!(
             s,
-            "device      {:?}, threads {}",
+            "device      {:?}, {} threads; the times below were measured here, on blank images",
             e.device,
-            e.threads.map_or("all".into(), |n| n.to_string())
+            candle_core::utils::get_num_threads()
         );
+        if let Inputs::Download {
+            earlier_work: true, ..
+        } = &prepared.inputs
+        {
+            let _ = writeln!(
+                s,
+                "note        {} holds earlier work: once the data is downloaded, the run reuses what was made from these settings and that data, and the stages below that it reuses are skipped",
+                self.out_dir.display()
+            );
+        }
         let mut model = match &prepared.start {
             Start::Finished => "finished earlier from these settings and data: skipped".to_string(),
             Start::Resume(c) => format!(
@@ -83,6 +97,18 @@ impl Plan {
             ),
             Start::Fresh { .. } => format!("trains {} epochs from the start", t.epochs),
         };
+        if let Some(epoch) = prepared.epoch_seconds {
+            let left = match &prepared.start {
+                Start::Resume(c) => t.epochs.saturating_sub(c.epoch),
+                _ => t.epochs,
+            };
+            let _ = write!(
+                model,
+                ", about {} per epoch, {} in all",
+                duration(epoch),
+                duration(epoch * left as f64)
+            );
+        }
         if let Status::Damaged(why) = &prepared.model {
             model = format!("reruns ({why}): {model}");
         }
@@ -139,7 +165,7 @@ impl Plan {
 /// What the oracle stage does and about how long it takes.
 fn oracle_line(o: &OracleConfig, cost: &OracleCost) -> String {
     format!(
-        "{} images ({} split, seed {}), tiles of {} channels: {} suffix runs and {} prefix runs, the work of {:.0} one-image forward passes, about {:.0} s here",
+        "{} images ({} split, seed {}), tiles of {} channels: {} suffix runs and {} prefix runs, the work of {:.0} one-image forward passes, about {}",
         cost.estimate.images,
         o.images.split.label(),
         o.images.seed,
@@ -147,7 +173,7 @@ fn oracle_line(o: &OracleConfig, cost: &OracleCost) -> String {
         cost.estimate.suffix_runs,
         cost.estimate.prefix_runs,
         cost.estimate.image_passes,
-        cost.seconds
+        duration(cost.seconds)
     )
 }
 
@@ -169,7 +195,10 @@ fn prune_line(p: &PruneConfig, cost: &PruneCost) -> String {
         ),
         _ => ("half the channels".to_string(), steps_to(0.5).ceil()),
     };
-    let mut step = format!("a validation pass of about {:.1} s", cost.validation_pass);
+    let mut step = format!(
+        "a validation pass of about {}",
+        duration(cost.validation_pass)
+    );
     let mut per_step = cost.validation_pass;
     let mut after = "plus testing and timing its reported points".to_string();
     if let Some(epoch) = cost.fine_tune_epoch {
@@ -177,23 +206,42 @@ fn prune_line(p: &PruneConfig, cost: &PruneCost) -> String {
         per_step += f.step_lrs.len() as f64 * (epoch + cost.validation_pass);
         let _ = write!(
             step,
-            " and {} fine-tuning epochs of about {epoch:.0} s each",
-            f.step_lrs.len()
+            " and {} fine-tuning epochs of about {} each",
+            f.step_lrs.len(),
+            duration(epoch)
         );
         after = format!(
-            "then a final fine-tune of {} epochs, about {:.0} s, and testing and timing",
+            "then a final fine-tune of {} epochs, about {}, and testing and timing",
             f.final_epochs,
-            f.final_epochs as f64 * (epoch + cost.validation_pass)
+            duration(f.final_epochs as f64 * (epoch + cost.validation_pass))
         );
     }
     format!(
-        "{:?} schedule with {} (coupled {}): {variants} variants in steps of {}% of the channels left, each step {step}; a variant that removes {goal} takes {steps:.0} steps, about {:.0} s, {after}",
+        "{:?} schedule with {} (coupled {}): {variants} variants in steps of {}% of the channels left, each step {step}; a variant that removes {goal} takes {steps:.0} steps, about {}, {after}",
         p.schedule,
         names.join(", "),
         coupled.join(" and "),
         100.0 * p.chunk,
-        steps * per_step
+        duration(steps * per_step)
     )
+}
+
+/// `seconds` in the unit a reader plans with: seconds, minutes, hours or days.
+fn duration(seconds: f64) -> String {
+    const MINUTE: f64 = 60.0;
+    const HOUR: f64 = 3600.0;
+    const DAY: f64 = 86_400.0;
+    if seconds < 10.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 2.0 * MINUTE {
+        format!("{seconds:.0} s")
+    } else if seconds < 2.0 * HOUR {
+        format!("{:.0} min", seconds / MINUTE)
+    } else if seconds < 2.0 * DAY {
+        format!("{:.1} h", seconds / HOUR)
+    } else {
+        format!("{:.1} days", seconds / DAY)
+    }
 }
 
 /// A stage's line in the plan: skipped, rerun (naming what changed) or run as `what` says.

@@ -24,18 +24,19 @@ use candle_core::Device;
 pub use cost::{OracleCost, PruneCost};
 pub use summary::Summary;
 
-use crate::data::Dataset;
+use crate::data::{expected_image_count, Dataset, PendingDownload};
 use crate::saliency;
 use crate::stages::budgets::BudgetsStage;
 use crate::stages::correlation::CorrelationStage;
 use crate::stages::model::{model_stage, Start};
-use crate::stages::model_source::check_is_file;
+use crate::stages::model_source::{check_is_file, initial_params};
 use crate::stages::oracle::OracleStage;
 use crate::stages::prune::PruneStage;
 use crate::stages::record::{self, Stage, Status};
 use crate::stages::scores::ScoresStage;
 use crate::stages::{device, reuse_or_run, Context, Fingerprints, Plan};
 use crate::train::checkpoint_path;
+use crate::util::fingerprint::Fingerprint;
 use crate::util::run_lock::RunLock;
 use crate::Error;
 
@@ -50,16 +51,30 @@ pub struct RunOptions {
     pub dry_run: bool,
 }
 
+/// The data the run reads, or, on a dry run whose CIFAR folder does not exist yet, the
+/// download the run will make before anything else.
+pub enum Inputs {
+    Read(Dataset),
+    Download {
+        download: PendingDownload,
+        /// The run folder holds earlier work, which the run reuses where it was made from the
+        /// same settings and data: known only once the data is there.
+        earlier_work: bool,
+    },
+}
+
 /// Everything a run reads, checked: what [`prepare`] returns and `--dry-run` describes.
 pub struct Prepared {
     pub device: Device,
-    pub data: Dataset,
-    /// What every stage is made from.
+    pub inputs: Inputs,
+    /// What every stage is made from (without the data's digest before its download).
     pub made_from: Fingerprints,
     pub start: Start,
     /// Where each stage stands. The model's is what decided `start`; a stage absent from
     /// the experiment has none.
     pub model: Status,
+    /// A training epoch's time here (unless no epoch is left to train).
+    pub epoch_seconds: Option<f64>,
     pub scores: Status,
     /// With what the oracle would cost (unless it finished earlier).
     pub oracle: Option<(Status, Option<OracleCost>)>,
@@ -72,31 +87,17 @@ pub struct Prepared {
 }
 
 /// Checks everything the run will read, writing nothing but a dataset it downloads (never on a
-/// dry run): the device, the data, the weights file, and an existing checkpoint (which must
-/// have been made from the same settings, unless `fresh`).
+/// dry run, which describes the download instead): the run folder's lock, the device, the
+/// weights file, an existing checkpoint (which must have been made from the same settings,
+/// unless `fresh`) and the data.
 pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
     let e = &plan.experiment;
     let run_dir = &plan.out_dir;
-    if let Some(file) = run_dir.ancestors().find(|p| p.is_file()) {
-        return Err(Error::Input(format!(
-            "--results: cannot create the run folder {}: {} is a file",
-            run_dir.display(),
-            file.display()
-        )));
-    }
+    RunLock::check_free(run_dir)?;
     let device = device(e.device)?;
-    let data = if options.dry_run {
-        e.data.read(e.synthetic(), e.seed)?
-    } else {
-        e.data.load(e.synthetic(), e.seed)?
-    };
-    if saliency::needs_of(&e.saliency.criteria).activations {
-        data.image_count(e.saliency.image_request())?;
-    }
     if let Some(path) = &e.model.weights {
         check_is_file(path, "model.weights")?;
     }
-    let made_from = Fingerprints::of(e, &data)?;
     let checkpoint = checkpoint_path(&Stage::Model.dir(run_dir));
     // Runs from before stage folders kept their checkpoint in the run folder itself: starting
     // over beside it would silently drop the epochs it holds.
@@ -108,39 +109,86 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
             checkpoint.display()
         )));
     }
-    let model = record::status(run_dir, Stage::Model, &made_from.model);
-    let start =
-        crate::stages::model::start(plan, &made_from.model, &model, &device, options.fresh)?;
-    let status = |stage, fingerprint: &Option<_>| {
-        fingerprint
-            .as_ref()
-            .map(|f| record::status(run_dir, stage, f))
+    let inputs = match e.data.pending_download().filter(|_| options.dry_run) {
+        Some(download) => Inputs::Download {
+            download,
+            earlier_work: std::fs::read_dir(run_dir).is_ok_and(|mut entries| {
+                entries.any(|f| f.is_ok_and(|f| f.file_name() != ".lock"))
+            }),
+        },
+        None if options.dry_run => Inputs::Read(e.data.read(e.synthetic(), e.seed)?),
+        None => Inputs::Read(e.data.load(e.synthetic(), e.seed)?),
     };
-    let oracle = match (&e.oracle, status(Stage::Oracle, &made_from.oracle)) {
-        (Some(config), Some(status)) => {
-            let images = data.image_count(config.image_request())?;
+    let data = match &inputs {
+        Inputs::Read(data) => Some(data),
+        Inputs::Download { .. } => None,
+    };
+    let image_count = |request| match data {
+        Some(data) => data.image_count(request),
+        None => expected_image_count(&plan.dataset, request),
+    };
+    if saliency::needs_of(&e.saliency.criteria).activations {
+        image_count(e.saliency.image_request())?;
+    }
+    let made_from = Fingerprints::of(e, data)?;
+    // Before the download nothing can have been made from the data: every stage will run.
+    let status = |stage, fingerprint: &Fingerprint| match data {
+        Some(_) => record::status(run_dir, stage, fingerprint),
+        None => Status::Missing,
+    };
+    let model = status(Stage::Model, &made_from.model);
+    let start = match data {
+        Some(_) => {
+            crate::stages::model::start(plan, &made_from.model, &model, &device, options.fresh)?
+        }
+        None => Start::Fresh {
+            params: initial_params(plan, &device)?,
+            overwrites: false,
+        },
+    };
+    let epochs_left = match &start {
+        Start::Finished => 0,
+        Start::Resume(c) => e.train.epochs.saturating_sub(c.epoch),
+        Start::Fresh { .. } => e.train.epochs,
+    };
+    let epoch_seconds = match epochs_left {
+        0 => None,
+        _ => Some(cost::epoch_seconds(plan, &device)?),
+    };
+    let oracle = match (&e.oracle, &made_from.oracle) {
+        (Some(config), Some(fingerprint)) => {
+            let images = image_count(config.image_request())?;
+            let status = status(Stage::Oracle, fingerprint);
             let cost = unless_done(&status, || cost::oracle_cost(plan, config, images, &device))?;
             Some((status, cost))
         }
         _ => None,
     };
-    let prune = match (&e.prune, status(Stage::Prune, &made_from.prune)) {
-        (Some(config), Some(status)) => {
-            let cost = unless_done(&status, || cost::prune_cost(plan, config, &data, &device))?;
+    let prune = match (&e.prune, &made_from.prune) {
+        (Some(config), Some(fingerprint)) => {
+            let status = status(Stage::Prune, fingerprint);
+            let cost = unless_done(&status, || cost::prune_cost(plan, config, &device))?;
             Some((status, cost))
         }
         _ => None,
     };
     Ok(Prepared {
-        scores: record::status(run_dir, Stage::Scores, &made_from.scores),
-        correlation: status(Stage::Correlation, &made_from.correlation),
-        budgets: status(Stage::Budgets, &made_from.budgets),
+        scores: status(Stage::Scores, &made_from.scores),
+        correlation: made_from
+            .correlation
+            .as_ref()
+            .map(|f| status(Stage::Correlation, f)),
+        budgets: made_from
+            .budgets
+            .as_ref()
+            .map(|f| status(Stage::Budgets, f)),
         latency_threads: e.latency_threads(options.threads),
         device,
-        data,
+        inputs,
         made_from,
         start,
         model,
+        epoch_seconds,
         oracle,
         prune,
     })
@@ -164,12 +212,15 @@ pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
     let _lock = RunLock::acquire(run_dir)?;
     let Prepared {
         device,
-        data,
+        inputs,
         made_from,
         start,
         latency_threads,
         ..
     } = prepared;
+    let Inputs::Read(data) = inputs else {
+        unreachable!("only a dry run prepares a run before its download")
+    };
     let context = Context {
         plan,
         data: &data,

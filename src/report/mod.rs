@@ -16,6 +16,6 @@ mod text;
 pub use budgets::write_budgets;
 pub use curves::training_curves;
 pub use prune::{headline_markdown, read_prune, write_prune};
-pub use regenerate::{regenerate, Regenerated};
-pub use study::{read_study, rewrite_study, write_study};
+pub use regenerate::{Regenerated, StoredResults};
+pub use study::{read_study, write_study, StoredStudy};
 pub use tables::{write_train_metrics, write_train_timing};

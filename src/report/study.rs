@@ -128,25 +128,43 @@ impl NamedScoring {
     }
 }
 
-/// Writes the study found in `from` (`study.json` and `scorings.json`, as [`write_study`]
-/// wrote them) again into `to`.
-pub fn rewrite_study(from: &Path, to: &Path) -> Result<(), FileError> {
-    let study = read_study(from)?;
-    let path = from.join("scorings.json");
-    let fail = |message: String| FileError {
-        path: path.clone(),
-        message,
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read it: {e}")))?;
-    let inputs: StudyInputs = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
-    let scorings: Vec<Scoring> = inputs.scorings.iter().map(NamedScoring::scoring).collect();
-    write_study(
-        &study,
-        &scorings,
-        &inputs.reference.scoring(),
-        &inputs.title,
-        to,
-    )
+/// A study as [`write_study`] stored it (`study.json` and `scorings.json`), read back.
+pub struct StoredStudy {
+    pub study: Study,
+    inputs: StudyInputs,
+}
+
+impl StoredStudy {
+    /// Reads `study.json` and `scorings.json` from `dir`.
+    pub fn read(dir: &Path) -> Result<Self, FileError> {
+        let study = read_study(dir)?;
+        let path = dir.join("scorings.json");
+        let fail = |message: String| FileError {
+            path: path.clone(),
+            message,
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        let inputs: StudyInputs = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        Ok(Self { study, inputs })
+    }
+
+    /// Writes its tables and figures again into `to`.
+    pub fn write(&self, to: &Path) -> Result<(), FileError> {
+        let scorings: Vec<Scoring> = self
+            .inputs
+            .scorings
+            .iter()
+            .map(NamedScoring::scoring)
+            .collect();
+        write_study(
+            &self.study,
+            &scorings,
+            &self.inputs.reference.scoring(),
+            &self.inputs.title,
+            to,
+        )
+    }
 }
 
 /// Reads back the `study.json` that [`write_study`] wrote into `dir`.

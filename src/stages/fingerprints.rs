@@ -30,15 +30,24 @@ pub struct Fingerprints {
 }
 
 impl Fingerprints {
-    pub fn of(e: &Experiment, data: &Dataset) -> Result<Self, Error> {
-        let model = Fingerprint::of_training(e)
-            .map_err(|err| Error::Input(format!("model.weights: {err}")))?
-            .with_data(data);
+    /// What every stage of `e` is made from, with the digest of the `data` read; without data
+    /// (a dry run before the download that brings it), the digest is left out.
+    pub fn of(e: &Experiment, data: Option<&Dataset>) -> Result<Self, Error> {
+        let with_data = |f: Fingerprint| match data {
+            Some(data) => f.with_data(data),
+            None => f,
+        };
+        let model = with_data(
+            Fingerprint::of_training(e)
+                .map_err(|err| Error::Input(format!("model.weights: {err}")))?,
+        );
         let model_digest = model.digest();
-        let scores = Self::scores(e, &model_digest, Some(data));
+        let scores = Self::scores(e, &model_digest, data);
         let oracle = e.oracle.as_ref().map(|config| {
-            Fingerprint::of_stage(&json!({ "oracle": config }), [("model", &*model_digest)])
-                .with_data(data)
+            with_data(Fingerprint::of_stage(
+                &json!({ "oracle": config }),
+                [("model", &*model_digest)],
+            ))
         });
         let correlation = match (e.correlation(), &oracle) {
             (Some(config), Some(oracle)) => Some(Fingerprint::of_stage(
@@ -48,11 +57,10 @@ impl Fingerprints {
             _ => None,
         };
         let prune = e.prune.as_ref().map(|config| {
-            Fingerprint::of_stage(
+            with_data(Fingerprint::of_stage(
                 &json!({ "prune": config, "latency": e.latency }),
                 [("model", &*model_digest), ("scores", &*scores.digest())],
-            )
-            .with_data(data)
+            ))
         });
         let budgets = match (&prune, &correlation) {
             (Some(prune), Some(correlation)) => Some(Fingerprint::from_pairs([

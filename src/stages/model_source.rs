@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
-use crate::graph::{load_model, load_state_dict, read_model_metadata, Graph, Params};
+use crate::graph::{load_model, load_state_dict, read_model_metadata, Graph, GraphError, Params};
 use crate::stages::fingerprints::DATA_CONTENTS;
 use crate::stages::record::Stage;
 use crate::stages::Plan;
@@ -82,7 +82,8 @@ pub fn model_of(plan: &Plan, device: &Device) -> Result<(Graph, Params, ModelSou
             stem.display()
         ))
     };
-    let recorded = read_model_metadata(&stem)?
+    let recorded = read_model_metadata(&stem)
+        .map_err(|e| unreadable_model(&stem, e))?
         .get("settings")
         .and_then(|text| Fingerprint::from_json(text))
         .ok_or_else(|| stale("it records no settings (written by another version)".into()))?;
@@ -97,11 +98,28 @@ pub fn model_of(plan: &Plan, device: &Device) -> Result<(Graph, Params, ModelSou
             changed.join("; ")
         )));
     }
-    let (graph, params) = load_model(&stem, device)?;
+    let (graph, params) = load_saved_model(&stem, device)?;
     if graph != plan.graph {
         return Err(stale("its architecture differs".into()));
     }
     Ok((graph, params, ModelSource::Trained(stem)))
+}
+
+/// A saved model a command reads (`<stem>.json` and `<stem>.safetensors`, as [`save_model`]
+/// writes them): files that are not one are the user's input, refused naming the file.
+///
+/// [`save_model`]: crate::graph::save_model
+pub fn load_saved_model(stem: &Path, device: &Device) -> Result<(Graph, Params), Error> {
+    load_model(stem, device).map_err(|e| unreadable_model(stem, e))
+}
+
+/// The refusal for a saved model that cannot be read.
+pub fn unreadable_model(stem: &Path, error: GraphError) -> Error {
+    Error::Input(format!(
+        "{error}\n  expected a model saved by prunelab: {}.json and {}.safetensors as a run or the prune stage wrote them",
+        stem.display(),
+        stem.display()
+    ))
 }
 
 /// Where the model stage keeps the trained network: `results/<name>/model/model.{json,safetensors}`.

@@ -18,7 +18,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Resolves `experiment`, whose run folder is `<results_root>/<name>`: refused when a file
+    /// stands where that folder or one above it would be.
     pub fn new(experiment: Experiment, results_root: &Path) -> Result<Self, Error> {
+        let out_dir = results_root.join(experiment.name());
+        if let Some(file) = out_dir.ancestors().find(|p| p.is_file()) {
+            return Err(Error::Input(format!(
+                "--results: {} is a file, not a folder; the run folder {} must be a folder",
+                file.display(),
+                out_dir.display()
+            )));
+        }
         let dataset = experiment.data.info(experiment.synthetic());
         let graph = crate::models::build(
             &experiment.model.arch,
@@ -26,7 +36,6 @@ impl Plan {
             dataset.size,
             dataset.classes,
         )?;
-        let out_dir = results_root.join(experiment.name());
         Ok(Self {
             experiment,
             dataset,

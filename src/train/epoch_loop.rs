@@ -178,19 +178,20 @@ impl Trainer<'_> {
     }
 
     fn diverged(&self, epoch: usize, what: String, lr: f64) -> TrainError {
-        let kept = if epoch > 0 {
+        let next = if epoch > 0 {
             format!(
-                "The last good checkpoint (after epoch {epoch}) is kept at {}.",
+                "The last good checkpoint (after epoch {epoch}) is kept at {}, but resuming it with these settings would diverge again, and it cannot be resumed with others: run again with --fresh.",
                 self.checkpoint.display()
             )
         } else {
-            "No epoch had completed, so no checkpoint was written.".to_string()
+            "No epoch had completed, so no checkpoint was written: run again with the new settings."
+                .to_string()
         };
         TrainError::Diverged {
             epoch: epoch + 1,
             what,
-            lr,
-            kept,
+            lr: crate::config::number(lr),
+            next,
         }
     }
 }

@@ -38,14 +38,15 @@ pub struct EpochMetrics {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(
-        "training diverged: {what} in epoch {epoch} (lr {lr}). {kept} \
-         Lower train.lr or add train.warmup_epochs, then run again with --fresh (or resume from the checkpoint, if these settings are kept)."
+        "training diverged: {what} in epoch {epoch} (lr {lr}). Lower train.lr or add train.warmup_epochs. {next}"
     )]
     Diverged {
         epoch: usize,
         what: String,
-        lr: f64,
-        kept: String,
+        /// The rate, as [`crate::config::number`] writes it.
+        lr: String,
+        /// What is left to start again from, and how.
+        next: String,
     },
     #[error("{}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },

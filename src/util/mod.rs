@@ -4,6 +4,7 @@
 pub mod atomic_file;
 pub mod fault;
 pub mod fingerprint;
+pub mod output_path;
 #[cfg(target_os = "linux")]
 pub mod recycling;
 pub mod run_lock;

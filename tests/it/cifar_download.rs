@@ -296,5 +296,10 @@ fn offline_the_run_names_the_folder_the_script_and_the_setting_and_writes_nothin
     ] {
         assert!(stderr.contains(part), "{part:?} missing from: {stderr}");
     }
+    assert_eq!(
+        stderr.matches("http://127.0.0.1:9/api").count(),
+        1,
+        "the address is said once: {stderr}"
+    );
     assert_eq!(entries(work.path()), ["e.toml"]);
 }

@@ -138,7 +138,7 @@ fn validation_errors_point_at_the_key() {
     let out = prunelab(&[file.to_str().unwrap(), "--dry-run"], results.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("negative_lr.toml:7:1: train.lr: must be a finite number > 0 (got -0.1)"),
+        stderr.contains("negative_lr.toml:7:1: train.lr: must be in (0, 10] (got -0.1)"),
         "{stderr}"
     );
 }

@@ -13,6 +13,7 @@ mod data_criteria;
 mod data_readers;
 mod executor;
 mod graph_reference;
+mod mistakes;
 mod models;
 mod paper_figures;
 mod pruning;
