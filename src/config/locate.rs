@@ -155,6 +155,22 @@ pub(super) fn control_character(file: &Path, source: &str) -> Option<ConfigError
     }]))
 }
 
+/// A file that is not UTF-8 text, located at its first invalid byte (`valid` bytes in).
+pub(super) fn not_text(file: &Path, bytes: &[u8], valid: usize) -> ConfigErrors {
+    let text = std::str::from_utf8(&bytes[..valid]).expect("valid up to here");
+    let (line, column) = line_column(text, text.len());
+    ConfigErrors(vec![ConfigError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        key: String::new(),
+        message: format!(
+            "byte 0x{:02X} is not UTF-8 text: a TOML file is text; is this a binary or damaged file?",
+            bytes[valid]
+        ),
+    }])
+}
+
 /// serde's wording for an integer beyond 64 bits ("invalid type: integer `N` as i128,
 /// expected usize"), said as the range it is out of.
 fn out_of_range(message: &str) -> Option<String> {

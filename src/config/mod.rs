@@ -99,9 +99,17 @@ pub enum DeviceChoice {
 impl Experiment {
     /// Reads and validates an experiment file. Touches no other file.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        let source = std::fs::read_to_string(path).map_err(|e| {
+        if path.is_dir() {
+            return Err(ConfigErrors::single(
+                path,
+                "is a folder; give an experiment file (e.g. experiments/quick.toml)".into(),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
             ConfigErrors::single(path, format!("cannot read the experiment file: {e}"))
         })?;
+        let source = String::from_utf8(bytes)
+            .map_err(|e| locate::not_text(path, e.as_bytes(), e.utf8_error().valid_up_to()))?;
         Self::parse(path, &source)
     }
 

@@ -64,9 +64,9 @@ mod tests {
     #[test]
     fn explicit_constants_are_used_as_given() {
         let given = normalizer_of(
-            "dataset = \"cifar100\"\nnormalization = { mean = [0.5, 0.25, 0.0], std = [0.5, 1.0, 2.0] }",
+            "dataset = \"cifar100\"\nnormalization = { mean = [0.5, 0.25, 0.0], std = [0.5, 1.0, 0.25] }",
         );
-        assert_eq!(given, Normalizer::new(&[0.5, 0.25, 0.0], &[0.5, 1.0, 2.0]));
+        assert_eq!(given, Normalizer::new(&[0.5, 0.25, 0.0], &[0.5, 1.0, 0.25]));
         let table = normalizer_of(
             "dataset = \"fashion-mnist\"\n[data.normalization]\nmean = [0.25]\nstd = [0.5]",
         );

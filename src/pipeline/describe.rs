@@ -217,12 +217,13 @@ fn prune_line(p: &PruneConfig, cost: &PruneCost) -> String {
         );
     }
     format!(
-        "{:?} schedule with {} (coupled {}): {variants} variants in steps of {}% of the channels left, each step {step}; a variant that removes {goal} takes {steps:.0} steps, about {}, {after}",
+        "{:?} schedule with {} (coupled {}): {variants} variants in steps of {}% of the channels left, each step {step}; a variant that removes {goal} takes {steps:.0} steps, about {} ({} for the {variants}), {after}",
         p.schedule,
         names.join(", "),
         coupled.join(" and "),
         100.0 * p.chunk,
-        duration(steps * per_step)
+        duration(steps * per_step),
+        duration(variants as f64 * steps * per_step)
     )
 }
 

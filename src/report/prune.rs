@@ -59,6 +59,14 @@ pub fn read_prune(dir: &Path) -> Result<PruneResults, FileError> {
             results.schema
         )));
     }
+    // Every table starts from a variant's first point, the unpruned network.
+    if let Some(v) = results.variants.iter().find(|v| v.points.is_empty()) {
+        return Err(fail(format!(
+            "the variant {} (coupled {}) has no points",
+            v.criterion.as_str(),
+            if v.coupled { "on" } else { "off" }
+        )));
+    }
     Ok(results)
 }
 

@@ -135,7 +135,8 @@ pub struct StoredStudy {
 }
 
 impl StoredStudy {
-    /// Reads `study.json` and `scorings.json` from `dir`.
+    /// Reads `study.json` and `scorings.json` from `dir`, and checks that they fit together
+    /// as [`write_study`] would have written them.
     pub fn read(dir: &Path) -> Result<Self, FileError> {
         let study = read_study(dir)?;
         let path = dir.join("scorings.json");
@@ -146,6 +147,28 @@ impl StoredStudy {
         let text =
             std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read it: {e}")))?;
         let inputs: StudyInputs = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let m = &study.matrix;
+        if m.rho.len() != m.names.len() || m.rho.iter().any(|row| row.len() != m.names.len()) {
+            return Err(FileError::new(
+                &dir.join("study.json"),
+                format!(
+                    "its matrix is not {n} × {n}, one row and column per name",
+                    n = m.names.len()
+                ),
+            ));
+        }
+        if inputs.reference.name != study.reference {
+            return Err(fail(format!(
+                "its reference is `{}`, but study.json's is `{}`",
+                inputs.reference.name, study.reference
+            )));
+        }
+        if let Some(s) = inputs.scorings.iter().find(|s| !m.names.contains(&s.name)) {
+            return Err(fail(format!(
+                "`{}` is not among study.json's scorings",
+                s.name
+            )));
+        }
         Ok(Self { study, inputs })
     }
 

@@ -41,9 +41,9 @@ pub fn check_output_file(flag: &str, path: &Path) -> Result<(), Error> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
     match parent {
         Some(parent) if !parent.is_dir() => Err(Error::Input(format!(
-            "{flag}: cannot write {}: the folder {} does not exist",
-            path.display(),
-            parent.display()
+            "{flag}: the folder {} does not exist, so {} cannot be written",
+            parent.display(),
+            path.display()
         ))),
         _ => Ok(()),
     }

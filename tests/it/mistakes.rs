@@ -115,6 +115,36 @@ fn report_refuses_sources_that_are_not_stored_results_and_writes_nothing() {
         }
     }
 
+    // Well-formed JSON whose parts do not fit together.
+    let edits: [(&str, fn(&mut serde_json::Value), &str); 3] = [
+        (
+            "correlation/study.json",
+            |v| drop(v["matrix"]["rho"][1].as_array_mut().unwrap().pop()),
+            "its matrix is not ",
+        ),
+        (
+            "correlation/scorings.json",
+            |v| v["reference"]["name"] = "oracle-squared".into(),
+            "its reference is `oracle-squared`",
+        ),
+        (
+            "prune/results.json",
+            |v| v["variants"][1]["points"] = serde_json::json!([]),
+            "has no points",
+        ),
+    ];
+    for (file, edit, says) in edits {
+        let copy = dir.path().join("inconsistent").join("full");
+        copy_dir(&run, &copy);
+        let path = copy.join(file);
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        edit(&mut value);
+        std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+        report(&[&copy], &[&path.display().to_string(), says]);
+        std::fs::remove_dir_all(copy.parent().unwrap()).unwrap();
+    }
+
     let twin = dir.path().join("elsewhere").join("full");
     copy_dir(&run, &twin);
     report(&[&run, &twin], &["are both named \"full\""]);
@@ -323,6 +353,24 @@ fn flag_values_are_refused_for_what_they_are() {
         &["one experiment file"],
     );
     assert!(!stderr.contains("subcommand"), "{stderr}");
+}
+
+#[test]
+fn an_experiment_that_is_a_folder_or_not_text_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    run_refused(
+        dir.path(),
+        &results,
+        &["is a folder; give an experiment file"],
+    );
+    let binary = dir.path().join("binary.toml");
+    std::fs::write(&binary, b"[data]\ndataset = \"\xff\"\n").unwrap();
+    run_refused(
+        &binary,
+        &results,
+        &["binary.toml:2:12: byte 0xFF is not UTF-8 text"],
+    );
 }
 
 #[test]

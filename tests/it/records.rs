@@ -84,6 +84,17 @@ fn a_corrupted_model_file_rebuilds_the_model_stage() {
 }
 
 #[test]
+fn a_deleted_or_damaged_model_description_or_summary_rebuilds_the_model_stage() {
+    rebuilt("model", "model/model.json", delete, "model.json is missing");
+    rebuilt(
+        "model",
+        "model/summary.json",
+        corrupt,
+        "summary.json changed since it was written",
+    );
+}
+
+#[test]
 fn a_deleted_score_file_reruns_the_scores_stage() {
     rebuilt(
         "scores",
