@@ -27,12 +27,15 @@ pub fn command(sources: &[PathBuf], out: &Path, stamp: Option<&str>) -> Result<(
         }
     }
     check_output_folder("--out", out)?;
-    if let Some(run) = run_folder_holding(out) {
-        return Err(Error::Input(format!(
-            "--out: {} is inside the run folder {}, which runs of its experiment write into; write the report to a folder of its own (e.g. paper_figures/<name>)",
-            out.display(),
-            run.display()
-        )));
+    for s in &stored {
+        let to = out.join(&s.name);
+        if let Some(run) = run_folder_holding(&to) {
+            return Err(Error::Input(format!(
+                "--out: {} would be written inside the run folder {}, which runs of its experiment write into; write the report to a folder of its own (e.g. paper_figures/<name>)",
+                to.display(),
+                run.display()
+            )));
+        }
     }
     for s in &stored {
         let r = s.write(out, stamp)?;

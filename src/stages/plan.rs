@@ -1,5 +1,5 @@
 //! An experiment resolved into what will run: its dataset's shape, its network as a graph and
-//! its run folder, with the device it names. Built without touching any file.
+//! its run folder, with the device it names. Built without writing anything.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +7,7 @@ use candle_core::Device;
 
 use crate::config::{DatasetInfo, DeviceChoice, Experiment};
 use crate::graph::Graph;
+use crate::util::output_path::check_output_folder;
 use crate::Error;
 
 /// A validated experiment resolved into what will run.
@@ -18,17 +19,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Resolves `experiment`, whose run folder is `<results_root>/<name>`: refused when a file
-    /// stands where that folder or one above it would be.
+    /// Resolves `experiment`, whose run folder is `<results_root>/<name>`: refused when that
+    /// folder cannot be made (a file stands where it or a folder above it would be, or the
+    /// file system refuses).
     pub fn new(experiment: Experiment, results_root: &Path) -> Result<Self, Error> {
         let out_dir = results_root.join(experiment.name());
-        if let Some(file) = out_dir.ancestors().find(|p| p.is_file()) {
-            return Err(Error::Input(format!(
-                "--results: {} is a file, not a folder; the run folder {} must be a folder",
-                file.display(),
-                out_dir.display()
-            )));
-        }
+        check_output_folder("--results", &out_dir)?;
         let dataset = experiment.data.info(experiment.synthetic());
         let graph = crate::models::build(
             &experiment.model.arch,

@@ -43,6 +43,7 @@ impl RunLock {
             ))
         })?;
         let path = lock_path(dir);
+        not_a_file(&path)?;
         let io = |source| Error::Io {
             path: path.clone(),
             source,
@@ -79,6 +80,7 @@ impl RunLock {
     /// Refuses, as [`acquire`](Self::acquire) would, when another process holds `dir`;
     /// creates nothing (what `--dry-run` checks).
     pub fn check_free(dir: &Path) -> Result<(), Error> {
+        not_a_file(&lock_path(dir))?;
         let Ok(file) = File::open(lock_path(dir)) else {
             return Ok(());
         };
@@ -86,6 +88,17 @@ impl RunLock {
             Err(TryLockError::WouldBlock) => Err(busy(dir, &file)),
             _ => Ok(()),
         }
+    }
+}
+
+/// Refuses a lock path that something other than a file occupies.
+fn not_a_file(path: &Path) -> Result<(), Error> {
+    match path.exists() && !path.is_file() {
+        true => Err(Error::Input(format!(
+            "{} is not a file: prunelab keeps the run folder's lock there; remove it",
+            path.display()
+        ))),
+        false => Ok(()),
     }
 }
 

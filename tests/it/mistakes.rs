@@ -60,6 +60,9 @@ fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A file, what is done to it, and what the refusal must then say.
+type Damage<F> = (&'static str, F, &'static str);
+
 /// The first half of a file, as a copy cut short leaves it.
 fn truncate(path: &Path) {
     let bytes = std::fs::read(path).unwrap();
@@ -116,7 +119,7 @@ fn report_refuses_sources_that_are_not_stored_results_and_writes_nothing() {
     }
 
     // Well-formed JSON whose parts do not fit together.
-    let edits: [(&str, fn(&mut serde_json::Value), &str); 3] = [
+    let edits: [Damage<fn(&mut serde_json::Value)>; 3] = [
         (
             "correlation/study.json",
             |v| drop(v["matrix"]["rho"][1].as_array_mut().unwrap().pop()),
@@ -199,7 +202,7 @@ fn eval_refuses_what_is_not_a_models_folder() {
     );
 
     let copy = dir.path().join("copy");
-    let damaged: [(&str, fn(&Path), &str); 4] = [
+    let damaged: [Damage<fn(&Path)>; 4] = [
         (
             "model.json",
             |p| std::fs::write(p, b"{\"nodes\": 3").unwrap(),
@@ -302,7 +305,40 @@ fn output_paths_that_cannot_be_written_are_refused_before_any_work() {
         &["--json", "the folder", "does not exist"],
     );
     bench(&file.join("x.json"), &["--json", "full.toml"]);
+    // A special file: writing beside it and renaming over it would replace it.
+    // (Outside the folder watched: reading a pipe would wait for a writer.)
+    let special = tempfile::tempdir().unwrap();
+    let fifo = special.path().join("pipe");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    bench(&fifo, &["--json", "not a regular file"]);
     assert!(started.elapsed().as_secs() < 10, "refused before measuring");
+
+    // Where no folder can be made: under a device, or in a file system that makes none.
+    for results in ["/dev/null", "/proc/prunelab-results"] {
+        run_refused(&config, Path::new(results), &["--results", results]);
+    }
+    let report_into = |out: &Path, expected: &[&str]| {
+        let run = dir.path().join("results/full");
+        refused(
+            &[
+                "report".as_ref(),
+                run.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ],
+            dir.path(),
+            expected,
+        )
+    };
+    report_into(
+        Path::new("/dev/null/report"),
+        &["--out", "/dev/null is a file"],
+    );
+    report_into(&fifo, &["--out", "pipe is a file"]);
 }
 
 #[test]

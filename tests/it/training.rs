@@ -129,7 +129,10 @@ fn runs_killed_anywhere_finish_with_the_outputs_of_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let config = experiment(dir.path(), "resume", "epochs = 4\nlr = 0.02");
     let straight = dir.path().join("straight");
+    let started = std::time::Instant::now();
     let out = run(&config, &straight, &["--threads", "2"]);
+    // Kills land within the time a whole run takes here, whatever this machine's speed.
+    let whole_ms = started.elapsed().as_millis() as u64;
     assert!(
         out.status.success(),
         "{}",
@@ -164,9 +167,9 @@ fn runs_killed_anywhere_finish_with_the_outputs_of_an_uninterrupted_run() {
         assert_same_outputs(&reference, &results.join("resume"), point);
     }
 
-    // SIGKILLs at pseudo-random moments, restarting with 1 to 3 threads, until the run finishes
-    // between kills or 40 kills have landed (a loaded machine may never let it finish in time);
-    // then a last run finishes it.
+    // SIGKILLs at pseudo-random moments within a whole run's time, restarting with 1 to 3
+    // threads, until the run finishes between kills or 40 kills have landed (a loaded machine
+    // may never let it finish in time); then a last run finishes it.
     let results = dir.path().join("random");
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = |n: u64| {
@@ -179,7 +182,9 @@ fn runs_killed_anywhere_finish_with_the_outputs_of_an_uninterrupted_run() {
     loop {
         let threads = (1 + next(3)).to_string();
         let mut child = spawn(&config, &results, &["--threads", &threads], &[]);
-        std::thread::sleep(Duration::from_millis(150 + next(900)));
+        std::thread::sleep(Duration::from_millis(
+            whole_ms / 10 + next(whole_ms * 4 / 5 + 1),
+        ));
         if child.try_wait().unwrap().is_some() {
             break;
         }
