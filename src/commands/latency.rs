@@ -121,6 +121,11 @@ pub fn latency(
                 Pruning::Plan(path) => {
                     let unreadable =
                         |why: String| Error::Input(format!("--plan {}: {why}", path.display()));
+                    if path.is_dir() {
+                        return Err(unreadable(
+                            "is a folder; expected a channel plan (a JSON file, as `prunelab latency --prune-random` writes pruning_plan.json)".into(),
+                        ));
+                    }
                     let text = std::fs::read(path).map_err(|err| unreadable(err.to_string()))?;
                     let p = ChannelPlan::from_json(&text).map_err(unreadable)?;
                     (p, format!("plan {}", path.display()))

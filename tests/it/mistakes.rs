@@ -357,6 +357,11 @@ fn flag_values_are_refused_for_what_they_are() {
         &["oracle-bench", "--dfcs", "0"],
         &["--dfcs", "not a number of DFCs ≥ 1"],
     );
+    let folder = dir.path().to_str().unwrap();
+    with_run(
+        &["latency", "--plan", folder],
+        &["--plan", "is a folder; expected a channel plan"],
+    );
     with_run(
         &["latency", "--prune-random", "-0.1"],
         &["--prune-random", "\"-0.1\" is not a fraction in [0, 1)"],
