@@ -1,5 +1,6 @@
-//! What every floor uses: files written atomically, the run folder's lock, the worker threads,
-//! crash points for the resume tests, and the allocator that recycles large blocks.
+//! What every floor uses: files written atomically, the run folder's lock, output paths
+//! checked before any work, the worker threads, crash points for the resume tests, and the
+//! allocator that recycles large blocks.
 
 pub mod atomic_file;
 pub mod fault;
