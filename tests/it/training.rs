@@ -169,7 +169,8 @@ fn runs_killed_anywhere_finish_with_the_outputs_of_an_uninterrupted_run() {
 
     // SIGKILLs at pseudo-random moments within a whole run's time, restarting with 1 to 3
     // threads, until the run finishes between kills or 40 kills have landed (a loaded machine
-    // may never let it finish in time); then a last run finishes it.
+    // may never let it finish in time); then a last run finishes it. A run that finishes
+    // before the first kill (the machine got faster) is started over, killed sooner.
     let results = dir.path().join("random");
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = |n: u64| {
@@ -179,14 +180,22 @@ fn runs_killed_anywhere_finish_with_the_outputs_of_an_uninterrupted_run() {
         state % n
     };
     let mut kills = 0;
+    let mut window_ms = whole_ms;
     loop {
         let threads = (1 + next(3)).to_string();
         let mut child = spawn(&config, &results, &["--threads", &threads], &[]);
         std::thread::sleep(Duration::from_millis(
-            whole_ms / 10 + next(whole_ms * 4 / 5 + 1),
+            window_ms / 10 + next(window_ms * 4 / 5 + 1),
         ));
-        if child.try_wait().unwrap().is_some() {
-            break;
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "a run between kills failed: {status}");
+            if kills > 0 {
+                break;
+            }
+            assert!(window_ms > 1, "no kill landed");
+            std::fs::remove_dir_all(&results).unwrap();
+            window_ms /= 2;
+            continue;
         }
         child.kill().unwrap();
         child.wait().unwrap();
@@ -201,7 +210,6 @@ fn runs_killed_anywhere_finish_with_the_outputs_of_an_uninterrupted_run() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(kills > 0, "no kill landed");
     assert_same_outputs(
         &reference,
         &results.join("resume"),
