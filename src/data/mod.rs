@@ -133,11 +133,8 @@ impl DataConfig {
     /// Reads (or generates) both splits and applies the subsets, after downloading a missing
     /// CIFAR folder as `[data] download` allows.
     pub fn load(&self, synthetic: SyntheticConfig, seed: u64) -> Result<Dataset, DataError> {
-        if let Some(variant) = self.cifar_variant() {
-            let dir = self.resolved_dir();
-            if !dir.exists() && self.download != Some(false) {
-                self.fetch_cifar(variant, &dir)?;
-            }
+        if let Some((variant, dir)) = self.cifar_to_fetch() {
+            self.fetch_cifar(variant, &dir)?;
         }
         self.read(synthetic, seed)
     }
@@ -233,16 +230,25 @@ impl DataConfig {
     /// The download [`load`](Self::load) will make first: a CIFAR folder that does not exist,
     /// with `[data] download` not off, in a build that can download.
     pub fn pending_download(&self) -> Option<PendingDownload> {
-        let variant = self.cifar_variant()?;
-        let dir = self.resolved_dir();
-        let will = cfg!(feature = "download") && self.download != Some(false) && !dir.exists();
-        will.then(|| PendingDownload {
+        if !cfg!(feature = "download") {
+            return None;
+        }
+        let (variant, dir) = self.cifar_to_fetch()?;
+        Some(PendingDownload {
             dataset: variant.label(),
             hub_id: variant.hub_id(),
             dir,
             download_bytes: variant.download_bytes(),
             installed_bytes: variant.installed_bytes(),
         })
+    }
+
+    /// A CIFAR folder that does not exist, with `[data] download` not off: what
+    /// [`load`](Self::load) fetches first.
+    fn cifar_to_fetch(&self) -> Option<(cifar::Variant, PathBuf)> {
+        let variant = self.cifar_variant()?;
+        let dir = self.resolved_dir();
+        (self.download != Some(false) && !dir.exists()).then_some((variant, dir))
     }
 
     fn cifar_variant(&self) -> Option<cifar::Variant> {

@@ -87,7 +87,7 @@ impl Plan {
             Start::Resume(c) => format!(
                 "resumes from its checkpoint after epoch {} ({} epochs left)",
                 c.epoch,
-                t.epochs.saturating_sub(c.epoch)
+                prepared.start.epochs_left(t.epochs)
             ),
             Start::Fresh {
                 overwrites: true, ..
@@ -98,10 +98,7 @@ impl Plan {
             Start::Fresh { .. } => format!("trains {} epochs from the start", t.epochs),
         };
         if let Some(epoch) = prepared.epoch_seconds {
-            let left = match &prepared.start {
-                Start::Resume(c) => t.epochs.saturating_sub(c.epoch),
-                _ => t.epochs,
-            };
+            let left = prepared.start.epochs_left(t.epochs);
             let _ = write!(
                 model,
                 ", about {} per epoch, {} in all",

@@ -146,12 +146,7 @@ pub fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared, Error> {
             overwrites: false,
         },
     };
-    let epochs_left = match &start {
-        Start::Finished => 0,
-        Start::Resume(c) => e.train.epochs.saturating_sub(c.epoch),
-        Start::Fresh { .. } => e.train.epochs,
-    };
-    let epoch_seconds = match epochs_left {
+    let epoch_seconds = match start.epochs_left(e.train.epochs) {
         0 => None,
         _ => Some(cost::epoch_seconds(plan, &device)?),
     };

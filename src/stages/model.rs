@@ -29,6 +29,17 @@ pub enum Start {
     Resume(Box<Checkpoint>),
 }
 
+impl Start {
+    /// The epochs left to train of `epochs`.
+    pub fn epochs_left(&self, epochs: usize) -> usize {
+        match self {
+            Start::Finished => 0,
+            Start::Resume(c) => epochs.saturating_sub(c.epoch),
+            Start::Fresh { .. } => epochs,
+        }
+    }
+}
+
 /// Where the model stage starts, given where its record stands (`status`): finished (its
 /// record matches and its outputs are intact), from the run's checkpoint (which must have been
 /// made from the same settings: a run whose outputs were lost rebuilds them from it), or afresh

@@ -38,6 +38,55 @@ pub fn run(config: &Path, results: &Path, extra: &[&str]) -> std::process::Outpu
         .expect("the binary runs")
 }
 
+/// `prunelab args…` exits 2 with every `expected` text on standard error, panics nowhere, and
+/// leaves `watched` exactly as it was; the error is returned.
+pub fn refused<S: AsRef<std::ffi::OsStr>>(args: &[S], watched: &Path, expected: &[&str]) -> String {
+    let before = snapshot(watched);
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{shown:?}: {stderr}");
+    for text in expected {
+        assert!(
+            stderr.contains(text),
+            "{shown:?}: {text:?} missing from: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("panicked"), "{shown:?}: {stderr}");
+    assert!(
+        snapshot(watched) == before,
+        "{shown:?}: {} changed",
+        watched.display()
+    );
+    stderr
+}
+
+/// `prunelab <config> --results <results> <extra…>` refused as [`refused`] says, with and
+/// without `--dry-run`, with the same message; the message is returned.
+pub fn run_refused(config: &Path, results: &Path, extra: &[&str], expected: &[&str]) -> String {
+    let mut messages = Vec::new();
+    for dry in [true, false] {
+        let mut args = vec![
+            config.as_os_str(),
+            "--results".as_ref(),
+            results.as_os_str(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        if dry {
+            args.push("--dry-run".as_ref());
+        }
+        messages.push(refused(&args, results, expected));
+    }
+    assert_eq!(
+        messages[0], messages[1],
+        "--dry-run fails exactly as the run does"
+    );
+    messages.pop().unwrap()
+}
+
 /// Its standard output, after checking that it succeeded.
 pub fn succeeded(out: std::process::Output) -> String {
     assert!(

@@ -5,55 +5,9 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use crate::common::{full_run, snapshot, BIN};
-
-fn prunelab<S: AsRef<OsStr>>(args: &[S], cwd: Option<&Path>) -> Output {
-    let mut command = Command::new(BIN);
-    command.args(args);
-    if let Some(dir) = cwd {
-        command.current_dir(dir);
-    }
-    command.output().expect("the binary runs")
-}
-
-/// `prunelab args…` exits 2 with every `expected` text on standard error, and leaves
-/// `watched` exactly as it was; the error is returned.
-fn refused<S: AsRef<OsStr>>(args: &[S], watched: &Path, expected: &[&str]) -> String {
-    let before = snapshot(watched);
-    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
-    let out = prunelab(args, None);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{shown:?}: {stderr}");
-    for text in expected {
-        assert!(
-            stderr.contains(text),
-            "{shown:?}: {text:?} missing from: {stderr}"
-        );
-    }
-    assert!(!stderr.contains("panicked"), "{shown:?}: {stderr}");
-    assert!(
-        snapshot(watched) == before,
-        "{shown:?}: {} changed",
-        watched.display()
-    );
-    stderr
-}
-
-/// A run refused with and without `--dry-run`, the same way.
-fn run_refused(config: &Path, results: &Path, expected: &[&str]) {
-    let results_arg = results.as_os_str();
-    let mut messages = Vec::new();
-    for dry in [true, false] {
-        let mut args = vec![config.as_os_str(), OsStr::new("--results"), results_arg];
-        if dry {
-            args.push(OsStr::new("--dry-run"));
-        }
-        messages.push(refused(&args, results, expected));
-    }
-    assert_eq!(messages[0], messages[1], "--dry-run fails as the run does");
-}
+use crate::common::{full_run, refused, run_refused, snapshot, BIN};
 
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -279,6 +233,7 @@ fn output_paths_that_cannot_be_written_are_refused_before_any_work() {
     run_refused(
         &config,
         &file,
+        &[],
         &["--results", "full.toml is a file, not a folder"],
     );
 
@@ -319,7 +274,7 @@ fn output_paths_that_cannot_be_written_are_refused_before_any_work() {
 
     // Where no folder can be made: under a device, or in a file system that makes none.
     for results in ["/dev/null", "/proc/prunelab-results"] {
-        run_refused(&config, Path::new(results), &["--results", results]);
+        run_refused(&config, Path::new(results), &[], &["--results", results]);
     }
     let report_into = |out: &Path, expected: &[&str]| {
         let run = dir.path().join("results/full");
@@ -403,6 +358,7 @@ fn an_experiment_that_is_a_folder_or_not_text_is_named_as_such() {
     run_refused(
         dir.path(),
         &results,
+        &[],
         &["is a folder; give an experiment file"],
     );
     let binary = dir.path().join("binary.toml");
@@ -410,6 +366,7 @@ fn an_experiment_that_is_a_folder_or_not_text_is_named_as_such() {
     run_refused(
         &binary,
         &results,
+        &[],
         &["binary.toml:2:12: byte 0xFF is not UTF-8 text"],
     );
 }
@@ -419,7 +376,7 @@ fn a_folder_in_use_is_refused_by_every_command_and_by_the_dry_run() {
     let (dir, config, results) = full_run();
     let _held = prunelab::util::run_lock::RunLock::acquire(&results.join("full")).unwrap();
     let busy = ["full is in use by another process (pid "];
-    run_refused(&config, &results, &busy);
+    run_refused(&config, &results, &[], &busy);
     for command in ["scores", "latency"] {
         refused(
             &[

@@ -16,7 +16,7 @@ use candle_core::{Device, Tensor};
 use prunelab::graph::{write_safetensors, Params};
 use prunelab::train::Checkpoint;
 
-use crate::common::{run, BIN};
+use crate::common::{run, run_refused, BIN};
 
 /// A small synthetic experiment, in a file of its own; `model` and `train` are extra lines of
 /// those sections (`lr` is 0.02 and `batch_size` 16 unless `train` sets them).
@@ -52,37 +52,6 @@ fn succeeds(config: &Path, results: &Path, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs `config` with and without `--dry-run`: both exit 2, say `expected`, change nothing.
-fn refused(config: &Path, results: &Path, extra: &[&str], expected: &[&str]) -> String {
-    let before = snapshot(results);
-    let mut messages = Vec::new();
-    for dry in [true, false] {
-        let mut args = extra.to_vec();
-        if dry {
-            args.push("--dry-run");
-        }
-        let out = run(config, results, &args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(2), "dry run {dry}: {stderr}");
-        for text in expected {
-            assert!(
-                stderr.contains(text),
-                "dry run {dry}: expected {text:?} in: {stderr}"
-            );
-        }
-        assert!(
-            snapshot(results) == before,
-            "dry run {dry}: the results folder changed"
-        );
-        messages.push(stderr);
-    }
-    assert_eq!(
-        messages[0], messages[1],
-        "--dry-run fails exactly as the run does"
-    );
-    messages.pop().unwrap()
-}
-
 fn weights_config(dir: &Path, weights: &Path) -> PathBuf {
     config(
         dir,
@@ -113,7 +82,7 @@ fn weights_files_that_are_not_the_models_state_dict_are_refused_naming_model_wei
     let results = dir.path().join("fresh-results");
 
     std::fs::write(&weights, b"PK\x03\x04 a zip, not safetensors").unwrap();
-    refused(
+    run_refused(
         &config,
         &results,
         &[],
@@ -123,7 +92,7 @@ fn weights_files_that_are_not_the_models_state_dict_are_refused_naming_model_wei
     write(&tensors("resnet8", 10), HashMap::new());
     let whole = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &whole[..whole.len() / 2]).unwrap();
-    refused(
+    run_refused(
         &config,
         &results,
         &[],
@@ -131,7 +100,7 @@ fn weights_files_that_are_not_the_models_state_dict_are_refused_naming_model_wei
     );
 
     write(&tensors("resnet14", 10), HashMap::new());
-    refused(
+    run_refused(
         &config,
         &results,
         &[],
@@ -139,7 +108,7 @@ fn weights_files_that_are_not_the_models_state_dict_are_refused_naming_model_wei
     );
 
     write(&tensors("resnet8", 100), HashMap::new());
-    refused(
+    run_refused(
         &config,
         &results,
         &[],
@@ -157,7 +126,7 @@ fn weights_files_that_are_not_the_models_state_dict_are_refused_naming_model_wei
         Tensor::full(f32::NAN, shape, &Device::Cpu).unwrap(),
     );
     write(&nan, HashMap::new());
-    refused(
+    run_refused(
         &config,
         &results,
         &[],
@@ -173,7 +142,7 @@ fn weights_files_that_are_not_the_models_state_dict_are_refused_naming_model_wei
     assert!(!checkpoint.exists(), "epochs = 0 writes no checkpoint");
     let trained = config_trained(dir.path());
     let config = weights_config(dir.path(), &trained);
-    refused(
+    run_refused(
         &config,
         &results,
         &[],
@@ -198,7 +167,7 @@ fn a_resume_with_other_settings_is_refused_naming_every_key_that_differs() {
     succeeds(&config(dir.path(), "r", "", "epochs = 2"), &results, &[]);
 
     let changed = config(dir.path(), "r", "", "epochs = 1\nmomentum = 0.8");
-    let err = refused(
+    let err = run_refused(
         &changed,
         &results,
         &[],
@@ -218,7 +187,7 @@ fn a_resume_with_other_settings_is_refused_naming_every_key_that_differs() {
         &format!("weights = {weights:?}"),
         "epochs = 2",
     );
-    refused(
+    run_refused(
         &with_weights,
         &results,
         &[],
@@ -266,7 +235,7 @@ fn a_damaged_checkpoint_is_refused_with_the_way_out() {
         Tensor::full(f32::INFINITY, shape, &Device::Cpu).unwrap(),
     );
     saved.save(&checkpoint).unwrap();
-    refused(
+    run_refused(
         &config,
         &results,
         &[],
@@ -279,7 +248,7 @@ fn a_damaged_checkpoint_is_refused_with_the_way_out() {
     );
 
     std::fs::write(&checkpoint, &good[..good.len() - 100]).unwrap();
-    refused(
+    run_refused(
         &config,
         &results,
         &[],
@@ -432,7 +401,7 @@ fn a_checkpoint_left_in_the_run_folder_by_an_earlier_version_is_not_ignored() {
         run_dir.join("checkpoint.safetensors"),
     )
     .unwrap();
-    refused(
+    run_refused(
         &run_config,
         &results,
         &[],
