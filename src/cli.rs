@@ -26,10 +26,24 @@ pub struct Cli {
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The experiment file, e.g. experiments/quick.toml. (One: more are refused with a
-    /// message, rather than read as a subcommand.)
-    #[arg(required = true, num_args = 1.., value_name = "EXPERIMENT")]
+    /// The experiment file, e.g. experiments/quick.toml, then any overrides `key=value`
+    /// (`train.lr=0.05`, also `--train.lr=0.05`); a comma list (`seed=0,1,2`) makes a grid.
+    #[arg(required = true, num_args = 1.., value_name = "EXPERIMENT [KEY=VALUE]...")]
     pub experiments: Vec<PathBuf>,
+    /// Where a grid's points run: here (`local`) or as a SLURM job array (`slurm`).
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+    /// Points (tasks) run at once: `local` runs K processes with `threads` each (K × threads
+    /// ≤ cores); `slurm` caps the array's running tasks (`--array=0-N%K`, else `[slurm] parallel`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub jobs: Option<u64>,
+    /// Run only task I of the grid's task list, in this process (what each SLURM task runs).
+    #[arg(long, value_name = "I")]
+    pub index: Option<usize>,
+    /// Which part of the grid's work the task list of `--index` holds (with `[oracle] shards`:
+    /// the models, then the oracle's shards, then the rest of every point).
+    #[arg(long, value_enum, default_value_t = Phase::Whole, requires = "index")]
+    pub phase: Phase,
     /// Start from scratch even if a checkpoint of this experiment exists (it is overwritten).
     #[arg(long)]
     pub fresh: bool,
@@ -46,6 +60,24 @@ pub struct RunArgs {
     /// Convolution implementation (candle's is the slow reference, for checking numerics).
     #[arg(long, value_enum, default_value_t = Conv::Ours)]
     pub conv: Conv,
+}
+
+/// Where a grid's points run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
+}
+
+/// A part of a grid's work, as one list of tasks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Phase {
+    /// Each point's model and scores.
+    Models,
+    /// The oracle's shards: task I is shard I mod S of point I / S.
+    Oracle,
+    /// Each point, whole (resuming what the other phases made).
+    Whole,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +119,12 @@ pub enum Command {
         #[arg(long, value_parser = threads)]
         threads: Option<usize>,
     },
+    /// Show where every point of an experiment (or grid) stands, stage by stage, from the
+    /// stage records.
+    Status(GridArgs),
+    /// Merge a grid's finished points: every table across seeds (mean ± std, 95% interval),
+    /// figures with bands, and one index.html.
+    Collect(GridArgs),
     /// Write every table and figure again from stored results, running nothing: each source is
     /// a run folder (results/<name>) or a folder this command wrote.
     Report {
@@ -100,6 +138,17 @@ pub enum Command {
         #[arg(long)]
         stamp: Option<String>,
     },
+}
+
+/// An experiment with its overrides, and where its run folders are.
+#[derive(Args)]
+pub struct GridArgs {
+    /// The experiment file, then its overrides `key=value` as given to the run.
+    #[arg(required = true, num_args = 1.., value_name = "EXPERIMENT [KEY=VALUE]...")]
+    pub experiment: Vec<PathBuf>,
+    /// Folder under which `<name>/` holds the run's outputs.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
 }
 
 /// The experiment a command works on, where its run folder is, and its threads.
@@ -128,6 +177,32 @@ pub struct LatencyArgs {
     /// Compare with the network pruned by this channel plan (JSON: {"remove": {"<first producer of a DFC>": [channels]}}).
     #[arg(long)]
     pub plan: Option<PathBuf>,
+}
+
+/// The command line with overrides written as flags (`--train.lr=0.05`, `--seed=1`) turned
+/// into `key=value` words, for the run, `status` and `collect`; other subcommands' flags are
+/// left alone.
+pub fn overrides_as_words(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let subcommand = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let known = ["inspect", "scores", "latency", "bench", "oracle-bench", "eval", "report", "help"];
+    if known.contains(&subcommand) {
+        return args;
+    }
+    // Top-level keys that are no flag of these commands; dotted keys never are.
+    let plain_keys = ["seed", "device", "name"];
+    args.into_iter()
+        .map(|arg| {
+            let Some(text) = arg.to_str() else { return arg };
+            let Some((key, _)) = text.strip_prefix("--").and_then(|t| t.split_once('=')) else {
+                return arg;
+            };
+            if key.contains('.') || plain_keys.contains(&key) {
+                text[2..].into()
+            } else {
+                arg
+            }
+        })
+        .collect()
 }
 
 fn threads(text: &str) -> Result<usize, String> {

@@ -41,6 +41,9 @@ pub enum Error {
     /// A result computed again differs from the one recorded.
     #[error("{0}")]
     Differs(String),
+    /// Tasks of a grid failed (each has its log).
+    #[error("{0}")]
+    Tasks(String),
     #[error("{}: {source}", path.display())]
     Io {
         path: std::path::PathBuf,

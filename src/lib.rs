@@ -27,6 +27,7 @@ pub mod data;
 mod error;
 pub mod eval;
 pub mod exec;
+pub mod grid;
 pub mod graph;
 pub mod kernels;
 pub mod models;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use prunelab::cli::Cli;
+use prunelab::cli::{overrides_as_words, Cli};
 #[cfg(target_os = "linux")]
 use prunelab::util::recycling::Recycling;
 
@@ -41,7 +41,8 @@ fn keep_freed_memory() {
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    match prunelab::commands::dispatch(Cli::parse()) {
+    let args = overrides_as_words(std::env::args_os().collect());
+    match prunelab::commands::dispatch(Cli::parse_from(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", with_causes(&e));

@@ -11,8 +11,10 @@ mod oracle_bench;
 mod report;
 mod run;
 mod scores;
+mod status;
+mod collect;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cli::{Cli, Command};
 use crate::config::Experiment;
@@ -35,6 +37,8 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             experiment,
             threads,
         }) => eval::command(&model, &experiment, threads),
+        Some(Command::Status(args)) => status::command(&args),
+        Some(Command::Collect(args)) => collect::command(&args),
         Some(Command::Report {
             sources,
             out,
@@ -44,9 +48,41 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// The experiment file and the overrides among a command's words (an override has a `=`).
+fn experiment_and_overrides(words: &[PathBuf]) -> Result<(&Path, Vec<String>), Error> {
+    let (overrides, paths): (Vec<&PathBuf>, Vec<&PathBuf>) = words
+        .iter()
+        .partition(|w| w.to_str().is_some_and(|t| t.contains('=')));
+    let overrides = overrides
+        .iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    match paths.as_slice() {
+        [path] => Ok((path.as_path(), overrides)),
+        [] => Err(Error::Input(
+            "give the experiment file first, then its overrides key=value".into(),
+        )),
+        more => {
+            let names: Vec<String> = more.iter().map(|p| p.display().to_string()).collect();
+            Err(Error::Input(format!(
+                "give one experiment file (got {}: {}); run prunelab once per experiment, and give overrides as key=value",
+                names.len(),
+                names.join(", ")
+            )))
+        }
+    }
+}
+
 /// Loads the experiment and gives the tensor kernels the threads it and `--threads` ask for.
 fn load(path: &Path, threads: Option<usize>) -> Result<Experiment, Error> {
     let experiment = Experiment::load(path)?;
+    if experiment.grid.is_some() {
+        return Err(Error::Input(format!(
+            "{} has a [grid]: run it as `prunelab {}` (its points run there); this command takes one experiment",
+            path.display(),
+            path.display()
+        )));
+    }
     if let Some(n) = experiment.kernel_threads(threads) {
         set_threads(n);
     }

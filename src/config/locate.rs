@@ -11,7 +11,8 @@ use toml::Spanned;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: PathBuf,
-    /// 1-based line and column (characters); (1, 1) when the key is absent from the file.
+    /// 1-based line and column (characters); (1, 1) when the key is absent from the file; (0, 0)
+    /// when the error is not in a file (an override: `file` then names it).
     pub line: usize,
     pub column: usize,
     /// Dotted key path, e.g. `train.epochs`; empty for a syntax error outside any key.
@@ -21,7 +22,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        // Line 0: not in a file (an override on the command line), named by `file` alone.
+        if self.line == 0 {
+            write!(f, "{}: ", self.file.display())?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        }
         if !self.key.is_empty() {
             write!(f, "{}: ", self.key)?;
         }

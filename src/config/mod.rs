@@ -8,11 +8,13 @@
 #![forbid(unsafe_code)]
 
 mod data;
+pub mod grid;
 mod latency;
 mod locate;
 mod model;
 mod prune;
 mod saliency;
+mod slurm;
 mod study;
 mod train;
 
@@ -29,6 +31,7 @@ pub use locate::{did_you_mean, ConfigError, ConfigErrors};
 pub use model::ModelConfig;
 pub use prune::{FineTune, PruneConfig, PruneSchedule, Target, TargetConfig};
 pub use saliency::{CriterionName, Reduction, SaliencyConfig};
+pub use slurm::SlurmConfig;
 pub use study::{CorrelationConfig, ImageRequest, ImageSet, OracleConfig, SplitChoice};
 pub use train::{ScheduleKind, TrainConfig};
 
@@ -85,6 +88,12 @@ pub struct Experiment {
     pub correlation: Option<CorrelationConfig>,
     /// `[prune]`: when present, the pruning stage runs.
     pub prune: Option<PruneConfig>,
+    /// `[slurm]`: the resources `--executor slurm` asks for each task.
+    pub slurm: Option<SlurmConfig>,
+    /// `[grid]`: keys with the lists of values to try ([`grid`]); only `prunelab FILE` runs a
+    /// grid, as its points.
+    #[serde(default, skip_serializing)]
+    pub grid: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +108,12 @@ pub enum DeviceChoice {
 impl Experiment {
     /// Reads and validates an experiment file. Touches no other file.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        Self::parse(path, &Self::read_source(path)?)
+    }
+
+    /// The text of an experiment file: refused when it is a folder, unreadable, not UTF-8 or
+    /// holds control characters.
+    pub fn read_source(path: &Path) -> Result<String, ConfigErrors> {
         if path.is_dir() {
             return Err(ConfigErrors::single(
                 path,
@@ -110,7 +125,10 @@ impl Experiment {
         })?;
         let source = String::from_utf8(bytes)
             .map_err(|e| locate::not_text(path, e.as_bytes(), e.utf8_error().valid_up_to()))?;
-        Self::parse(path, &source)
+        match locate::control_character(path, &source) {
+            Some(error) => Err(error),
+            None => Ok(source),
+        }
     }
 
     /// Parses and validates `source`; `path` only labels the errors and names the default run.
@@ -199,10 +217,23 @@ impl Experiment {
         if crate::models::ARCHITECTURES.contains(&self.model.arch.as_str()) {
             // Building the graph is pure computation; it catches inputs too small for the model.
             let info = self.data.info(self.synthetic());
-            if let Err(crate::graph::GraphError::Invalid(why)) =
-                crate::models::build(&self.model.arch, info.channels, info.size, info.classes)
+            match crate::models::build(&self.model.arch, info.channels, info.size, info.classes)
             {
-                fail("model.arch", format!("does not fit the data: {why}"));
+                Err(crate::graph::GraphError::Invalid(why)) => {
+                    fail("model.arch", format!("does not fit the data: {why}"));
+                }
+                Ok(graph) => {
+                    let shards = self.oracle.map_or(1, |o| o.shards);
+                    let channels: usize = crate::graph::couplings(&graph)
+                        .map_or(0, |c| c.iter().map(|d| d.channels).sum());
+                    if shards > channels.max(1) {
+                        fail(
+                            "oracle.shards",
+                            format!("must be at most the {channels} channels of {}'s DFCs (got {shards})", self.model.arch),
+                        );
+                    }
+                }
+                Err(_) => {}
             }
         } else {
             let hint = locate::did_you_mean(&self.model.arch, crate::models::ARCHITECTURES);
@@ -236,6 +267,9 @@ impl Experiment {
         if let Some(prune) = &self.prune {
             let info = self.data.info(self.synthetic());
             prune.problems(&self.saliency.criteria, &info, &mut fail);
+        }
+        if let Some(slurm) = &self.slurm {
+            slurm.problems(&mut fail);
         }
         if let Some(correlation) = &self.correlation {
             correlation.problems(&mut fail);

@@ -90,6 +90,15 @@ pub struct OracleConfig {
     /// each copy with its own channel masked. Default 8.
     #[serde(default = "default_tile")]
     pub tile: usize,
+    /// Tasks the oracle's channels are split over (contiguous runs of channels of equal cost),
+    /// each a task of a grid's executor; the results do not depend on it, so it is no part of
+    /// what the stage is made from. Default 1.
+    #[serde(default = "default_shards", skip_serializing)]
+    pub shards: usize,
+}
+
+fn default_shards() -> usize {
+    1
 }
 
 fn default_oracle_batch() -> usize {
@@ -111,6 +120,9 @@ impl OracleConfig {
 
     pub(super) fn problems(&self, fail: &mut impl FnMut(&str, String)) {
         self.images.problems("oracle.images", fail);
+        if self.shards == 0 {
+            fail("oracle.shards", "must be ≥ 1 (got 0)".into());
+        }
         check_batch("oracle.batch", self.batch, fail);
         if !(1..=4096).contains(&self.tile) {
             fail(

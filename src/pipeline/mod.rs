@@ -200,6 +200,101 @@ fn unless_done<T>(
     }
 }
 
+/// The model and scores stages alone (a grid's first phase, before the oracle's shards):
+/// what each did, one line each.
+pub fn run_models(plan: &Plan, prepared: Prepared) -> Result<String, Error> {
+    let _lock = RunLock::acquire(&plan.out_dir)?;
+    let Prepared {
+        device,
+        inputs,
+        made_from,
+        start,
+        latency_threads,
+        ..
+    } = prepared;
+    let Inputs::Read(data) = inputs else {
+        unreachable!("only a dry run prepares a run before its download")
+    };
+    let context = Context {
+        plan,
+        data: &data,
+        device: &device,
+        made_from: &made_from,
+        latency_threads,
+    };
+    let (params, model) = model_stage(&context, start)?;
+    let scores = ScoresStage {
+        plan,
+        graph: &plan.graph,
+        params: &params,
+        data: Some(&data),
+    };
+    let scores = reuse_or_run(&scores, &plan.out_dir, &made_from.scores)?;
+    Ok(format!(
+        "{scores}\nmodel: {} on {}: test accuracy {:.2}% after {} epochs; outputs in {}",
+        model.arch,
+        model.dataset,
+        100.0 * model.test_accuracy,
+        model.epochs,
+        plan.out_dir.display()
+    ))
+}
+
+/// Shard `shard` of the oracle (`[oracle] shards`), on the model the run trained already,
+/// beside the other shards of the same run folder (a shared lock).
+pub fn run_oracle_shard(
+    plan: &Plan,
+    prepared: Prepared,
+    shard: usize,
+) -> Result<crate::stages::oracle::ShardOutcome, Error> {
+    let _lock = RunLock::acquire_shared(&plan.out_dir)?;
+    let e = &plan.experiment;
+    let (Some(config), Some(made_from)) = (&e.oracle, &prepared.made_from.oracle) else {
+        return Err(Error::Input(
+            "--phase oracle: the experiment has no [oracle]".into(),
+        ));
+    };
+    if shard >= config.shards {
+        return Err(Error::Input(format!(
+            "oracle shard {shard}: [oracle] shards = {}",
+            config.shards
+        )));
+    }
+    let Start::Finished = prepared.start else {
+        return Err(Error::Untrained(format!(
+            "{}: the oracle's shards need the trained model; run the models phase first (--phase models)",
+            plan.out_dir.display()
+        )));
+    };
+    let Inputs::Read(data) = &prepared.inputs else {
+        unreachable!("only a dry run prepares a run before its download")
+    };
+    let (graph, params) = crate::graph::load_model(
+        &crate::stages::model_source::model_stem(&plan.out_dir),
+        &prepared.device,
+    )?;
+    if graph != plan.graph {
+        return Err(Error::Stale(format!(
+            "{}: the saved model's architecture differs from the experiment's",
+            plan.out_dir.display()
+        )));
+    }
+    let stage = OracleStage {
+        plan,
+        config,
+        graph: &plan.graph,
+        params: &params,
+        data,
+        made_from,
+    };
+    let dir = Stage::Oracle.dir(&plan.out_dir);
+    std::fs::create_dir_all(dir.join("dfcs")).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    stage.run_shard(&dir, shard)
+}
+
 /// Runs the plan end to end: the stages that are not finished.
 pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
     let started = std::time::Instant::now();

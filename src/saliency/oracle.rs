@@ -65,13 +65,14 @@ fn summed(t: &Tensor) -> Result<f64, SaliencyError> {
     Ok(t.to_dtype(DType::F64)?.sum_all()?.to_scalar()?)
 }
 
-/// The signed oracle of every channel of `dfc`: mean over the images of
+/// The signed oracle of `channels` of `dfc` (all: `0..dfc.channels`): mean over the images of
 /// ℓ(channel zeroed) − ℓ(network as is). `clean` is [`clean_losses`] of `batches`.
 /// `on_tile` is told of each finished run with the number of channels × images it covered.
 pub fn oracle(
     graph: &Graph,
     params: &Params,
     dfc: &Coupling,
+    channels: std::ops::Range<usize>,
     batches: &[Batch],
     clean: &[f64],
     options: OracleOptions,
@@ -85,7 +86,7 @@ pub fn oracle(
         0
     };
     let suffix = cut..graph.nodes.len();
-    let mut sums = vec![0.0f64; c];
+    let mut sums = vec![0.0f64; channels.len()];
     let mut images = 0usize;
     for (batch, &clean) in batches.iter().zip(clean) {
         let n = batch.labels.dim(0)?;
@@ -97,8 +98,8 @@ pub fn oracle(
         } else {
             run(graph, params, input, 0..cut, Mode::EVAL, &mut NoTap)?.live
         };
-        for start in (0..c).step_by(tile) {
-            let k = tile.min(c - start);
+        for start in channels.clone().step_by(tile) {
+            let k = tile.min(channels.end - start);
             let repeat = |t: &Tensor| Tensor::cat(&vec![t; k], 0);
             let mut keep = vec![1f32; k * n * c];
             for copy in 0..k {
@@ -120,7 +121,7 @@ pub fn oracle(
                 .to_dtype(DType::F64)?
                 .to_vec1()?;
             for copy in 0..k {
-                sums[start + copy] += losses[copy * n..(copy + 1) * n].iter().sum::<f64>() - clean;
+                sums[start - channels.start + copy] += losses[copy * n..(copy + 1) * n].iter().sum::<f64>() - clean;
             }
             on_tile(k * n);
         }

@@ -224,7 +224,7 @@ fn write_history(
     let e = &plan.experiment;
     let out = &Stage::Model.dir(&plan.out_dir);
     report::write_train_metrics(history, &out.join("train_metrics.csv"))?;
-    crate::util::fault::crash_point("after-metrics", history.len());
+    crate::util::safe_point::safe_point("after-metrics", history.len());
     report::write_train_timing(history, &out.join("train_timing.csv"))?;
     let title = format!(
         "{}: {} on {}",

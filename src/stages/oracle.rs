@@ -8,6 +8,7 @@
 //! `oracle.csv` / `oracle.parquet` (`dfc, coupled, channel, oracle_abs, oracle_signed`).
 
 use std::io::IsTerminal;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -70,6 +71,13 @@ impl OracleResult {
 #[serde(deny_unknown_fields)]
 struct Partial {
     result: DfcOracle,
+    /// The first channel of a shard's piece (0 for a whole DFC).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    from: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What the stage did.
@@ -157,61 +165,162 @@ impl StageRun for OracleStage<'_> {
     }
 }
 
-fn oracle_run(stage: &OracleStage, dir: &Path) -> Result<(OracleResult, OracleOutcome), Error> {
-    let OracleStage {
-        plan,
-        config,
-        graph,
-        params,
-        data,
-        made_from,
-    } = *stage;
-    let started = Instant::now();
-    let found = couplings(graph)?;
-    let channels = found.iter().map(|c| c.channels).sum();
-    let made_from = made_from.digest();
-    let batches = data.image_set(
-        config.image_request(),
-        config.batch,
-        &plan.experiment.data.normalizer(),
-        &params.device(),
-    )?;
-    let saliency = |e: crate::saliency::SaliencyError| Error::Saliency(format!("oracle: {e}"));
-    let clean = clean_losses(graph, params, &batches).map_err(saliency)?;
-    let images = batches.iter().map(|b| b.labels.dims()[0]).sum::<usize>();
-    let options = OracleOptions {
-        from_cut: true,
-        tile: config.tile,
-    };
-    // Progress counts multiply-accumulates: a DFC's runs cost its suffix's share of the network.
-    let costs = layer_costs(graph)?;
-    let suffix_macs = |dfc: &Coupling| -> u64 {
-        costs[suffix_start(dfc)..]
+/// What every part of the oracle reads: the DFCs, the images, the clean losses.
+struct Inputs {
+    found: Vec<Coupling>,
+    batches: Vec<crate::data::Batch>,
+    clean: Vec<f64>,
+    images: usize,
+    made_from: String,
+    /// Per DFC, the MACs of one channel's run over one image: a channel's cost.
+    channel_macs: Vec<u64>,
+}
+
+impl OracleStage<'_> {
+    fn inputs(&self) -> Result<Inputs, Error> {
+        let found = couplings(self.graph)?;
+        let batches = self.data.image_set(
+            self.config.image_request(),
+            self.config.batch,
+            &self.plan.experiment.data.normalizer(),
+            &self.params.device(),
+        )?;
+        let clean = clean_losses(self.graph, self.params, &batches).map_err(saliency)?;
+        let images = batches.iter().map(|b| b.labels.dims()[0]).sum::<usize>();
+        // A DFC's runs cost its suffix's share of the network.
+        let costs = layer_costs(self.graph)?;
+        let channel_macs = found
             .iter()
-            .map(|c| c.macs)
-            .sum::<u64>()
-            .max(1)
-    };
-    let total = found
-        .iter()
-        .map(|d| suffix_macs(d) * (d.channels * images) as u64)
-        .sum();
-    let progress = Progress::new(found.len(), total);
+            .map(|dfc| {
+                costs[suffix_start(dfc)..]
+                    .iter()
+                    .map(|c| c.macs)
+                    .sum::<u64>()
+                    .max(1)
+            })
+            .collect();
+        Ok(Inputs {
+            found,
+            batches,
+            clean,
+            images,
+            made_from: self.made_from.digest(),
+            channel_macs,
+        })
+    }
+
+    /// The signed oracle of `channels` of DFC `index`.
+    fn compute(
+        &self,
+        inputs: &Inputs,
+        index: usize,
+        channels: Range<usize>,
+        progress: &Progress,
+    ) -> Result<Vec<f64>, Error> {
+        let options = OracleOptions {
+            from_cut: true,
+            tile: self.config.tile,
+        };
+        let macs = inputs.channel_macs[index];
+        oracle(
+            self.graph,
+            self.params,
+            &inputs.found[index],
+            channels,
+            &inputs.batches,
+            &inputs.clean,
+            options,
+            &mut |work| progress.advance(macs * work as u64),
+        )
+        .map_err(saliency)
+    }
+
+    /// Shard `shard` of `[oracle] shards`: its pieces of DFCs, each written to
+    /// `dfcs/<index>-<from>-<to>.json` with the digest of what it was made from (pieces already
+    /// there, or whose whole DFC is, are kept). The stage, run whole, assembles them.
+    pub fn run_shard(&self, dir: &Path, shard: usize) -> Result<ShardOutcome, Error> {
+        let started = Instant::now();
+        let inputs = self.inputs()?;
+        let pieces = shard_pieces(&inputs, self.config.shards, shard);
+        let cost = |p: &Piece| inputs.channel_macs[p.dfc] * (p.channels.len() * inputs.images) as u64;
+        let progress = Progress::new("piece", pieces.len(), pieces.iter().map(cost).sum());
+        let mut kept = 0;
+        for (n, piece) in pieces.iter().enumerate() {
+            let dfc = &inputs.found[piece.dfc];
+            let done = read_partial(&partial_path(dir, piece.dfc), &inputs.made_from, dfc, self.graph)
+                .is_some()
+                || read_piece(dir, piece, &inputs.made_from, dfc, self.graph).is_some();
+            if done {
+                progress.skip(cost(piece));
+                kept += 1;
+                continue;
+            }
+            let began = Instant::now();
+            let signed = self.compute(&inputs, piece.dfc, piece.channels.clone(), &progress)?;
+            let result = DfcOracle {
+                dfc: dfc.name(self.graph).to_string(),
+                coupled: dfc.is_coupled(),
+                signed,
+            };
+            let part = Partial {
+                result: result.clone(),
+                from: piece.channels.start,
+            };
+            partial::write(&piece_path(dir, piece), SCHEMA, &inputs.made_from, &part)?;
+            progress.finished(n, &result, began.elapsed().as_secs_f64());
+            crate::util::safe_point::safe_point("oracle-piece", n);
+        }
+        Ok(ShardOutcome {
+            shard,
+            shards: self.config.shards,
+            pieces: pieces.len(),
+            kept,
+            channels: pieces.iter().map(|p| p.channels.len()).sum(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+fn saliency(e: crate::saliency::SaliencyError) -> Error {
+    Error::Saliency(format!("oracle: {e}"))
+}
+
+fn oracle_run(stage: &OracleStage, dir: &Path) -> Result<(OracleResult, OracleOutcome), Error> {
+    let started = Instant::now();
+    let inputs = stage.inputs()?;
+    let Inputs {
+        found,
+        images,
+        made_from,
+        channel_macs,
+        ..
+    } = &inputs;
+    let (graph, images) = (stage.graph, *images);
+    let channels = found.iter().map(|c| c.channels).sum();
+    let cost = |i: usize| channel_macs[i] * (found[i].channels * images) as u64;
+    let progress = Progress::new("DFC", found.len(), (0..found.len()).map(cost).sum());
     let mut dfcs = Vec::with_capacity(found.len());
     let mut resumed_dfcs = 0;
     for (index, dfc) in found.iter().enumerate() {
         let path = partial_path(dir, index);
-        if let Some(kept) = read_partial(&path, &made_from, dfc, graph) {
-            progress.skip(suffix_macs(dfc) * (dfc.channels * images) as u64);
+        let kept = read_partial(&path, made_from, dfc, graph).or_else(|| {
+            // The shards' pieces, when they cover the DFC: kept whole from now on.
+            let whole = assemble_pieces(dir, index, made_from, dfc, graph)?;
+            let kept = Partial {
+                result: whole.clone(),
+                from: 0,
+            };
+            partial::write(&path, SCHEMA, made_from, &kept).ok()?;
+            Some(whole)
+        });
+        if let Some(kept) = kept {
+            progress.skip(cost(index));
             resumed_dfcs += 1;
             dfcs.push(kept);
             continue;
         }
         let began = Instant::now();
-        let signed = oracle(graph, params, dfc, &batches, &clean, options, &mut |work| {
-            progress.advance(suffix_macs(dfc) * work as u64)
-        })
-        .map_err(saliency)?;
+        let signed = stage.compute(&inputs, index, 0..dfc.channels, &progress)?;
         let result = DfcOracle {
             dfc: dfc.name(graph).to_string(),
             coupled: dfc.is_coupled(),
@@ -219,17 +328,18 @@ fn oracle_run(stage: &OracleStage, dir: &Path) -> Result<(OracleResult, OracleOu
         };
         let kept = Partial {
             result: result.clone(),
+            from: 0,
         };
-        partial::write(&path, SCHEMA, &made_from, &kept)?;
-        progress.finished_dfc(index, &result, began.elapsed().as_secs_f64());
-        crate::util::fault::crash_point("oracle-dfc", index);
+        partial::write(&path, SCHEMA, made_from, &kept)?;
+        progress.finished(index, &result, began.elapsed().as_secs_f64());
+        crate::util::safe_point::safe_point("oracle-dfc", index);
         dfcs.push(result);
     }
     drop(progress);
     let result = OracleResult {
         schema: SCHEMA,
         images,
-        clean_loss: clean.iter().sum::<f64>() / images as f64,
+        clean_loss: inputs.clean.iter().sum::<f64>() / images as f64,
         dfcs,
     };
     crate::util::atomic_file::write_json(&dir.join("oracle.json"), &result)?;
@@ -245,11 +355,157 @@ fn oracle_run(stage: &OracleStage, dir: &Path) -> Result<(OracleResult, OracleOu
     Ok((result, outcome))
 }
 
+/// What a shard did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardOutcome {
+    pub shard: usize,
+    pub shards: usize,
+    pub pieces: usize,
+    /// Pieces found done.
+    pub kept: usize,
+    pub channels: usize,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for ShardOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "oracle shard {}/{}: {} channels in {} pieces ({} found done) in {:.1} s",
+            self.shard + 1,
+            self.shards,
+            self.channels,
+            self.pieces,
+            self.kept,
+            self.seconds
+        )
+    }
+}
+
+/// Channels `channels` of DFC `dfc`: one shard's part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub dfc: usize,
+    pub channels: Range<usize>,
+}
+
+/// Shard `shard` of `shards`: a contiguous run of the channels, DFC after DFC, whose runs cost
+/// about a `shards`-th of the whole; every shard has at least one channel.
+fn shard_pieces(inputs: &Inputs, shards: usize, shard: usize) -> Vec<Piece> {
+    let sizes: Vec<(usize, u64)> = inputs
+        .found
+        .iter()
+        .zip(&inputs.channel_macs)
+        .map(|(d, &m)| (d.channels, m))
+        .collect();
+    pieces_of(&sizes, shards, shard)
+}
+
+/// [`shard_pieces`] on (channels, cost per channel) per DFC.
+fn pieces_of(sizes: &[(usize, u64)], shards: usize, shard: usize) -> Vec<Piece> {
+    let n: usize = sizes.iter().map(|s| s.0).sum();
+    let total: u128 = sizes.iter().map(|&(c, m)| c as u128 * m as u128).sum();
+    // The cost of the channels before each global channel index.
+    let mut before = Vec::with_capacity(n + 1);
+    let mut sum = 0u128;
+    for &(c, m) in sizes {
+        for _ in 0..c {
+            before.push(sum);
+            sum += m as u128;
+        }
+    }
+    before.push(sum);
+    let boundary = |j: usize| -> usize {
+        let target = total * j as u128 / shards as u128;
+        before.partition_point(|&b| b < target)
+    };
+    let mut bounds = vec![0usize; shards + 1];
+    bounds[shards] = n;
+    for j in 1..shards {
+        bounds[j] = boundary(j).clamp(bounds[j - 1] + 1, n - (shards - j));
+    }
+    let (from, to) = (bounds[shard], bounds[shard + 1]);
+    let mut pieces = Vec::new();
+    let mut first = 0;
+    for (dfc, &(c, _)) in sizes.iter().enumerate() {
+        let (lo, hi) = (from.max(first), to.min(first + c));
+        if lo < hi {
+            pieces.push(Piece {
+                dfc,
+                channels: lo - first..hi - first,
+            });
+        }
+        first += c;
+    }
+    pieces
+}
+
 /// A DFC's file from an interrupted run, if it was made from the same inputs.
 fn read_partial(path: &Path, made_from: &str, dfc: &Coupling, graph: &Graph) -> Option<DfcOracle> {
     let partial: Partial = partial::read(path, SCHEMA, made_from)?;
-    (partial.result.dfc == dfc.name(graph) && partial.result.signed.len() == dfc.channels)
+    (partial.from == 0
+        && partial.result.dfc == dfc.name(graph)
+        && partial.result.signed.len() == dfc.channels)
         .then_some(partial.result)
+}
+
+fn piece_path(dir: &Path, piece: &Piece) -> PathBuf {
+    dir.join("dfcs").join(format!(
+        "{:04}-{}-{}.json",
+        piece.dfc, piece.channels.start, piece.channels.end
+    ))
+}
+
+/// A shard's piece, if it was made from the same inputs.
+fn read_piece(
+    dir: &Path,
+    piece: &Piece,
+    made_from: &str,
+    dfc: &Coupling,
+    graph: &Graph,
+) -> Option<DfcOracle> {
+    let part: Partial = partial::read(&piece_path(dir, piece), SCHEMA, made_from)?;
+    (part.result.dfc == dfc.name(graph)
+        && part.from == piece.channels.start
+        && part.result.signed.len() == piece.channels.len())
+    .then_some(part.result)
+}
+
+/// DFC `index` whole from the pieces in `dir` made from `made_from`, if they cover it.
+fn assemble_pieces(
+    dir: &Path,
+    index: usize,
+    made_from: &str,
+    dfc: &Coupling,
+    graph: &Graph,
+) -> Option<DfcOracle> {
+    let prefix = format!("{index:04}-");
+    let mut pieces: Vec<Piece> = std::fs::read_dir(dir.join("dfcs"))
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let range = name.strip_prefix(&prefix)?.strip_suffix(".json")?;
+            let (from, to) = range.split_once('-')?;
+            Some(Piece {
+                dfc: index,
+                channels: from.parse().ok()?..to.parse().ok()?,
+            })
+        })
+        .collect();
+    pieces.sort_by_key(|p| (p.channels.start, std::cmp::Reverse(p.channels.end)));
+    let mut signed = Vec::with_capacity(dfc.channels);
+    for piece in &pieces {
+        if piece.channels.start == signed.len() {
+            if let Some(part) = read_piece(dir, piece, made_from, dfc, graph) {
+                signed.extend(part.signed);
+            }
+        }
+    }
+    (signed.len() == dfc.channels).then(|| DfcOracle {
+        dfc: dfc.name(graph).to_string(),
+        coupled: dfc.is_coupled(),
+        signed,
+    })
 }
 
 fn write_table(result: &OracleResult, dir: &Path) -> Result<(), Error> {
@@ -318,10 +574,12 @@ pub fn estimate(
     Ok(estimate)
 }
 
-/// A bar on a terminal; a line per DFC otherwise. Work is counted in multiply-accumulates, so
-/// that the time left weighs each DFC's suffix.
+/// A bar on a terminal; a line per DFC (or shard's piece) otherwise. Work is counted in
+/// multiply-accumulates, so that the time left weighs each DFC's suffix.
 struct Progress {
     bar: Option<ProgressBar>,
+    /// What is counted: DFCs, or a shard's pieces.
+    unit: &'static str,
     dfcs: usize,
     started: Instant,
     total: u64,
@@ -331,7 +589,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(dfcs: usize, total: u64) -> Self {
+    fn new(unit: &'static str, dfcs: usize, total: u64) -> Self {
         let bar = std::io::stdout().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
@@ -343,6 +601,7 @@ impl Progress {
         });
         Self {
             bar,
+            unit,
             dfcs,
             started: Instant::now(),
             total,
@@ -366,9 +625,10 @@ impl Progress {
         }
     }
 
-    fn finished_dfc(&self, index: usize, result: &DfcOracle, seconds: f64) {
+    fn finished(&self, index: usize, result: &DfcOracle, seconds: f64) {
         let line = format!(
-            "oracle: DFC {}/{} {} ({} channels) in {:.1} s",
+            "oracle: {} {}/{} {} ({} channels) in {:.1} s",
+            self.unit,
             index + 1,
             self.dfcs,
             result.dfc,
@@ -391,6 +651,31 @@ impl Drop for Progress {
     fn drop(&mut self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_the_channels_into_contiguous_runs_of_equal_cost() {
+        // Three DFCs: 4 channels of cost 1, 2 of cost 4, 6 of cost 1 (18 in all).
+        let sizes = [(4, 1), (2, 4), (6, 1)];
+        let all: Vec<Vec<Piece>> = (0..2).map(|k| pieces_of(&sizes, 2, k)).collect();
+        let piece = |dfc, channels| Piece { dfc, channels };
+        // Half the cost (9) is reached where the third DFC starts.
+        assert_eq!(all[0], [piece(0, 0..4), piece(1, 0..2)]);
+        assert_eq!(all[1], [piece(2, 0..6)]);
+        // As many shards as channels: one channel each, in order.
+        let one_each: Vec<Piece> = (0..12).flat_map(|k| pieces_of(&sizes, 12, k)).collect();
+        assert_eq!(one_each.len(), 12);
+        assert!(one_each.iter().all(|p| p.channels.len() == 1));
+        // One costly channel cannot leave a later shard empty.
+        let skewed = [(1, 1000), (3, 1)];
+        for k in 0..3 {
+            assert!(!pieces_of(&skewed, 3, k).is_empty());
         }
     }
 }

@@ -24,6 +24,12 @@ impl Plan {
     /// file system refuses).
     pub fn new(experiment: Experiment, results_root: &Path) -> Result<Self, Error> {
         let out_dir = results_root.join(experiment.name());
+        Self::in_folder(experiment, &out_dir)
+    }
+
+    /// Resolves `experiment` whose run folder is `out_dir` (a grid point's, under `runs/`).
+    pub fn in_folder(experiment: Experiment, out_dir: &Path) -> Result<Self, Error> {
+        let out_dir = out_dir.to_path_buf();
         check_output_folder("--results", &out_dir)?;
         let dataset = experiment.data.info(experiment.synthetic());
         let graph = crate::models::build(

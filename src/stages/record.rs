@@ -122,6 +122,19 @@ pub fn status(run_dir: &Path, stage: Stage, fingerprint: &Fingerprint) -> Status
     }
 }
 
+/// Whether a stage finished, from its record alone (what `prunelab status` shows): `None`
+/// without a readable record, else `Ok` or what is wrong with its outputs.
+pub fn recorded(run_dir: &Path, stage: Stage) -> Option<Result<Manifest, String>> {
+    let bytes = std::fs::read(manifest_path(run_dir, stage)).ok()?;
+    let m = serde_json::from_slice::<Manifest>(&bytes)
+        .ok()
+        .filter(|m| m.schema == SCHEMA && m.stage == stage)?;
+    Some(match damaged_output(&stage.dir(run_dir), &m.outputs) {
+        Some(why) => Err(why),
+        None => Ok(m),
+    })
+}
+
 /// The first recorded output that is missing or differs from its digest, said in words.
 fn damaged_output(dir: &Path, outputs: &BTreeMap<String, String>) -> Option<String> {
     outputs

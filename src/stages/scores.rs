@@ -161,7 +161,7 @@ impl StageRun for ScoresStage<'_> {
             all.push(scores);
         }
         write_scores(dir, &all).map_err(|err| Error::Saliency(err.to_string()))?;
-        crate::util::fault::crash_point("after-scores", 0);
+        crate::util::safe_point::safe_point("after-scores", 0);
         Ok(ScoresOutcome {
             cached: false,
             criteria,

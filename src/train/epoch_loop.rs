@@ -104,7 +104,7 @@ impl Trainer<'_> {
                 settings: self.settings.clone(),
             };
             checkpoint.save(&self.checkpoint)?;
-            crate::util::fault::crash_point("after-checkpoint", epoch + 1);
+            crate::util::safe_point::safe_point("after-checkpoint", epoch + 1);
             after_epoch(&state.history).map_err(|source| TrainError::AfterEpoch {
                 epoch: epoch + 1,
                 source,

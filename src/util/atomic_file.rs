@@ -112,7 +112,8 @@ pub fn remove_stale_temporaries(dir: &Path) -> std::io::Result<()> {
         let kind = entry.file_type()?;
         if is_temporary(&name) && kind.is_file() {
             fs::remove_file(entry.path())?;
-        } else if kind.is_dir() && !name.starts_with('.') {
+        } else if kind.is_dir() && !name.starts_with('.') && !entry.path().join(".lock").exists() {
+            // A folder with its own lock is another run's (a grid point's, under `runs/`).
             remove_stale_temporaries(&entry.path())?;
         }
     }

@@ -1,9 +1,9 @@
 //! What every floor uses: files written atomically, the run folder's lock, output paths
-//! checked before any work, the worker threads, crash points for the resume tests, and the
+//! checked before any work, the worker threads, safe points (stop on a signal, crash points for the resume tests), and the
 //! allocator that recycles large blocks.
 
 pub mod atomic_file;
-pub mod fault;
+pub mod safe_point;
 pub mod fingerprint;
 pub mod output_path;
 #[cfg(target_os = "linux")]

@@ -77,6 +77,34 @@ impl RunLock {
         })
     }
 
+    /// Locks the existing run folder `dir` shared with other tasks that write only files of
+    /// their own (the oracle's shards): a whole run of the folder is refused meanwhile, and
+    /// they are refused while one holds it.
+    pub fn acquire_shared(dir: &Path) -> Result<Self, Error> {
+        let path = lock_path(dir);
+        not_a_file(&path)?;
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Self {
+                _file: file,
+                dir: dir.to_path_buf(),
+                created: Vec::new(),
+            }),
+            Err(TryLockError::WouldBlock) => Err(busy(dir, &file)),
+            Err(TryLockError::Error(source)) => Err(io(source)),
+        }
+    }
+
     /// Refuses, as [`acquire`](Self::acquire) would, when another process holds `dir`;
     /// creates nothing (what `--dry-run` checks).
     pub fn check_free(dir: &Path) -> Result<(), Error> {

@@ -269,7 +269,7 @@ impl IterativeVariant<'_> {
                 plans: plans.clone(),
             };
             partial::write(&state_path, SCHEMA, self.made_from, &state)?;
-            crate::util::fault::crash_point("prune-step", step);
+            crate::util::safe_point::safe_point("prune-step", step);
             eprintln!(
                 "prune {}: step {step} removed {chunk} channels, {} left, validation {:.2}%",
                 Variant::label(variant.criterion, variant.coupled),

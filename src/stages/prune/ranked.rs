@@ -80,7 +80,7 @@ fn run_ranked(
     let checkpoint = |points: &[Point]| -> Result<(), Error> {
         progress.step(points);
         write_partial(&partial_path, made_from, points)?;
-        crate::util::fault::crash_point("prune-step", points.len() - 1);
+        crate::util::safe_point::safe_point("prune-step", points.len() - 1);
         Ok(())
     };
     let stop = run_steps(
@@ -135,7 +135,7 @@ fn run_ranked(
         point.model = Some(relative);
         points[index] = point;
         write_partial(&partial_path, made_from, &points)?;
-        crate::util::fault::crash_point("prune-report", step);
+        crate::util::safe_point::safe_point("prune-report", step);
     }
     variant.stop = stop;
     variant.points = points;

@@ -1,0 +1,526 @@
+//! Grids: `key=value` overrides on the command line (Hydra's grammar: a comma list sweeps) and a
+//! `[grid]` table in the file. Each axis is a dotted key with its values; the points are the
+//! cartesian product, the last axis varying fastest: the `[grid]` axes in the order written,
+//! then the overrides in the order given (an override of a `[grid]` key replaces that axis in
+//! its place). Every point is validated exactly like a file, and its errors are located at the
+//! override or the `[grid]` key that made them.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use toml::{Table, Value};
+
+use super::locate::{self, ConfigError, ConfigErrors};
+use super::Experiment;
+
+/// Where an axis was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The n-th override on the command line (1-based).
+    Override(usize),
+    /// The `[grid]` table of the file.
+    Grid,
+}
+
+/// One varying (or fixed) key of a grid.
+#[derive(Debug, Clone)]
+struct Axis {
+    key: String,
+    values: Vec<Value>,
+    origin: Origin,
+}
+
+/// One resolved point of a grid.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// Its settings, `key = value`, in the axes' order.
+    pub settings: Vec<(String, Value)>,
+    pub experiment: Experiment,
+    /// `sha256:…` of the resolved experiment, without what does not change its results
+    /// (threads, `[slurm]`).
+    pub hash: String,
+}
+
+impl Point {
+    /// The first 8 hex digits of the hash: the point's folder under `runs/`.
+    pub fn hash8(&self) -> &str {
+        &self.hash["sha256:".len().."sha256:".len() + 8]
+    }
+
+    /// `key=value` per line, as the command line would say it.
+    pub fn overrides_text(&self) -> String {
+        self.settings
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", inline(v)))
+            .collect()
+    }
+
+    /// The settings on one line: `seed=1 train.lr=0.05`.
+    pub fn label(&self) -> String {
+        let words: Vec<String> = self
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k}={}", inline(v)))
+            .collect();
+        words.join(" ")
+    }
+}
+
+/// An experiment file with its overrides: one experiment, or a grid of points.
+#[derive(Debug)]
+pub enum Loaded {
+    /// No overrides and no `[grid]`: today's single run in `results/<name>/`.
+    Single(Experiment),
+    Grid(Vec<Point>),
+}
+
+/// Reads `path`, applies `overrides` (`key=value`, `--key=value`) and expands the grid.
+/// The file alone need not be a whole experiment when the grid completes it.
+pub fn load(path: &Path, overrides: &[String]) -> Result<Loaded, ConfigErrors> {
+    let source = Experiment::read_source(path)?;
+    let mut table: Table = match toml::from_str(&source) {
+        Ok(table) => table,
+        // The typed parse says more (a number beyond its key's range, with the range).
+        Err(e) => {
+            return Err(Experiment::parse(path, &source)
+                .err()
+                .unwrap_or_else(|| locate::from_toml_error(path, &source, &e)))
+        }
+    };
+    let grid = match table.remove("grid") {
+        None if overrides.is_empty() => return Experiment::parse(path, &source).map(Loaded::Single),
+        None => Table::new(),
+        Some(Value::Table(grid)) => grid,
+        Some(other) => {
+            let message = format!(
+                "must be a table of keys, each with the list of values to try (got {})",
+                inline(&other)
+            );
+            return Err(ConfigErrors(vec![in_file(path, &source, "grid", &message)]));
+        }
+    };
+    expand(path, &source, &table, &grid, overrides).map(Loaded::Grid)
+}
+
+fn expand(
+    path: &Path,
+    source: &str,
+    table: &Table,
+    grid: &Table,
+    overrides: &[String],
+) -> Result<Vec<Point>, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut axes = Vec::new();
+    grid_axes(grid, "", &mut axes, &mut |key, message| {
+        errors.push(in_file(path, source, &format!("grid.{key}"), message))
+    });
+    for (i, text) in overrides.iter().enumerate() {
+        match parse_override(text) {
+            Ok((key, values)) => {
+                let axis = Axis {
+                    key,
+                    values,
+                    origin: Origin::Override(i + 1),
+                };
+                match axes.iter_mut().find(|a| a.key == axis.key) {
+                    Some(same) if same.origin == Origin::Grid => *same = axis,
+                    Some(_) => errors.push(at_override(
+                        i + 1,
+                        &axis.key,
+                        "is given twice; give it once, with a comma list to try several values",
+                    )),
+                    None => axes.push(axis),
+                }
+            }
+            Err(message) => errors.push(at_override(i + 1, "", &format!("{text:?}: {message}"))),
+        }
+    }
+    for axis in &axes {
+        if axis.key == "name" {
+            errors.push(at_axis(path, source, axis, "names the whole grid and cannot vary"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    // Each axis alone first, so that every mistyped key is reported, not only the first.
+    for axis in &axes {
+        let settings = [(axis.key.clone(), axis.values[0].clone())];
+        if let Err(e) = resolve(path, source, table, &settings, &axes) {
+            errors.extend(e.0);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(dedup(errors)));
+    }
+    let count: usize = axes.iter().map(|a| a.values.len()).product();
+    let mut points: Vec<Point> = Vec::with_capacity(count);
+    for index in 0..count {
+        let settings = settings_of(&axes, index);
+        match resolve(path, source, table, &settings, &axes) {
+            Ok(experiment) => {
+                let point = Point {
+                    hash: content_hash(&experiment),
+                    settings,
+                    experiment,
+                };
+                if let Some(j) = points.iter().position(|p| p.hash == point.hash) {
+                    errors.push(ConfigError {
+                        file: path.to_path_buf(),
+                        line: 0,
+                        column: 0,
+                        key: String::new(),
+                        message: format!(
+                            "grid points {j} ({}) and {index} ({}) are the same experiment: each point must differ in what it computes",
+                            points[j].label(),
+                            point.label()
+                        ),
+                    });
+                }
+                points.push(point);
+            }
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(dedup(errors)));
+    }
+    Ok(points)
+}
+
+/// The settings of point `index`: mixed radix, the last axis fastest.
+fn settings_of(axes: &[Axis], mut index: usize) -> Vec<(String, Value)> {
+    let mut settings = vec![(String::new(), Value::Boolean(false)); axes.len()];
+    for (slot, axis) in settings.iter_mut().zip(axes).rev() {
+        let n = axis.values.len();
+        *slot = (axis.key.clone(), axis.values[index % n].clone());
+        index /= n;
+    }
+    settings
+}
+
+/// The experiment `table` with `settings` applied, validated; errors located at their origin.
+fn resolve(
+    path: &Path,
+    source: &str,
+    table: &Table,
+    settings: &[(String, Value)],
+    axes: &[Axis],
+) -> Result<Experiment, ConfigErrors> {
+    let mut resolved = table.clone();
+    let mut errors = Vec::new();
+    for (key, value) in settings {
+        if let Err(message) = set(&mut resolved, key, value.clone()) {
+            let axis = axes.iter().find(|a| &a.key == key).expect("an axis");
+            errors.push(at_axis(path, source, axis, &message));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let text = toml::to_string(&resolved).expect("a TOML table serialises");
+    Experiment::parse(path, &text).map_err(|e| {
+        ConfigErrors(
+            e.0.into_iter()
+                .map(|error| relocate(path, source, settings, axes, error))
+                .collect(),
+        )
+    })
+}
+
+/// An error of a resolved point, told where the user gave what caused it.
+fn relocate(
+    path: &Path,
+    source: &str,
+    settings: &[(String, Value)],
+    axes: &[Axis],
+    error: ConfigError,
+) -> ConfigError {
+    let related = |key: &str| {
+        error.key == key
+            || error.key.starts_with(&format!("{key}."))
+            || key.starts_with(&format!("{}.", error.key)) && !error.key.is_empty()
+    };
+    let message = unknown_key(&error).unwrap_or(error.message.clone());
+    match axes.iter().find(|a| related(&a.key)) {
+        Some(axis) => {
+            let mut located = at_axis(path, source, axis, &message);
+            located.key = error.key.clone();
+            located
+        }
+        None => {
+            let mut located = in_file(path, source, &error.key, &message);
+            if !settings.is_empty() {
+                let words: Vec<String> = settings
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", inline(v)))
+                    .collect();
+                located.message = format!("{message} (at the grid point {})", words.join(" "));
+            }
+            located
+        }
+    }
+}
+
+/// serde's "unknown field `lrr`, expected one of `lr`, …" said of a dotted key:
+/// "unknown key (did you mean train.lr?)".
+fn unknown_key(error: &ConfigError) -> Option<String> {
+    let rest = error.message.strip_prefix("unknown field `")?;
+    let (word, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let parent = error
+        .key
+        .strip_suffix(word)
+        .unwrap_or("")
+        .trim_end_matches('.');
+    let hint = locate::did_you_mean(word, &candidates);
+    let close = hint
+        .strip_prefix("; did you mean `")
+        .and_then(|h| h.strip_suffix("`?"));
+    Some(match close {
+        Some(c) if parent.is_empty() => format!("unknown key (did you mean {c}?)"),
+        Some(c) => format!("unknown key (did you mean {parent}.{c}?)"),
+        None => format!("unknown key (known here: {})", candidates.join(", ")),
+    })
+}
+
+/// Sets the dotted `key` of `table` to `value`, making the tables on the way.
+fn set(table: &mut Table, key: &str, value: Value) -> Result<(), String> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().expect("a key has a part");
+    let mut here = table;
+    let mut walked = String::new();
+    for part in parts {
+        walked = if walked.is_empty() {
+            part.to_string()
+        } else {
+            format!("{walked}.{part}")
+        };
+        let next = here
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        here = match next {
+            Value::Table(inner) => inner,
+            other => {
+                return Err(format!(
+                    "{walked} is a value ({}), not a table of keys",
+                    inline(other)
+                ))
+            }
+        };
+    }
+    here.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// `key=value` (or `--key=value`) → the key and its values (a comma list sweeps).
+fn parse_override(text: &str) -> Result<(String, Vec<Value>), String> {
+    let body = text.strip_prefix("--").unwrap_or(text);
+    let Some((key, value)) = body.split_once('=') else {
+        return Err("an override is key=value, e.g. train.lr=0.05 or seed=0,1,2".into());
+    };
+    let key = key.trim();
+    if key.is_empty()
+        || key.split('.').any(|part| {
+            part.is_empty()
+                || !part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+    {
+        return Err(format!(
+            "{key:?} is not a key: dotted names of letters, digits, '_' and '-', e.g. train.lr"
+        ));
+    }
+    let values = split_top_level(value)
+        .into_iter()
+        .map(|item| {
+            let item = item.trim();
+            if item.is_empty() {
+                Err("an empty value (a stray comma?)".to_string())
+            } else {
+                Ok(parse_value(item))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((key.to_string(), values))
+}
+
+/// `item` as a TOML value (`0.05`, `true`, `[1, 64]`, `"a,b"`); a bracketed list of bare words
+/// (`[l1,dfpc]`) as a list of strings; any other bare word as a string.
+fn parse_value(item: &str) -> Value {
+    if let Ok(mut table) = toml::from_str::<Table>(&format!("v = {item}")) {
+        if let Some(value) = table.remove("v") {
+            return value;
+        }
+    }
+    if let Some(inner) = item.strip_prefix('[').and_then(|i| i.strip_suffix(']')) {
+        let items = split_top_level(inner);
+        if items.iter().all(|i| i.trim().is_empty()) {
+            return Value::Array(Vec::new());
+        }
+        return Value::Array(items.iter().map(|i| parse_value(i.trim())).collect());
+    }
+    Value::String(item.to_string())
+}
+
+/// `text` split at the commas outside brackets and quotes.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quote, mut start) = (0i32, None, 0);
+    for (i, c) in text.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// The axes of a `[grid]` table: each key (nested tables or quoted dotted keys) with a list.
+fn grid_axes(
+    table: &Table,
+    prefix: &str,
+    axes: &mut Vec<Axis>,
+    fail: &mut impl FnMut(&str, &str),
+) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Table(inner) => grid_axes(inner, &key, axes, fail),
+            Value::Array(values) if values.is_empty() => fail(
+                &key,
+                "is an empty list: the grid would have zero points; give at least one value",
+            ),
+            Value::Array(values) => axes.push(Axis {
+                key,
+                values: values.clone(),
+                origin: Origin::Grid,
+            }),
+            other => fail(
+                &key,
+                &format!(
+                    "must be a list of the values to try (got {}); a fixed value goes in its own table",
+                    inline(other)
+                ),
+            ),
+        }
+    }
+}
+
+/// `sha256:…` of what `experiment` computes: its resolved settings without threads and `[slurm]`.
+pub fn content_hash(experiment: &Experiment) -> String {
+    let mut e = experiment.clone();
+    e.threads = None;
+    e.slurm = None;
+    e.grid = None;
+    let json = serde_json::to_vec(&e).expect("an experiment serialises");
+    format!("sha256:{}", crate::util::fingerprint::hex(&Sha256::digest(&json)))
+}
+
+/// A value on one line, as it would be written after `=`.
+pub fn inline(value: &Value) -> String {
+    match value {
+        Value::String(s) if !s.contains([',', '"', ' ', '=']) && !s.is_empty() => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn at_override(n: usize, key: &str, message: &str) -> ConfigError {
+    ConfigError {
+        file: format!("override {n}").into(),
+        line: 0,
+        column: 0,
+        key: key.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn at_axis(path: &Path, source: &str, axis: &Axis, message: &str) -> ConfigError {
+    match axis.origin {
+        Origin::Override(n) => at_override(n, &axis.key, message),
+        Origin::Grid => {
+            let mut located = in_file(path, source, &format!("grid.{}", axis.key), message);
+            located.key = format!("grid.{}", axis.key);
+            located
+        }
+    }
+}
+
+fn in_file(path: &Path, source: &str, key: &str, message: &str) -> ConfigError {
+    locate::from_problems(path, source, vec![(key.to_string(), message.to_string())])
+        .0
+        .remove(0)
+}
+
+fn dedup(errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    let mut kept: Vec<ConfigError> = Vec::new();
+    for e in errors {
+        if !kept.contains(&e) {
+            kept.push(e);
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comma_lists_split_outside_brackets_and_quotes() {
+        let (key, values) = parse_override("--saliency.criteria=[l1,dfpc],[\"taylor\"]").unwrap();
+        assert_eq!(key, "saliency.criteria");
+        assert_eq!(values.len(), 2);
+        assert_eq!(values[0].to_string(), "[\"l1\", \"dfpc\"]");
+        assert_eq!(values[1].to_string(), "[\"taylor\"]");
+        let (_, values) = parse_override("train.lr=0.1,5e-2").unwrap();
+        assert_eq!(values, [Value::Float(0.1), Value::Float(0.05)]);
+        let (_, values) = parse_override("model.arch=resnet20,\"a,b\"").unwrap();
+        assert_eq!(values[1], Value::String("a,b".into()));
+        assert!(parse_override("seed=0,,1").is_err());
+        assert!(parse_override("train.=1").is_err());
+        assert!(parse_override("seed").is_err());
+    }
+
+    #[test]
+    fn points_enumerate_the_last_axis_fastest() {
+        let axis = |key: &str, n: i64| Axis {
+            key: key.into(),
+            values: (0..n).map(Value::Integer).collect(),
+            origin: Origin::Grid,
+        };
+        let axes = [axis("a", 2), axis("b", 3)];
+        let seen: Vec<(i64, i64)> = (0..6)
+            .map(|i| {
+                let s = settings_of(&axes, i);
+                (s[0].1.as_integer().unwrap(), s[1].1.as_integer().unwrap())
+            })
+            .collect();
+        assert_eq!(seen, [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+    }
+
+    #[test]
+    fn setting_through_a_value_is_refused() {
+        let mut table: Table = toml::from_str("seed = 1\n[train]\nlr = 0.1\n").unwrap();
+        set(&mut table, "train.lr", Value::Float(0.05)).unwrap();
+        set(&mut table, "oracle.batch", Value::Integer(8)).unwrap();
+        assert_eq!(table["train"]["lr"], Value::Float(0.05));
+        assert_eq!(table["oracle"]["batch"], Value::Integer(8));
+        let error = set(&mut table, "seed.x", Value::Integer(1)).unwrap_err();
+        assert_eq!(error, "seed is a value (1), not a table of keys");
+    }
+}
