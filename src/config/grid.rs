@@ -114,6 +114,8 @@ fn expand(
     grid_axes(grid, "", &mut axes, &mut |key, message| {
         errors.push(in_file(path, source, &format!("grid.{key}"), message))
     });
+    // In the order written (a quoted dotted key is found by its table, `grid`).
+    axes.sort_by_key(|a| locate::key_offset(source, &format!("grid.{}", a.key)));
     for (i, text) in overrides.iter().enumerate() {
         match parse_override(text) {
             Ok((key, values)) => {
@@ -143,11 +145,14 @@ fn expand(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    // Each axis alone first, so that every mistyped key is reported, not only the first.
+    // Each axis alone first, so that every mistyped key is reported, not only the first (the
+    // parse stops at one); other errors wait for the points, which have every axis set.
     for axis in &axes {
         let settings = [(axis.key.clone(), axis.values[0].clone())];
         if let Err(e) = resolve(path, source, table, &settings, &axes) {
-            errors.extend(e.0);
+            errors.extend(e.0.into_iter().filter(|error| {
+                error.message.starts_with("unknown key") && related(&axis.key, &error.key)
+            }));
         }
     }
     if !errors.is_empty() {
@@ -236,13 +241,8 @@ fn relocate(
     axes: &[Axis],
     error: ConfigError,
 ) -> ConfigError {
-    let related = |key: &str| {
-        error.key == key
-            || error.key.starts_with(&format!("{key}."))
-            || key.starts_with(&format!("{}.", error.key)) && !error.key.is_empty()
-    };
     let message = unknown_key(&error).unwrap_or(error.message.clone());
-    match axes.iter().find(|a| related(&a.key)) {
+    match axes.iter().find(|a| related(&a.key, &error.key)) {
         Some(axis) => {
             let mut located = at_axis(path, source, axis, &message);
             located.key = error.key.clone();
@@ -260,6 +260,14 @@ fn relocate(
             located
         }
     }
+}
+
+/// Whether an error at `key` concerns the axis `axis` (the same key, one inside it, or the
+/// table holding it).
+fn related(axis: &str, key: &str) -> bool {
+    key == axis
+        || key.starts_with(&format!("{axis}."))
+        || !key.is_empty() && axis.starts_with(&format!("{key}."))
 }
 
 /// serde's "unknown field `lrr`, expected one of `lr`, …" said of a dotted key:

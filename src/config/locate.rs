@@ -291,6 +291,12 @@ fn key_path_at(doc: &Spanned<DeTable<'_>>, offset: usize) -> String {
     path.join(".")
 }
 
+/// Where the key `a.b.c` (or its deepest present ancestor) is written in `source`.
+pub(super) fn key_offset(source: &str, dotted: &str) -> Option<usize> {
+    let doc = DeTable::parse(source).ok()?;
+    span_of_key(&doc, dotted).map(|s| s.start)
+}
+
 /// The span of the key `a.b.c`, or of its deepest present ancestor.
 fn span_of_key(doc: &Spanned<DeTable<'_>>, dotted: &str) -> Option<Range<usize>> {
     let mut table = doc.get_ref();
