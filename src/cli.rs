@@ -184,7 +184,16 @@ pub struct LatencyArgs {
 /// left alone.
 pub fn overrides_as_words(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let subcommand = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
-    let known = ["inspect", "scores", "latency", "bench", "oracle-bench", "eval", "report", "help"];
+    let known = [
+        "inspect",
+        "scores",
+        "latency",
+        "bench",
+        "oracle-bench",
+        "eval",
+        "report",
+        "help",
+    ];
     if known.contains(&subcommand) {
         return args;
     }

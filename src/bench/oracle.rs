@@ -51,7 +51,16 @@ pub fn compare_oracles(
     {
         let timed = |options: OracleOptions| -> Result<(Vec<f64>, f64), SaliencyError> {
             let started = Instant::now();
-            let values = oracle(graph, params, dfc, 0..dfc.channels, batches, &clean, options, &mut |_| {})?;
+            let values = oracle(
+                graph,
+                params,
+                dfc,
+                0..dfc.channels,
+                batches,
+                &clean,
+                options,
+                &mut |_| {},
+            )?;
             Ok((values, started.elapsed().as_secs_f64()))
         };
         let ((f, fast_seconds), (n, naive_seconds)) = if index % 2 == 0 {

@@ -21,6 +21,10 @@ pub fn command(args: &GridArgs) -> Result<(), Error> {
             missing.join("\n")
         )));
     }
-    println!("collect: {} runs finished in {}", grid.runs.len(), grid.dir.display());
+    println!(
+        "collect: {} runs finished in {}",
+        grid.runs.len(),
+        grid.dir.display()
+    );
     Ok(())
 }

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::Experiment;
 use crate::graph::{couplings, layer_costs, ActShape, LayerCost};
 use crate::stages::Plan;
 use crate::Error;
@@ -90,7 +89,7 @@ pub fn inspect(plan: &Plan) -> Result<Inspection, Error> {
 }
 
 pub fn command(experiment: &Path, results: &Path) -> Result<(), Error> {
-    let plan = Plan::new(Experiment::load(experiment)?, results)?;
+    let plan = Plan::new(super::one_experiment(experiment)?, results)?;
     println!("{}", coupling_table(&inspect(&plan)?));
     Ok(())
 }

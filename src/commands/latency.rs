@@ -16,7 +16,6 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::cli::LatencyArgs;
-use crate::config::Experiment;
 use crate::eval::{measure_speedup, node_times, BatchLatency, Model, Protocol, Timing};
 use crate::graph::{
     couplings, fuse_for_inference, layer_costs, prune, save_model, ChannelPlan, Graph, Params,
@@ -276,7 +275,7 @@ fn coupled_share(model: &'static str, batch: usize, rows: &[LayerTime]) -> Coupl
 
 pub fn command(args: &LatencyArgs) -> Result<(), Error> {
     let run = &args.run;
-    let experiment = Experiment::load(&run.experiment)?;
+    let experiment = super::one_experiment(&run.experiment)?;
     let threads = experiment.latency_threads(run.threads);
     let pruning = match (args.prune_random, &args.plan) {
         (Some(fraction), _) => Some(Pruning::Random {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod collect;
 pub mod eval;
 pub mod inspect;
 pub mod latency;
@@ -12,7 +13,6 @@ mod report;
 mod run;
 mod scores;
 mod status;
-mod collect;
 
 use std::path::{Path, PathBuf};
 
@@ -73,8 +73,8 @@ fn experiment_and_overrides(words: &[PathBuf]) -> Result<(&Path, Vec<String>), E
     }
 }
 
-/// Loads the experiment and gives the tensor kernels the threads it and `--threads` ask for.
-fn load(path: &Path, threads: Option<usize>) -> Result<Experiment, Error> {
+/// The experiment at `path`; a grid is refused (only the run command runs its points).
+fn one_experiment(path: &Path) -> Result<Experiment, Error> {
     let experiment = Experiment::load(path)?;
     if experiment.grid.is_some() {
         return Err(Error::Input(format!(
@@ -83,6 +83,12 @@ fn load(path: &Path, threads: Option<usize>) -> Result<Experiment, Error> {
             path.display()
         )));
     }
+    Ok(experiment)
+}
+
+/// Loads the experiment and gives the tensor kernels the threads it and `--threads` ask for.
+fn load(path: &Path, threads: Option<usize>) -> Result<Experiment, Error> {
+    let experiment = one_experiment(path)?;
     if let Some(n) = experiment.kernel_threads(threads) {
         set_threads(n);
     }

@@ -40,11 +40,7 @@ fn run_task(args: &RunArgs, grid: &Grid, task: Task, as_task: bool) -> Result<()
         set_threads(n);
     }
     if as_task && !args.dry_run {
-        let requeues = experiment
-            .slurm
-            .clone()
-            .unwrap_or_default()
-            .requeues;
+        let requeues = experiment.slurm.clone().unwrap_or_default().requeues;
         crate::util::safe_point::stop_on_signals(requeues).map_err(|source| Error::Io {
             path: "signal handlers".into(),
             source,

@@ -47,22 +47,21 @@ impl Point {
         &self.hash["sha256:".len().."sha256:".len() + 8]
     }
 
-    /// `key=value` per line, as the command line would say it.
+    /// `key=value` per line, as the command line would say it, by key: the same point gives
+    /// the same text however its overrides were ordered.
     pub fn overrides_text(&self) -> String {
-        self.settings
+        let mut lines: Vec<String> = self
+            .settings
             .iter()
             .map(|(k, v)| format!("{k}={}\n", inline(v)))
-            .collect()
+            .collect();
+        lines.sort();
+        lines.concat()
     }
 
     /// The settings on one line: `seed=1 train.lr=0.05`.
     pub fn label(&self) -> String {
-        let words: Vec<String> = self
-            .settings
-            .iter()
-            .map(|(k, v)| format!("{k}={}", inline(v)))
-            .collect();
-        words.join(" ")
+        self.overrides_text().trim_end().replace('\n', " ")
     }
 }
 
@@ -88,7 +87,9 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<Loaded, ConfigErrors> {
         }
     };
     let grid = match table.remove("grid") {
-        None if overrides.is_empty() => return Experiment::parse(path, &source).map(Loaded::Single),
+        None if overrides.is_empty() => {
+            return Experiment::parse(path, &source).map(Loaded::Single)
+        }
         None => Table::new(),
         Some(Value::Table(grid)) => grid,
         Some(other) => {
@@ -139,7 +140,12 @@ fn expand(
     }
     for axis in &axes {
         if axis.key == "name" {
-            errors.push(at_axis(path, source, axis, "names the whole grid and cannot vary"));
+            errors.push(at_axis(
+                path,
+                source,
+                axis,
+                "names the whole grid and cannot vary",
+            ));
         }
     }
     if !errors.is_empty() {
@@ -241,14 +247,24 @@ fn relocate(
     axes: &[Axis],
     error: ConfigError,
 ) -> ConfigError {
-    let message = unknown_key(&error).unwrap_or(error.message.clone());
     match axes.iter().find(|a| related(&a.key, &error.key)) {
         Some(axis) => {
+            // An unknown table on the way to the axis's key is said of the whole key.
+            let key = if axis.key.starts_with(&error.key) {
+                axis.key.clone()
+            } else {
+                error.key.clone()
+            };
+            let message = unknown_key(&error, &key).unwrap_or(error.message.clone());
             let mut located = at_axis(path, source, axis, &message);
-            located.key = error.key.clone();
+            located.key = match axis.origin {
+                Origin::Grid => format!("grid.{key}"),
+                Origin::Override(_) => key,
+            };
             located
         }
         None => {
+            let message = unknown_key(&error, &error.key).unwrap_or(error.message.clone());
             let mut located = in_file(path, source, &error.key, &message);
             if !settings.is_empty() {
                 let words: Vec<String> = settings
@@ -270,24 +286,27 @@ fn related(axis: &str, key: &str) -> bool {
         || !key.is_empty() && axis.starts_with(&format!("{key}."))
 }
 
-/// serde's "unknown field `lrr`, expected one of `lr`, …" said of a dotted key:
-/// "unknown key (did you mean train.lr?)".
-fn unknown_key(error: &ConfigError) -> Option<String> {
+/// serde's "unknown field `lrr`, expected one of `lr`, …" at `error.key`, said of the dotted
+/// `key` it lies on: "unknown key (did you mean train.lr?)", the unknown part replaced by the
+/// closest known one.
+fn unknown_key(error: &ConfigError, key: &str) -> Option<String> {
     let rest = error.message.strip_prefix("unknown field `")?;
     let (word, expected) = rest.split_once('`')?;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    let parent = error
-        .key
-        .strip_suffix(word)
-        .unwrap_or("")
-        .trim_end_matches('.');
-    let hint = locate::did_you_mean(word, &candidates);
-    let close = hint
-        .strip_prefix("; did you mean `")
-        .and_then(|h| h.strip_suffix("`?"));
-    Some(match close {
-        Some(c) if parent.is_empty() => format!("unknown key (did you mean {c}?)"),
-        Some(c) => format!("unknown key (did you mean {parent}.{c}?)"),
+    let depth = error.key.split('.').count() - 1;
+    let closest = candidates
+        .iter()
+        .map(|c| (locate::edit_distance(word, c), *c))
+        .filter(|&(d, c)| d <= 2.min(c.len().max(word.len()) / 2))
+        .min();
+    Some(match closest {
+        Some((_, c)) => {
+            let mut parts: Vec<&str> = key.split('.').collect();
+            if let Some(part) = parts.get_mut(depth) {
+                *part = c;
+            }
+            format!("unknown key (did you mean {}?)", parts.join("."))
+        }
         None => format!("unknown key (known here: {})", candidates.join(", ")),
     })
 }
@@ -395,12 +414,7 @@ fn split_top_level(text: &str) -> Vec<&str> {
 }
 
 /// The axes of a `[grid]` table: each key (nested tables or quoted dotted keys) with a list.
-fn grid_axes(
-    table: &Table,
-    prefix: &str,
-    axes: &mut Vec<Axis>,
-    fail: &mut impl FnMut(&str, &str),
-) {
+fn grid_axes(table: &Table, prefix: &str, axes: &mut Vec<Axis>, fail: &mut impl FnMut(&str, &str)) {
     for (key, value) in table {
         let key = if prefix.is_empty() {
             key.clone()
@@ -436,7 +450,10 @@ pub fn content_hash(experiment: &Experiment) -> String {
     e.slurm = None;
     e.grid = None;
     let json = serde_json::to_vec(&e).expect("an experiment serialises");
-    format!("sha256:{}", crate::util::fingerprint::hex(&Sha256::digest(&json)))
+    format!(
+        "sha256:{}",
+        crate::util::fingerprint::hex(&Sha256::digest(&json))
+    )
 }
 
 /// A value on one line, as it would be written after `=`.

@@ -215,7 +215,7 @@ fn unknown_key_hint(message: &str) -> Option<String> {
     Some(did_you_mean(word, &candidates)).filter(|h| !h.is_empty())
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

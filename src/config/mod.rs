@@ -217,8 +217,7 @@ impl Experiment {
         if crate::models::ARCHITECTURES.contains(&self.model.arch.as_str()) {
             // Building the graph is pure computation; it catches inputs too small for the model.
             let info = self.data.info(self.synthetic());
-            match crate::models::build(&self.model.arch, info.channels, info.size, info.classes)
-            {
+            match crate::models::build(&self.model.arch, info.channels, info.size, info.classes) {
                 Err(crate::graph::GraphError::Invalid(why)) => {
                     fail("model.arch", format!("does not fit the data: {why}"));
                 }

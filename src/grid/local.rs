@@ -140,7 +140,12 @@ fn run_phase(
                 let Some(&task) = tasks.get(index) else { break };
                 let what = words.grid.describe(task);
                 let log = logs.join(format!("{}-{index}.log", phase_name(phase)));
-                println!("[{}/{total}] {} started (log {})", index + 1, what, log.display());
+                println!(
+                    "[{}/{total}] {} started (log {})",
+                    index + 1,
+                    what,
+                    log.display()
+                );
                 let began = Instant::now();
                 let outcome = run_one(words, phase, index, &log);
                 let seconds = began.elapsed().as_secs_f64();
@@ -167,7 +172,9 @@ fn run_one(words: &Words, phase: Phase, index: usize, log: &std::path::Path) -> 
         .append(true)
         .open(log)
         .map_err(|e| format!("cannot open its log: {e}"))?;
-    let err = file.try_clone().map_err(|e| format!("cannot open its log: {e}"))?;
+    let err = file
+        .try_clone()
+        .map_err(|e| format!("cannot open its log: {e}"))?;
     let status = words
         .command(phase, index)
         .stdin(Stdio::null())

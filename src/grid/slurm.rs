@@ -39,11 +39,6 @@ pub fn submit(grid: &Grid, args: &RunArgs) -> Result<(), Error> {
             "--fresh with --executor slurm: every requeued task would start over; remove the points' folders under runs/ instead".into(),
         ));
     }
-    let sbatch = on_path("sbatch").ok_or_else(|| {
-        Error::Input(
-            "--executor slurm: sbatch is not on PATH (no SLURM client on this machine); run the grid here with --executor local".into(),
-        )
-    })?;
     let config = grid.slurm();
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -70,13 +65,25 @@ pub fn submit(grid: &Grid, args: &RunArgs) -> Result<(), Error> {
         println!("\n{}/task.sh:\n{task}", dir.display());
         println!("{}/collect.sh:\n{collect}", dir.display());
         println!("would submit, from {}:", submission.cwd.display());
-        for &phase in &phases {
+        for (i, &phase) in phases.iter().enumerate() {
             let array = array_range(grid.tasks(phase).len(), submission.parallel);
-            println!("  sbatch --parsable --array={array} task.sh {}", phase_name(phase));
+            let after = match i {
+                0 => String::new(),
+                _ => " --dependency=afterany:<the array before>".into(),
+            };
+            println!(
+                "  sbatch --parsable --array={array}{after} task.sh {}",
+                phase_name(phase)
+            );
         }
         println!("  sbatch --parsable --dependency=afterany:<the last array> collect.sh");
         return Ok(());
     }
+    let sbatch = on_path("sbatch").ok_or_else(|| {
+        Error::Input(
+            "--executor slurm: sbatch is not on PATH (no SLURM client on this machine); run the grid here with --executor local".into(),
+        )
+    })?;
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     std::fs::copy(&grid.path, &submission.experiment).map_err(io(&submission.experiment))?;
     for (name, text) in [("task.sh", &task), ("collect.sh", &collect)] {
@@ -91,7 +98,10 @@ pub fn submit(grid: &Grid, args: &RunArgs) -> Result<(), Error> {
         command
             .current_dir(&submission.cwd)
             .arg("--parsable")
-            .arg(format!("--array={}", array_range(count, submission.parallel)));
+            .arg(format!(
+                "--array={}",
+                array_range(count, submission.parallel)
+            ));
         if let Some(job) = &after {
             command.arg(format!("--dependency=afterany:{job}"));
         }
@@ -122,9 +132,10 @@ pub fn submit(grid: &Grid, args: &RunArgs) -> Result<(), Error> {
         println!("submitted {line}");
     }
     println!(
-        "logs: {}/<job>_<task>.out; where each point stands: prunelab status {}",
+        "logs: {}/<job>_<task>.out; where each point stands: prunelab status {} --results {}",
         dir.display(),
-        command_words(&grid.path, &grid.overrides)
+        command_words(&grid.path, &grid.overrides),
+        quote(&args.results)
     );
     Ok(())
 }

@@ -121,7 +121,8 @@ pub fn oracle(
                 .to_dtype(DType::F64)?
                 .to_vec1()?;
             for copy in 0..k {
-                sums[start - channels.start + copy] += losses[copy * n..(copy + 1) * n].iter().sum::<f64>() - clean;
+                sums[start - channels.start + copy] +=
+                    losses[copy * n..(copy + 1) * n].iter().sum::<f64>() - clean;
             }
             on_tile(k * n);
         }

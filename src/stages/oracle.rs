@@ -242,13 +242,19 @@ impl OracleStage<'_> {
         let started = Instant::now();
         let inputs = self.inputs()?;
         let pieces = shard_pieces(&inputs, self.config.shards, shard);
-        let cost = |p: &Piece| inputs.channel_macs[p.dfc] * (p.channels.len() * inputs.images) as u64;
+        let cost =
+            |p: &Piece| inputs.channel_macs[p.dfc] * (p.channels.len() * inputs.images) as u64;
         let progress = Progress::new("piece", pieces.len(), pieces.iter().map(cost).sum());
         let mut kept = 0;
         for (n, piece) in pieces.iter().enumerate() {
             let dfc = &inputs.found[piece.dfc];
-            let done = read_partial(&partial_path(dir, piece.dfc), &inputs.made_from, dfc, self.graph)
-                .is_some()
+            let done = read_partial(
+                &partial_path(dir, piece.dfc),
+                &inputs.made_from,
+                dfc,
+                self.graph,
+            )
+            .is_some()
                 || read_piece(dir, piece, &inputs.made_from, dfc, self.graph).is_some();
             if done {
                 progress.skip(cost(piece));

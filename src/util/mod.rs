@@ -3,11 +3,11 @@
 //! allocator that recycles large blocks.
 
 pub mod atomic_file;
-pub mod safe_point;
 pub mod fingerprint;
 pub mod output_path;
 #[cfg(target_os = "linux")]
 pub mod recycling;
 pub mod run_lock;
+pub mod safe_point;
 pub mod tables;
 pub mod threads;

@@ -48,7 +48,11 @@ pub fn safe_point(point: &str, n: usize) {
     if signal == 0 {
         return;
     }
-    let name = if signal == SIGUSR1 as usize { "SIGUSR1" } else { "SIGTERM" };
+    let name = if signal == SIGUSR1 as usize {
+        "SIGUSR1"
+    } else {
+        "SIGTERM"
+    };
     eprintln!("stopped by {name} at a safe point ({point} {n}): everything before it is saved, and the run resumes here");
     if let Some(requeued) = requeue(stop.requeues) {
         eprintln!("{requeued}");
@@ -70,9 +74,16 @@ fn requeue(limit: u32) -> Option<String> {
             "not requeued: job {job} has been requeued {restarts} times ([slurm] requeues = {limit}); rerun the grid to resume it"
         ));
     }
-    Some(match Command::new("scontrol").args(["requeue", &job]).status() {
-        Ok(s) if s.success() => format!("requeued job {job} (restart {} of at most {limit})", restarts + 1),
-        Ok(s) => format!("scontrol requeue {job} failed ({s}); rerun the grid to resume it"),
-        Err(e) => format!("cannot run scontrol to requeue job {job} ({e}); rerun the grid to resume it"),
-    })
+    Some(
+        match Command::new("scontrol").args(["requeue", &job]).status() {
+            Ok(s) if s.success() => format!(
+                "requeued job {job} (restart {} of at most {limit})",
+                restarts + 1
+            ),
+            Ok(s) => format!("scontrol requeue {job} failed ({s}); rerun the grid to resume it"),
+            Err(e) => format!(
+                "cannot run scontrol to requeue job {job} ({e}); rerun the grid to resume it"
+            ),
+        },
+    )
 }

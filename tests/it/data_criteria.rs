@@ -142,7 +142,17 @@ fn oracle_of(
     options: OracleOptions,
 ) -> Vec<f64> {
     let clean = clean_losses(graph, params, batches).unwrap();
-    oracle(graph, params, dfc, 0..dfc.channels, batches, &clean, options, &mut |_| {}).unwrap()
+    oracle(
+        graph,
+        params,
+        dfc,
+        0..dfc.channels,
+        batches,
+        &clean,
+        options,
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 #[test]
