@@ -22,12 +22,43 @@ pub enum Origin {
     Grid,
 }
 
-/// One varying (or fixed) key of a grid.
+/// One varying (or fixed) key of a grid, or keys that vary together (`seed+oracle.images.seed`,
+/// each value a list with one value per key).
 #[derive(Debug, Clone)]
 struct Axis {
     key: String,
     values: Vec<Value>,
     origin: Origin,
+}
+
+impl Axis {
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.key.split('+')
+    }
+
+    /// The settings of the axis's `n`-th value.
+    fn settings(&self, n: usize) -> Vec<(String, Value)> {
+        let value = &self.values[n];
+        match (self.key.contains('+'), value) {
+            (true, Value::Array(each)) => self
+                .keys()
+                .zip(each)
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            _ => vec![(self.key.clone(), value.clone())],
+        }
+    }
+
+    /// Linked keys need a list of one value per key for every value.
+    fn shape_problem(&self) -> Option<String> {
+        let n = self.keys().count();
+        let fits = |v: &Value| matches!(v, Value::Array(each) if each.len() == n);
+        (n > 1 && !self.values.iter().all(fits)).then(|| {
+            format!(
+                "links {n} keys: give each value as a list of {n} values, one per key, e.g. [0, 1]"
+            )
+        })
+    }
 }
 
 /// One resolved point of a grid.
@@ -139,7 +170,10 @@ fn expand(
         }
     }
     for axis in &axes {
-        if axis.key == "name" {
+        if let Some(problem) = axis.shape_problem() {
+            errors.push(at_axis(path, source, axis, &problem));
+        }
+        if axis.keys().any(|k| k == "name") {
             errors.push(at_axis(
                 path,
                 source,
@@ -154,10 +188,11 @@ fn expand(
     // Each axis alone first, so that every mistyped key is reported, not only the first (the
     // parse stops at one); other errors wait for the points, which have every axis set.
     for axis in &axes {
-        let settings = [(axis.key.clone(), axis.values[0].clone())];
+        let settings = axis.settings(0);
         if let Err(e) = resolve(path, source, table, &settings, &axes) {
             errors.extend(e.0.into_iter().filter(|error| {
-                error.message.starts_with("unknown key") && related(&axis.key, &error.key)
+                error.message.starts_with("unknown key")
+                    && axis.keys().any(|k| related(k, &error.key))
             }));
         }
     }
@@ -201,13 +236,16 @@ fn expand(
 
 /// The settings of point `index`: mixed radix, the last axis fastest.
 fn settings_of(axes: &[Axis], mut index: usize) -> Vec<(String, Value)> {
-    let mut settings = vec![(String::new(), Value::Boolean(false)); axes.len()];
-    for (slot, axis) in settings.iter_mut().zip(axes).rev() {
+    let mut chosen = vec![0; axes.len()];
+    for (slot, axis) in chosen.iter_mut().zip(axes).rev() {
         let n = axis.values.len();
-        *slot = (axis.key.clone(), axis.values[index % n].clone());
+        *slot = index % n;
         index /= n;
     }
-    settings
+    axes.iter()
+        .zip(chosen)
+        .flat_map(|(axis, n)| axis.settings(n))
+        .collect()
 }
 
 /// The experiment `table` with `settings` applied, validated; errors located at their origin.
@@ -222,7 +260,10 @@ fn resolve(
     let mut errors = Vec::new();
     for (key, value) in settings {
         if let Err(message) = set(&mut resolved, key, value.clone()) {
-            let axis = axes.iter().find(|a| &a.key == key).expect("an axis");
+            let axis = axes
+                .iter()
+                .find(|a| a.keys().any(|k| k == key))
+                .expect("an axis");
             errors.push(at_axis(path, source, axis, &message));
         }
     }
@@ -247,11 +288,14 @@ fn relocate(
     axes: &[Axis],
     error: ConfigError,
 ) -> ConfigError {
-    match axes.iter().find(|a| related(&a.key, &error.key)) {
-        Some(axis) => {
+    let axis_key = axes
+        .iter()
+        .find_map(|a| a.keys().find(|k| related(k, &error.key)).map(|k| (a, k)));
+    match axis_key {
+        Some((axis, axis_key)) => {
             // An unknown table on the way to the axis's key is said of the whole key.
-            let key = if axis.key.starts_with(&error.key) {
-                axis.key.clone()
+            let key = if axis_key.starts_with(&error.key) {
+                axis_key.to_string()
             } else {
                 error.key.clone()
             };
@@ -348,7 +392,7 @@ fn parse_override(text: &str) -> Result<(String, Vec<Value>), String> {
     };
     let key = key.trim();
     if key.is_empty()
-        || key.split('.').any(|part| {
+        || key.split(['.', '+']).any(|part| {
             part.is_empty()
                 || !part
                     .chars()
@@ -356,7 +400,7 @@ fn parse_override(text: &str) -> Result<(String, Vec<Value>), String> {
         })
     {
         return Err(format!(
-            "{key:?} is not a key: dotted names of letters, digits, '_' and '-', e.g. train.lr"
+            "{key:?} is not a key: dotted names of letters, digits, '_' and '-', e.g. train.lr (keys that vary together joined by '+')"
         ));
     }
     let values = split_top_level(value)

@@ -29,6 +29,7 @@ pub fn run(grid: &Grid, args: &RunArgs) -> Result<(), Error> {
     }
     let phases = grid.phases();
     if args.dry_run {
+        super::check_runs(grid, args)?;
         for &phase in &phases {
             list_tasks(grid, phase);
         }

@@ -179,6 +179,24 @@ impl Grid {
     }
 }
 
+/// Every run of `grid` checked as its tasks will check it (the data, the weights, a
+/// checkpoint, its folder's lock) and its plan printed: what `--dry-run` shows of a grid.
+pub fn check_runs(grid: &Grid, args: &crate::cli::RunArgs) -> Result<(), Error> {
+    let options = crate::pipeline::RunOptions {
+        fresh: args.fresh,
+        threads: args.threads,
+        dry_run: true,
+    };
+    for (i, run) in grid.runs.iter().enumerate() {
+        let plan = crate::stages::Plan::in_folder(run.experiment.clone(), &run.dir)?;
+        let prepared = crate::kernels::with_conv_backend(args.conv.into(), || {
+            crate::pipeline::prepare(&plan, &options)
+        })?;
+        println!("run {i} [{}]\n{}\n", run.label, plan.describe(&prepared));
+    }
+    Ok(())
+}
+
 /// The phase as `--phase` names it.
 pub fn phase_name(phase: Phase) -> &'static str {
     match phase {

@@ -59,6 +59,7 @@ pub fn submit(grid: &Grid, args: &RunArgs) -> Result<(), Error> {
     let collect = collect_script(grid, &config, &submission, &dir);
     let phases = grid.phases();
     if args.dry_run {
+        super::check_runs(grid, args)?;
         for &phase in &phases {
             list_tasks(grid, phase);
         }
