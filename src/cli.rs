@@ -124,7 +124,7 @@ pub enum Command {
     Status(GridArgs),
     /// Merge a grid's finished points: every table across seeds (mean ± std, 95% interval),
     /// figures with bands, and one index.html.
-    Collect(GridArgs),
+    Collect(CollectArgs),
     /// Write every table and figure again from stored results, running nothing: each source is
     /// a run folder (results/<name>) or a folder this command wrote.
     Report {
@@ -149,6 +149,19 @@ pub struct GridArgs {
     /// Folder under which `<name>/` holds the run's outputs.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+}
+
+/// `collect`: the grid, and where its merged tables go.
+#[derive(Args)]
+pub struct CollectArgs {
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// Folder for index.html and the merged tables (default: `<results>/<name>/collected`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A line to start every Markdown and LaTeX table with (what produced it).
+    #[arg(long)]
+    pub stamp: Option<String>,
 }
 
 /// The experiment a command works on, where its run folder is, and its threads.

@@ -2,12 +2,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod across_seeds;
 mod budgets;
 mod curves;
 mod figure;
+pub mod grid_index;
 mod prune;
 mod prune_figures;
 mod regenerate;
+mod seed_figures;
 mod study;
 mod study_figures;
 mod tables;

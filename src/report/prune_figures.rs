@@ -15,7 +15,7 @@ use crate::util::tables::FileError;
 const SIZE: (u32, u32) = (900, 600);
 /// Points within this many accuracy points of a line's lowest are at its floor.
 const FLOOR_BAND: f64 = 2.0;
-const COLOURS: [RGBColor; 8] = [
+pub(super) const COLOURS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),

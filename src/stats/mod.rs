@@ -3,9 +3,11 @@
 
 #![forbid(unsafe_code)]
 
+mod across_seeds;
 mod correlation;
 mod ranks;
 
+pub use across_seeds::{student_t_quantile, AcrossSeeds};
 pub use correlation::{
     kendall_tau_b, l2_normalised, spearman, study, CriterionRow, DfcInfo, DfcRow, Estimate, Matrix,
     NullDistribution, Scoring, Study, StudySettings,

@@ -341,3 +341,111 @@ fn the_oracle_in_shards_equals_the_oracle_in_one_piece() {
         );
     }
 }
+
+#[test]
+fn collect_merges_the_seeds_into_tables_figures_and_an_index_chromium_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let grid = [SMOKE_GRID, "prune.criteria=[l1]"];
+    let mut run = grid.to_vec();
+    run.extend(["--jobs", "2", "--threads", "1"]);
+    succeeded(prunelab(&run, cwd));
+    let mut collect = vec!["collect"];
+    collect.extend(grid);
+    let out = succeeded(prunelab(&collect, cwd));
+    assert!(out.contains("2 runs"), "{out}");
+    let merged = cwd.join("results/smoke_grid/collected");
+    let group = merged.join("across_seeds");
+    for file in ["rho", "headline"] {
+        for ext in ["csv", "parquet", "md", "tex"] {
+            assert!(
+                group.join(format!("{file}.{ext}")).is_file(),
+                "{file}.{ext}"
+            );
+        }
+    }
+    for figure in ["rho_intervals", "accuracy_macs"] {
+        for ext in ["png", "svg"] {
+            assert!(
+                group.join(format!("{figure}.{ext}")).is_file(),
+                "{figure}.{ext}"
+            );
+        }
+    }
+    // One cell by hand: all-layers Spearman ρ of dfpc in the two runs' tables.
+    let runs = cwd.join("results/smoke_grid/runs");
+    let rho_of = |table: &str, column: usize| -> Vec<f64> {
+        table
+            .lines()
+            .filter(|l| l.starts_with("all_layers,dfpc,"))
+            .map(|l| l.split(',').nth(column).unwrap().parse().unwrap())
+            .collect()
+    };
+    let values: Vec<f64> = run_folders(&cwd.join("results/smoke_grid"))
+        .iter()
+        .flat_map(|r| {
+            rho_of(
+                &std::fs::read_to_string(runs.join(r).join("correlation/table.csv")).unwrap(),
+                2,
+            )
+        })
+        .collect();
+    assert_eq!(values.len(), 2);
+    let mean = (values[0] + values[1]) / 2.0;
+    let std = (values[0] - values[1]).abs() / 2f64.sqrt();
+    // scipy.stats.t.ppf(0.975, 1)
+    let half = 12.706204736174698 * std / 2f64.sqrt();
+    let merged_row = std::fs::read_to_string(group.join("rho.csv")).unwrap();
+    let cells: Vec<f64> = merged_row
+        .lines()
+        .find(|l| l.starts_with("all_layers,dfpc,"))
+        .unwrap()
+        .split(',')
+        .skip(2)
+        .take(5)
+        .map(|c| c.parse().unwrap())
+        .collect();
+    let expected = [mean, std, mean - half, mean + half, 2.0];
+    for (got, want) in cells.iter().zip(expected) {
+        assert!(
+            (got - want).abs() < 1e-9 * want.abs().max(1.0),
+            "{cells:?} against {expected:?}"
+        );
+    }
+    // The index, opened from disk in headless Chromium: every image shown, no console message.
+    let index = merged.join("index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    assert!(
+        html.contains("across_seeds/rho_intervals.png") && html.contains("../runs/"),
+        "{html}"
+    );
+    let chromium = Command::new("chromium").arg("--version").output();
+    if chromium.is_err() && std::env::var_os("CI").is_none() {
+        eprintln!("skipped the browser check: no chromium here (apt-get install chromium)");
+        return;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let shown = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", index.display()))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&shown.stdout);
+    let log = String::from_utf8_lossy(&shown.stderr);
+    assert!(dom.contains("data-images=\"all shown\""), "{dom}\n{log}");
+    assert!(!log.contains(":CONSOLE"), "{log}");
+}

@@ -1,0 +1,250 @@
+//! Figures across seeds, as PNG and SVG: validation accuracy against MAC reduction, the mean
+//! line of each variant in its 95% band (steps matched by index: every seed removes the same
+//! share of channels per step); Spearman ρ of each criterion with the oracle, the mean and
+//! its interval, per row of the ρ table.
+
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::across_seeds::{Curves, Merged, CONFIDENCE};
+use super::figure::{write_figure, Figure};
+use super::prune_figures::COLOURS;
+use crate::stats::AcrossSeeds;
+use crate::util::tables::FileError;
+
+const SIZE: (u32, u32) = (900, 600);
+
+/// One variant across seeds: per step, MAC reduction and accuracy (mean, low, high), in %.
+struct Band {
+    label: String,
+    coupled: bool,
+    steps: Vec<(f64, f64, f64, f64)>,
+}
+
+struct BandsFigure {
+    bands: Vec<(Band, RGBColor)>,
+    seeds: usize,
+}
+
+/// Writes `<stem>.png/.svg`: each variant's mean accuracy against MAC reduction in its band.
+pub(super) fn write_accuracy_bands(runs: &[Curves], stem: &Path) -> Result<PathBuf, FileError> {
+    let mut criteria: Vec<&str> = runs[0].keys().map(|(c, _)| c.as_str()).collect();
+    criteria.dedup();
+    let bands = runs[0]
+        .keys()
+        .map(|key| {
+            let curves: Vec<&Vec<(f64, f64)>> = runs.iter().filter_map(|r| r.get(key)).collect();
+            let steps = (0..curves.iter().map(|c| c.len()).min().unwrap_or(0))
+                .filter_map(|s| {
+                    let macs: Vec<f64> = curves.iter().map(|c| 1.0 / c[s].0).collect();
+                    let accuracy: Vec<f64> = curves.iter().map(|c| 100.0 * c[s].1).collect();
+                    let m = AcrossSeeds::of(&macs, CONFIDENCE)?;
+                    let a = AcrossSeeds::of(&accuracy, CONFIDENCE)?;
+                    Some((m.mean, a.mean, a.low, a.high))
+                })
+                .collect();
+            let colour = criteria.iter().position(|c| *c == key.0).unwrap_or(0);
+            let coupled = key.1 == "true";
+            let band = Band {
+                label: format!("{} (coupled {})", key.0, if coupled { "on" } else { "off" }),
+                coupled,
+                steps,
+            };
+            (band, COLOURS[colour % COLOURS.len()])
+        })
+        .collect();
+    write_figure(
+        &BandsFigure {
+            bands,
+            seeds: runs.len(),
+        },
+        stem,
+    )?;
+    Ok(stem.to_path_buf())
+}
+
+impl Figure for BandsFigure {
+    fn size(&self) -> (u32, u32) {
+        SIZE
+    }
+
+    fn draw<B: DrawingBackend>(&self, area: &DrawingArea<B, Shift>) -> Result<(), String> {
+        let e = |err: DrawingAreaErrorKind<B::ErrorType>| err.to_string();
+        area.fill(&WHITE).map_err(e)?;
+        let all = || self.bands.iter().flat_map(|(b, _)| b.steps.iter().copied());
+        let x_max = all().map(|s| s.0).fold(1.0f64, f64::max);
+        let y_min = all().map(|s| s.2).fold(100.0f64, f64::min).max(0.0);
+        let y_max = all().map(|s| s.3).fold(0.0f64, f64::max).min(100.0);
+        let (y_min, y_max) = if y_min >= y_max {
+            (0.0, 100.0)
+        } else {
+            (y_min, y_max)
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!(
+                    "validation accuracy against MAC reduction: mean of {} seeds, {}% band",
+                    self.seeds,
+                    CONFIDENCE * 100.0
+                ),
+                ("sans-serif", 20),
+            )
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.95..x_max * 1.05, y_min..y_max)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc("MAC reduction (unpruned / pruned MACs)")
+            .y_desc("validation accuracy (%)")
+            .x_label_formatter(&|x| format!("{x:.2}×"))
+            .draw()
+            .map_err(e)?;
+        for (band, colour) in &self.bands {
+            let colour = *colour;
+            let outline: Vec<(f64, f64)> = band
+                .steps
+                .iter()
+                .map(|s| (s.0, s.3))
+                .chain(band.steps.iter().rev().map(|s| (s.0, s.2)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    colour.mix(0.15).filled(),
+                )))
+                .map_err(e)?;
+            let line = band.steps.iter().map(|s| (s.0, s.1));
+            let style = colour.stroke_width(2);
+            let series = if band.coupled {
+                chart.draw_series(LineSeries::new(line, style)).map_err(e)?
+            } else {
+                chart
+                    .draw_series(DashedLineSeries::new(line, 6, 4, style))
+                    .map_err(e)?
+            };
+            series.label(band.label.as_str()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
+        area.present().map_err(e)
+    }
+}
+
+/// ρ per criterion and row: mean with its interval.
+struct RhoFigure {
+    /// Per row of the ρ table, per criterion: (name, mean, low, high).
+    rows: Vec<(String, Vec<(String, f64, f64, f64)>)>,
+    seeds: usize,
+}
+
+/// Writes `<stem>.png/.svg` from the merged ρ table.
+pub(super) fn write_rho_intervals(rho: &Merged, stem: &Path) -> Result<PathBuf, FileError> {
+    let spearman = rho.values.iter().position(|v| v == "spearman");
+    let mut rows: Vec<(String, Vec<(String, f64, f64, f64)>)> = Vec::new();
+    for (key, cells) in &rho.rows {
+        let Some(s) = spearman.and_then(|i| cells[i]) else {
+            continue;
+        };
+        let entry = (key[1].clone(), s.mean, s.low, s.high);
+        match rows.iter_mut().find(|(row, _)| *row == key[0]) {
+            Some((_, criteria)) => criteria.push(entry),
+            None => rows.push((key[0].clone(), vec![entry])),
+        }
+    }
+    let seeds = rho
+        .rows
+        .iter()
+        .filter_map(|(_, c)| spearman.and_then(|i| c[i]))
+        .map(|s| s.n)
+        .max()
+        .unwrap_or(0);
+    write_figure(&RhoFigure { rows, seeds }, stem)?;
+    Ok(stem.to_path_buf())
+}
+
+impl Figure for RhoFigure {
+    fn size(&self) -> (u32, u32) {
+        SIZE
+    }
+
+    fn draw<B: DrawingBackend>(&self, area: &DrawingArea<B, Shift>) -> Result<(), String> {
+        let e = |err: DrawingAreaErrorKind<B::ErrorType>| err.to_string();
+        area.fill(&WHITE).map_err(e)?;
+        let criteria: Vec<&str> = self
+            .rows
+            .first()
+            .map(|(_, c)| c.iter().map(|c| c.0.as_str()).collect())
+            .unwrap_or_default();
+        let n = criteria.len().max(1);
+        let rows = self.rows.len().max(1);
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!(
+                    "Spearman ρ with the oracle: mean of {} seeds, {}% interval",
+                    self.seeds,
+                    CONFIDENCE * 100.0
+                ),
+                ("sans-serif", 20),
+            )
+            .margin(16)
+            .x_label_area_size(80)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, -1.0f64..1.0f64)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    criteria.get(i as usize).unwrap_or(&"").to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("Spearman ρ")
+            .draw()
+            .map_err(e)?;
+        for (r, (row, values)) in self.rows.iter().enumerate() {
+            let colour = COLOURS[r % COLOURS.len()];
+            // The rows side by side within each criterion's slot.
+            let offset = (r as f64 + 0.5) / rows as f64 - 0.5;
+            let at = |i: usize| i as f64 + 0.6 * offset;
+            chart
+                .draw_series(values.iter().enumerate().map(|(i, v)| {
+                    PathElement::new(vec![(at(i), v.2), (at(i), v.3)], colour.stroke_width(2))
+                }))
+                .map_err(e)?;
+            chart
+                .draw_series(
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| Circle::new((at(i), v.1), 4, colour.filled())),
+                )
+                .map_err(e)?
+                .label(row.as_str())
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, colour.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
+        area.present().map_err(e)
+    }
+}
