@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::seed_figures::{write_accuracy_bands, write_rho_intervals};
+use super::seed_figures::{write_accuracy_bands, write_rho_intervals, Against};
 use super::text::{latex_escape, latex_table, markdown_table};
 use crate::stats::AcrossSeeds;
 use crate::util::tables::{write_csv, write_parquet, FileError};
@@ -333,13 +333,33 @@ pub fn write_group(dirs: &[PathBuf], out: &Path, stamp: &str) -> Result<GroupRep
             .iter()
             .map(|p| read_points(p))
             .collect::<Result<Vec<_>, _>>()?;
-        figures.push(write_accuracy_bands(&runs, &out.join("accuracy_macs"))?);
+        figures.push(write_accuracy_bands(
+            &runs,
+            Against::Macs,
+            &out.join("accuracy_macs"),
+        )?);
+        figures.push(write_accuracy_bands(
+            &runs,
+            Against::Speedup,
+            &out.join("accuracy_speedup"),
+        )?);
     }
     Ok(GroupReport { tables, figures })
 }
 
-/// One run's sweep: per (criterion, coupled), per step, (MACs kept, validation accuracy).
-pub type Curves = BTreeMap<(String, String), Vec<(f64, f64)>>;
+/// One step of a run's sweep.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    /// Pruned / unpruned MACs.
+    pub macs_kept: f64,
+    pub val_accuracy: f64,
+    /// Where the step was tested and timed: test accuracy and measured speedup (at the largest
+    /// timed batch).
+    pub timed: Option<(f64, f64)>,
+}
+
+/// One run's sweep: per (criterion, coupled), its steps.
+pub type Curves = BTreeMap<(String, String), Vec<Step>>;
 
 fn read_points(path: &Path) -> Result<Curves, FileError> {
     let csv = read_csv(path)?;
@@ -349,13 +369,22 @@ fn read_points(path: &Path) -> Result<Curves, FileError> {
             .position(|h| h == name)
             .ok_or_else(|| FileError::new(path, format!("lacks the column {name}")))
     };
-    let (criterion, coupled, step, macs, accuracy) = (
+    let (criterion, coupled, step, macs, accuracy, test) = (
         at("criterion")?,
         at("coupled")?,
         at("step")?,
         at("macs")?,
         at("val_accuracy")?,
+        at("test_accuracy")?,
     );
+    // The largest batch timed: `speedup_b<batch>`.
+    let speedup = csv
+        .header
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| Some((h.strip_prefix("speedup_b")?.parse::<usize>().ok()?, i)))
+        .max()
+        .map(|(_, i)| i);
     let mut curves = Curves::new();
     let mut first_macs: BTreeMap<(String, String), f64> = BTreeMap::new();
     for row in &csv.rows {
@@ -371,7 +400,19 @@ fn read_points(path: &Path) -> Result<Curves, FileError> {
         if number(step)? as usize != steps.len() {
             return Err(FileError::new(path, "steps out of order"));
         }
-        steps.push((m / unpruned, a));
+        let timed = speedup.and_then(|i| {
+            let speedup = match row[step].as_str() {
+                // The unpruned network is timed against itself.
+                "0" => 1.0,
+                _ => row[i].parse::<f64>().ok()?,
+            };
+            Some((row[test].parse::<f64>().ok()?, speedup))
+        });
+        steps.push(Step {
+            macs_kept: m / unpruned,
+            val_accuracy: a,
+            timed,
+        });
     }
     Ok(curves)
 }

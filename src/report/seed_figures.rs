@@ -1,6 +1,6 @@
-//! Figures across seeds, as PNG and SVG: validation accuracy against MAC reduction, the mean
-//! line of each variant in its 95% band (steps matched by index: every seed removes the same
-//! share of channels per step); Spearman ρ of each criterion with the oracle, the mean and
+//! Figures across seeds, as PNG and SVG: validation accuracy against MAC reduction and test
+//! accuracy against measured speedup, the mean line of each variant in its 95% band (steps
+//! matched by index: every seed removes the same share of channels per step); Spearman ρ of each criterion with the oracle, the mean and
 //! its interval, per row of the ρ table.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::across_seeds::{Curves, Merged, CONFIDENCE};
+use super::across_seeds::{Curves, Merged, Step, CONFIDENCE};
 use super::figure::{write_figure, Figure};
 use super::prune_figures::COLOURS;
 use crate::stats::AcrossSeeds;
@@ -16,33 +16,56 @@ use crate::util::tables::FileError;
 
 const SIZE: (u32, u32) = (900, 600);
 
-/// One variant across seeds: per step, MAC reduction and accuracy (mean, low, high), in %.
+/// One variant across seeds: per step, x and accuracy (mean, low, high), in %.
 struct Band {
     label: String,
     coupled: bool,
     steps: Vec<(f64, f64, f64, f64)>,
 }
 
+/// What accuracy is drawn against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Against {
+    /// Validation accuracy at every step against MAC reduction.
+    Macs,
+    /// Test accuracy at the tested and timed steps against measured speedup.
+    Speedup,
+}
+
 struct BandsFigure {
     bands: Vec<(Band, RGBColor)>,
     seeds: usize,
+    against: Against,
 }
 
-/// Writes `<stem>.png/.svg`: each variant's mean accuracy against MAC reduction in its band.
-pub(super) fn write_accuracy_bands(runs: &[Curves], stem: &Path) -> Result<PathBuf, FileError> {
+/// Writes `<stem>.png/.svg`: each variant's mean accuracy in its band, against MAC reduction
+/// or measured speedup (steps every seed has).
+pub(super) fn write_accuracy_bands(
+    runs: &[Curves],
+    against: Against,
+    stem: &Path,
+) -> Result<PathBuf, FileError> {
     let mut criteria: Vec<&str> = runs[0].keys().map(|(c, _)| c.as_str()).collect();
     criteria.dedup();
+    let place = |step: &Step| -> Option<(f64, f64)> {
+        match against {
+            Against::Macs => Some((1.0 / step.macs_kept, step.val_accuracy)),
+            Against::Speedup => step.timed.map(|(test, speedup)| (speedup, test)),
+        }
+    };
     let bands = runs[0]
         .keys()
         .map(|key| {
-            let curves: Vec<&Vec<(f64, f64)>> = runs.iter().filter_map(|r| r.get(key)).collect();
+            let curves: Vec<&Vec<Step>> = runs.iter().filter_map(|r| r.get(key)).collect();
             let steps = (0..curves.iter().map(|c| c.len()).min().unwrap_or(0))
                 .filter_map(|s| {
-                    let macs: Vec<f64> = curves.iter().map(|c| 1.0 / c[s].0).collect();
-                    let accuracy: Vec<f64> = curves.iter().map(|c| 100.0 * c[s].1).collect();
-                    let m = AcrossSeeds::of(&macs, CONFIDENCE)?;
-                    let a = AcrossSeeds::of(&accuracy, CONFIDENCE)?;
-                    Some((m.mean, a.mean, a.low, a.high))
+                    let placed: Vec<(f64, f64)> =
+                        curves.iter().map(|c| place(&c[s])).collect::<Option<_>>()?;
+                    let x: Vec<f64> = placed.iter().map(|p| p.0).collect();
+                    let y: Vec<f64> = placed.iter().map(|p| 100.0 * p.1).collect();
+                    let x = AcrossSeeds::of(&x, CONFIDENCE)?;
+                    let y = AcrossSeeds::of(&y, CONFIDENCE)?;
+                    Some((x.mean, y.mean, y.low, y.high))
                 })
                 .collect();
             let colour = criteria.iter().position(|c| *c == key.0).unwrap_or(0);
@@ -55,13 +78,12 @@ pub(super) fn write_accuracy_bands(runs: &[Curves], stem: &Path) -> Result<PathB
             (band, COLOURS[colour % COLOURS.len()])
         })
         .collect();
-    write_figure(
-        &BandsFigure {
-            bands,
-            seeds: runs.len(),
-        },
-        stem,
-    )?;
+    let figure = BandsFigure {
+        bands,
+        seeds: runs.len(),
+        against,
+    };
+    write_figure(&figure, stem)?;
     Ok(stem.to_path_buf())
 }
 
@@ -73,6 +95,20 @@ impl Figure for BandsFigure {
     fn draw<B: DrawingBackend>(&self, area: &DrawingArea<B, Shift>) -> Result<(), String> {
         let e = |err: DrawingAreaErrorKind<B::ErrorType>| err.to_string();
         area.fill(&WHITE).map_err(e)?;
+        let (y, x, x_desc, y_desc) = match self.against {
+            Against::Macs => (
+                "validation accuracy",
+                "MAC reduction",
+                "MAC reduction (unpruned / pruned MACs)",
+                "validation accuracy (%)",
+            ),
+            Against::Speedup => (
+                "test accuracy",
+                "measured speedup",
+                "speedup (unpruned / pruned median latency)",
+                "test accuracy (%)",
+            ),
+        };
         let all = || self.bands.iter().flat_map(|(b, _)| b.steps.iter().copied());
         let x_max = all().map(|s| s.0).fold(1.0f64, f64::max);
         let y_min = all().map(|s| s.2).fold(100.0f64, f64::min).max(0.0);
@@ -85,7 +121,7 @@ impl Figure for BandsFigure {
         let mut chart = ChartBuilder::on(area)
             .caption(
                 format!(
-                    "validation accuracy against MAC reduction: mean of {} seeds, {}% band",
+                    "{y} against {x}: mean of {} seeds, {}% band",
                     self.seeds,
                     CONFIDENCE * 100.0
                 ),
@@ -98,8 +134,8 @@ impl Figure for BandsFigure {
             .map_err(e)?;
         chart
             .configure_mesh()
-            .x_desc("MAC reduction (unpruned / pruned MACs)")
-            .y_desc("validation accuracy (%)")
+            .x_desc(x_desc)
+            .y_desc(y_desc)
             .x_label_formatter(&|x| format!("{x:.2}×"))
             .draw()
             .map_err(e)?;

@@ -364,7 +364,7 @@ fn collect_merges_the_seeds_into_tables_figures_and_an_index_chromium_shows() {
             );
         }
     }
-    for figure in ["rho_intervals", "accuracy_macs"] {
+    for figure in ["rho_intervals", "accuracy_macs", "accuracy_speedup"] {
         for ext in ["png", "svg"] {
             assert!(
                 group.join(format!("{figure}.{ext}")).is_file(),
