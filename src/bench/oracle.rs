@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::data::Batch;
 use crate::graph::{couplings, Graph, Params};
-use crate::saliency::{clean_losses, oracle, OracleOptions, SaliencyError};
+use crate::saliency::{clean_losses, oracle, OracleImages, OracleOptions, SaliencyError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DfcOracleTiming {
@@ -56,8 +56,10 @@ pub fn compare_oracles(
                 params,
                 dfc,
                 0..dfc.channels,
-                batches,
-                &clean,
+                OracleImages {
+                    batches,
+                    clean: &clean,
+                },
                 options,
                 &mut |_| {},
             )?;

@@ -68,7 +68,7 @@ fn run_task(args: &RunArgs, grid: &Grid, task: Task, as_task: bool) -> Result<()
     let done = on_worker(|| {
         with_conv_backend(conv, || match task.phase {
             Phase::Whole => run(&plan, prepared).map(|summary| summary.to_string()),
-            Phase::Models => run_models(&plan, prepared),
+            Phase::Models => run_models(&plan, prepared).map(|summary| summary.to_string()),
             Phase::Oracle => {
                 run_oracle_shard(&plan, prepared, task.shard).map(|outcome| outcome.to_string())
             }

@@ -100,7 +100,7 @@ impl Point {
 #[derive(Debug)]
 pub enum Loaded {
     /// No overrides and no `[grid]`: today's single run in `results/<name>/`.
-    Single(Experiment),
+    Single(Box<Experiment>),
     Grid(Vec<Point>),
 }
 
@@ -119,7 +119,7 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<Loaded, ConfigErrors> {
     };
     let grid = match table.remove("grid") {
         None if overrides.is_empty() => {
-            return Experiment::parse(path, &source).map(Loaded::Single)
+            return Experiment::parse(path, &source).map(|e| Loaded::Single(Box::new(e)))
         }
         None => Table::new(),
         Some(Value::Table(grid)) => grid,

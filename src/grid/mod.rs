@@ -86,6 +86,7 @@ impl Grid {
     pub fn load(path: &Path, overrides: &[String], results: &Path) -> Result<Self, Error> {
         let (runs, dir, is_grid) = match grid::load(path, overrides)? {
             Loaded::Single(experiment) => {
+                let experiment = *experiment;
                 let dir = results.join(experiment.name());
                 let run = PointRun {
                     experiment,

@@ -200,44 +200,9 @@ fn unless_done<T>(
     }
 }
 
-/// The model and scores stages alone (a grid's first phase, before the oracle's shards):
-/// what each did, one line each.
-pub fn run_models(plan: &Plan, prepared: Prepared) -> Result<String, Error> {
-    let _lock = RunLock::acquire(&plan.out_dir)?;
-    let Prepared {
-        device,
-        inputs,
-        made_from,
-        start,
-        latency_threads,
-        ..
-    } = prepared;
-    let Inputs::Read(data) = inputs else {
-        unreachable!("only a dry run prepares a run before its download")
-    };
-    let context = Context {
-        plan,
-        data: &data,
-        device: &device,
-        made_from: &made_from,
-        latency_threads,
-    };
-    let (params, model) = model_stage(&context, start)?;
-    let scores = ScoresStage {
-        plan,
-        graph: &plan.graph,
-        params: &params,
-        data: Some(&data),
-    };
-    let scores = reuse_or_run(&scores, &plan.out_dir, &made_from.scores)?;
-    Ok(format!(
-        "{scores}\nmodel: {} on {}: test accuracy {:.2}% after {} epochs; outputs in {}",
-        model.arch,
-        model.dataset,
-        100.0 * model.test_accuracy,
-        model.epochs,
-        plan.out_dir.display()
-    ))
+/// The model and scores stages alone (a grid's first phase, before the oracle's shards).
+pub fn run_models(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
+    run_through(plan, prepared, Stage::Scores)
 }
 
 /// Shard `shard` of the oracle (`[oracle] shards`), on the model the run trained already,
@@ -297,6 +262,11 @@ pub fn run_oracle_shard(
 
 /// Runs the plan end to end: the stages that are not finished.
 pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
+    run_through(plan, prepared, Stage::Budgets)
+}
+
+/// Runs the stages that are not finished, up to `last`.
+fn run_through(plan: &Plan, prepared: Prepared, last: Stage) -> Result<Summary, Error> {
     let started = std::time::Instant::now();
     let run_dir = &plan.out_dir;
     let _lock = RunLock::acquire(run_dir)?;
@@ -328,6 +298,17 @@ pub fn run(plan: &Plan, prepared: Prepared) -> Result<Summary, Error> {
     };
     let scores = reuse_or_run(&scores, run_dir, &made_from.scores)?;
     let e = &plan.experiment;
+    if last == Stage::Scores {
+        return Ok(Summary {
+            model,
+            scores,
+            oracle: None,
+            correlation: None,
+            prune: None,
+            out_dir: run_dir.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
     let (oracle, correlation) = match (&e.oracle, e.correlation()) {
         (Some(config), Some(c)) => {
             let oracle_made_from = made_from.oracle.as_ref().expect("[oracle] is set");

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 use super::curves::register_fonts;
@@ -34,4 +34,20 @@ pub(super) fn write_figure(figure: &impl Figure, stem: &Path) -> Result<(), File
         .draw(&SVGBackend::with_string(&mut text, figure.size()).into_drawing_area())
         .map_err(|e| fail(&svg, e))?;
     crate::util::atomic_file::write(&svg, text.as_bytes()).map_err(|e| fail(&svg, e.to_string()))
+}
+
+/// Draws the series' legend at `position` on a translucent white box, then presents `area`.
+pub(super) fn legend_and_present<'a, B: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, B, CT>,
+    position: SeriesLabelPosition,
+    area: &DrawingArea<B, Shift>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    area.present().map_err(|e| e.to_string())
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::figure::{write_figure, Figure};
+use super::figure::{legend_and_present, write_figure, Figure};
 use crate::prune::{Point, PruneResults};
 use crate::util::tables::FileError;
 
@@ -202,13 +202,6 @@ impl Figure for AccuracyFigure<'_> {
                     .map_err(e)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(e)?;
-        area.present().map_err(e)
+        legend_and_present(&mut chart, SeriesLabelPosition::UpperRight, area)
     }
 }

@@ -9,7 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::across_seeds::{Curves, Merged, Step, CONFIDENCE};
-use super::figure::{write_figure, Figure};
+use super::figure::{legend_and_present, write_figure, Figure};
 use super::prune_figures::COLOURS;
 use crate::stats::AcrossSeeds;
 use crate::util::tables::FileError;
@@ -166,28 +166,24 @@ impl Figure for BandsFigure {
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
             });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(e)?;
-        area.present().map_err(e)
+        legend_and_present(&mut chart, SeriesLabelPosition::UpperRight, area)
     }
 }
 
+/// A criterion's ρ: its name, the mean and the interval.
+type CriterionRho = (String, f64, f64, f64);
+
 /// ρ per criterion and row: mean with its interval.
 struct RhoFigure {
-    /// Per row of the ρ table, per criterion: (name, mean, low, high).
-    rows: Vec<(String, Vec<(String, f64, f64, f64)>)>,
+    /// Per row of the ρ table, its criteria.
+    rows: Vec<(String, Vec<CriterionRho>)>,
     seeds: usize,
 }
 
 /// Writes `<stem>.png/.svg` from the merged ρ table.
 pub(super) fn write_rho_intervals(rho: &Merged, stem: &Path) -> Result<PathBuf, FileError> {
     let spearman = rho.values.iter().position(|v| v == "spearman");
-    let mut rows: Vec<(String, Vec<(String, f64, f64, f64)>)> = Vec::new();
+    let mut rows: Vec<(String, Vec<CriterionRho>)> = Vec::new();
     for (key, cells) in &rho.rows {
         let Some(s) = spearman.and_then(|i| cells[i]) else {
             continue;
@@ -274,13 +270,6 @@ impl Figure for RhoFigure {
                 .label(row.as_str())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 4, colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(e)?;
-        area.present().map_err(e)
+        legend_and_present(&mut chart, SeriesLabelPosition::LowerRight, area)
     }
 }

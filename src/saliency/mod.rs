@@ -29,7 +29,7 @@ use crate::graph::{couplings, ActShape, Coupling, Graph, GraphError, Op, Params}
 
 pub use dfpc::PairOrder;
 pub use observe::{observation_nodes, observe, GateStats, NodeStats, Observations};
-pub use oracle::{clean_losses, example_losses, oracle, suffix_start, OracleOptions};
+pub use oracle::{clean_losses, example_losses, oracle, suffix_start, OracleImages, OracleOptions};
 pub use store::{read_scores, write_scores, StoreError};
 pub use tvs::hellinger_squared;
 

@@ -65,16 +65,23 @@ fn summed(t: &Tensor) -> Result<f64, SaliencyError> {
     Ok(t.to_dtype(DType::F64)?.sum_all()?.to_scalar()?)
 }
 
-/// The signed oracle of `channels` of `dfc` (all: `0..dfc.channels`): mean over the images of
-/// ℓ(channel zeroed) − ℓ(network as is). `clean` is [`clean_losses`] of `batches`.
+/// The images the oracle averages over: batches, and each batch's summed loss of the network
+/// as is ([`clean_losses`]).
+#[derive(Clone, Copy)]
+pub struct OracleImages<'a> {
+    pub batches: &'a [Batch],
+    pub clean: &'a [f64],
+}
+
+/// The signed oracle of `channels` of `dfc` (all: `0..dfc.channels`): the mean over `images` of
+/// ℓ(channel zeroed) − ℓ(network as is).
 /// `on_tile` is told of each finished run with the number of channels × images it covered.
 pub fn oracle(
     graph: &Graph,
     params: &Params,
     dfc: &Coupling,
     channels: std::ops::Range<usize>,
-    batches: &[Batch],
-    clean: &[f64],
+    images: OracleImages,
     options: OracleOptions,
     on_tile: &mut dyn FnMut(usize),
 ) -> Result<Vec<f64>, SaliencyError> {
@@ -87,8 +94,8 @@ pub fn oracle(
     };
     let suffix = cut..graph.nodes.len();
     let mut sums = vec![0.0f64; channels.len()];
-    let mut images = 0usize;
-    for (batch, &clean) in batches.iter().zip(clean) {
+    let mut seen = 0usize;
+    for (batch, &clean) in images.batches.iter().zip(images.clean) {
         let n = batch.labels.dim(0)?;
         let device = batch.images.device();
         let input = Live::input(batch.images.clone());
@@ -126,7 +133,7 @@ pub fn oracle(
             }
             on_tile(k * n);
         }
-        images += n;
+        seen += n;
     }
-    Ok(sums.into_iter().map(|s| s / images.max(1) as f64).collect())
+    Ok(sums.into_iter().map(|s| s / seen.max(1) as f64).collect())
 }

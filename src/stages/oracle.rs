@@ -23,7 +23,7 @@ use super::Plan;
 use crate::config::OracleConfig;
 use crate::data::Dataset;
 use crate::graph::{couplings, layer_costs, Coupling, Graph, Params};
-use crate::saliency::{clean_losses, oracle, suffix_start, OracleOptions};
+use crate::saliency::{clean_losses, oracle, suffix_start, OracleImages, OracleOptions};
 use crate::util::fingerprint::Fingerprint;
 use crate::Error;
 
@@ -227,8 +227,10 @@ impl OracleStage<'_> {
             self.params,
             &inputs.found[index],
             channels,
-            &inputs.batches,
-            &inputs.clean,
+            OracleImages {
+                batches: &inputs.batches,
+                clean: &inputs.clean,
+            },
             options,
             &mut |work| progress.advance(macs * work as u64),
         )

@@ -43,18 +43,11 @@ impl RunLock {
             ))
         })?;
         let path = lock_path(dir);
-        not_a_file(&path)?;
         let io = |source| Error::Io {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let file = open_lock(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(busy(dir, &file)),
@@ -82,18 +75,7 @@ impl RunLock {
     /// they are refused while one holds it.
     pub fn acquire_shared(dir: &Path) -> Result<Self, Error> {
         let path = lock_path(dir);
-        not_a_file(&path)?;
-        let io = |source| Error::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let file = open_lock(&path)?;
         match file.try_lock_shared() {
             Ok(()) => Ok(Self {
                 _file: file,
@@ -101,7 +83,7 @@ impl RunLock {
                 created: Vec::new(),
             }),
             Err(TryLockError::WouldBlock) => Err(busy(dir, &file)),
-            Err(TryLockError::Error(source)) => Err(io(source)),
+            Err(TryLockError::Error(source)) => Err(Error::Io { path, source }),
         }
     }
 
@@ -117,6 +99,21 @@ impl RunLock {
             _ => Ok(()),
         }
     }
+}
+
+/// Opens (or creates) the lock file at `path`; refused when something else stands there.
+fn open_lock(path: &Path) -> Result<File, Error> {
+    not_a_file(path)?;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Refuses a lock path that something other than a file occupies.

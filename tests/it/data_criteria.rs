@@ -14,7 +14,7 @@ use prunelab::graph::{
 };
 use prunelab::saliency::{
     clean_losses, example_losses, observation_nodes, observe, oracle, score, CriterionScores,
-    Inputs, Observations, OracleOptions,
+    Inputs, Observations, OracleImages, OracleOptions,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -147,8 +147,10 @@ fn oracle_of(
         params,
         dfc,
         0..dfc.channels,
-        batches,
-        &clean,
+        OracleImages {
+            batches,
+            clean: &clean,
+        },
         options,
         &mut |_| {},
     )
