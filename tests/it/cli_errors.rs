@@ -177,7 +177,7 @@ fn every_shipped_experiment_is_valid() {
             path.display()
         );
         assert!(
-            prunelab::Experiment::load(&path).is_ok(),
+            prunelab::config::grid::load(&path, &[]).is_ok(),
             "{}",
             path.display()
         );
