@@ -52,6 +52,11 @@ impl StoredResults {
             .ok_or_else(|| fail("has no folder name"))?;
         let study = locate(source, "correlation", "study.json");
         let prune = locate(source, "prune", "results.json");
+        if study.is_none() && prune.is_none() && source.join("runs").is_dir() {
+            return Err(fail(
+                "is a grid's folder (its runs are under runs/): `prunelab collect <experiment> [key=value…]` merges them",
+            ));
+        }
         if study.is_none() && prune.is_none() {
             return Err(fail(
                 "holds no stored results: neither correlation/study.json nor prune/results.json (nor study.json or results.json)",

@@ -412,6 +412,19 @@ fn collect_merges_the_seeds_into_tables_figures_and_an_index_chromium_shows() {
             "{cells:?} against {expected:?}"
         );
     }
+    // `report` is for one run's folder; a grid's says what merges it.
+    let grid_folder = cwd.join("results/smoke_grid");
+    let report_out = cwd.join("report");
+    refused(
+        &[
+            "report",
+            grid_folder.to_str().unwrap(),
+            "--out",
+            report_out.to_str().unwrap(),
+        ],
+        &merged,
+        &["is a grid's folder", "prunelab collect"],
+    );
     // The index, opened from disk in headless Chromium: every image shown, no console message.
     let index = merged.join("index.html");
     let html = std::fs::read_to_string(&index).unwrap();
