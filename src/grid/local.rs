@@ -60,7 +60,17 @@ pub fn run(grid: &Grid, args: &RunArgs) -> Result<(), Error> {
             fresh: args.fresh && p == 0,
         };
         let failed = run_phase(&words, phase, &tasks, jobs, &logs);
+        // Every task refused what it was given (exit 2): so is the grid.
+        if !failed.is_empty() && failed.iter().all(|f| f.refused) {
+            let why: Vec<&str> = failed.iter().map(|f| f.text.as_str()).collect();
+            return Err(Error::Input(format!(
+                "every task of the {} phase was refused:\n{}",
+                phase_name(phase),
+                why.join("\n")
+            )));
+        }
         if !failed.is_empty() {
+            let failed: Vec<&str> = failed.iter().map(|f| f.text.as_str()).collect();
             return Err(Error::Tasks(format!(
                 "{} of {} tasks of the {} phase failed (later phases not run; rerunning the grid resumes):\n{}",
                 failed.len(),
@@ -123,6 +133,12 @@ pub(super) fn conv_name(args: &RunArgs) -> &'static str {
     }
 }
 
+/// A task that failed: what it was and said, and whether it refused its input (exit 2).
+struct Failed {
+    text: String,
+    refused: bool,
+}
+
 /// Runs `tasks`, `jobs` at a time; the failed ones, each with its log.
 fn run_phase(
     words: &Words,
@@ -130,7 +146,7 @@ fn run_phase(
     tasks: &[Task],
     jobs: usize,
     logs: &std::path::Path,
-) -> Vec<String> {
+) -> Vec<Failed> {
     let next = AtomicUsize::new(0);
     let failed = Mutex::new(Vec::new());
     let total = tasks.len();
@@ -152,12 +168,20 @@ fn run_phase(
                 let seconds = began.elapsed().as_secs_f64();
                 match outcome {
                     Ok(()) => println!("[{}/{total}] {what}: done in {seconds:.1} s", index + 1),
-                    Err(why) => {
+                    Err((why, code)) => {
                         println!("[{}/{total}] {what}: {why}", index + 1);
-                        failed
-                            .lock()
-                            .expect("no task thread panics")
-                            .push(format!("  {what}: {why}; see {}", log.display()));
+                        // The task's own error line says more than its exit code.
+                        let said = std::fs::read_to_string(&log)
+                            .ok()
+                            .and_then(|text| {
+                                let line = text.lines().rev().find(|l| l.starts_with("error: "))?;
+                                Some(format!("{line} "))
+                            })
+                            .unwrap_or_default();
+                        failed.lock().expect("no task thread panics").push(Failed {
+                            text: format!("  {what}: {why}; {said}(log {})", log.display()),
+                            refused: code == Some(2),
+                        });
                     }
                 }
             });
@@ -166,26 +190,30 @@ fn run_phase(
     failed.into_inner().expect("no task thread panics")
 }
 
-/// One task, its output appended to `log`.
-fn run_one(words: &Words, phase: Phase, index: usize, log: &std::path::Path) -> Result<(), String> {
+/// One task, its output appended to `log`; a failure says why, with the exit code if any.
+fn run_one(
+    words: &Words,
+    phase: Phase,
+    index: usize,
+    log: &std::path::Path,
+) -> Result<(), (String, Option<i32>)> {
+    let unopened = |e: std::io::Error| (format!("cannot open its log: {e}"), None);
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
-        .map_err(|e| format!("cannot open its log: {e}"))?;
-    let err = file
-        .try_clone()
-        .map_err(|e| format!("cannot open its log: {e}"))?;
+        .map_err(unopened)?;
+    let err = file.try_clone().map_err(unopened)?;
     let status = words
         .command(phase, index)
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(err)
         .status()
-        .map_err(|e| format!("cannot start prunelab: {e}"))?;
+        .map_err(|e| (format!("cannot start prunelab: {e}"), None))?;
     match status.code() {
         Some(0) => Ok(()),
-        Some(code) => Err(format!("failed (exit {code})")),
-        None => Err(format!("killed ({status})")),
+        Some(code) => Err((format!("failed (exit {code})"), Some(code))),
+        None => Err((format!("killed ({status})"), None)),
     }
 }
