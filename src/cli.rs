@@ -40,8 +40,8 @@ pub struct RunArgs {
     /// Run only task I of the grid's task list, in this process (what each SLURM task runs).
     #[arg(long, value_name = "I")]
     pub index: Option<usize>,
-    /// Which part of the grid's work the task list of `--index` holds (with `[oracle] shards`:
-    /// the models, then the oracle's shards, then the rest of every point).
+    /// Which part of the grid's work the task list of `--index` holds (with `[oracle] shards`
+    /// or `[prune] variant_tasks`: the models, then the parts, then the rest of every point).
     #[arg(long, value_enum, default_value_t = Phase::Whole, requires = "index")]
     pub phase: Phase,
     /// Start from scratch even if a checkpoint of this experiment exists (it is overwritten).
@@ -74,8 +74,8 @@ pub enum Executor {
 pub enum Phase {
     /// Each point's model and scores.
     Models,
-    /// The oracle's shards: task I is shard I mod S of point I / S.
-    Oracle,
+    /// The parts of every run: its oracle's shards, then its prune variants.
+    Parts,
     /// Each point, whole (resuming what the other phases made).
     Whole,
 }

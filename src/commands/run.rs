@@ -3,9 +3,9 @@
 //! `--index`, one task of the grid, in this process.
 
 use crate::cli::{Executor, Phase, RunArgs};
-use crate::grid::{local, slurm, Grid, Task};
+use crate::grid::{local, slurm, Grid, Part, Task};
 use crate::kernels::with_conv_backend;
-use crate::pipeline::{prepare, run, run_models, run_oracle_shard, RunOptions};
+use crate::pipeline::{prepare, run, run_models, run_oracle_shard, run_prune_variant, RunOptions};
 use crate::stages::Plan;
 use crate::util::threads::{on_worker, set_threads};
 use crate::Error;
@@ -23,7 +23,7 @@ pub fn command(args: &RunArgs) -> Result<(), Error> {
             let whole = Task {
                 run: 0,
                 phase: Phase::Whole,
-                shard: 0,
+                part: None,
             };
             run_task(args, &grid, whole, false)
         }
@@ -66,12 +66,13 @@ fn run_task(args: &RunArgs, grid: &Grid, task: Task, as_task: bool) -> Result<()
     }
     point.write_settings()?;
     let done = on_worker(|| {
-        with_conv_backend(conv, || match task.phase {
-            Phase::Whole => run(&plan, prepared).map(|summary| summary.to_string()),
-            Phase::Models => run_models(&plan, prepared).map(|summary| summary.to_string()),
-            Phase::Oracle => {
-                run_oracle_shard(&plan, prepared, task.shard).map(|outcome| outcome.to_string())
+        with_conv_backend(conv, || match (task.phase, task.part) {
+            (Phase::Models, _) => run_models(&plan, prepared).map(|summary| summary.to_string()),
+            (_, Some(Part::Shard(s))) => {
+                run_oracle_shard(&plan, prepared, s).map(|outcome| outcome.to_string())
             }
+            (_, Some(Part::Variant(v))) => run_prune_variant(&plan, prepared, v),
+            _ => run(&plan, prepared).map(|summary| summary.to_string()),
         })
     })?;
     println!("{done}");

@@ -58,6 +58,21 @@ pub struct PruneConfig {
     pub target: Option<TargetConfig>,
     /// `[prune.fine_tune]`: the iterative schedule's fine-tuning.
     pub fine_tune: Option<FineTune>,
+    /// Under a grid's executor, each variant (criterion × coupled) is a task of its own; the
+    /// results do not depend on it, so it is no part of what the stage is made from.
+    /// Default false.
+    #[serde(default, skip_serializing)]
+    pub variant_tasks: bool,
+}
+
+impl PruneConfig {
+    /// The variants, in the order they run: each criterion with coupled on and off.
+    pub fn variants(&self) -> Vec<(CriterionName, bool)> {
+        self.criteria
+            .iter()
+            .flat_map(|&c| self.coupled.iter().map(move |&coupled| (c, coupled)))
+            .collect()
+    }
 }
 
 /// `[prune.fine_tune]`: after every step one epoch at each of `step_lrs`, then `final_epochs`

@@ -1,8 +1,8 @@
 //! A grid's points as runs and tasks: each point's run folder, named by its content
 //! (`results/<name>/runs/<hash8>/`, with its resolved `experiment.toml` and `overrides.txt`),
-//! and the task lists the executors run ([`local`], [`slurm`]): with `[oracle] shards = S`,
-//! first every point's model, then every shard of every oracle, then every point whole; else
-//! every point whole. A task is one `prunelab … --phase P --index I` process, so a task run by
+//! and the task lists the executors run ([`local`], [`slurm`]): with `[oracle] shards = S` or
+//! `[prune] variant_tasks`, first every point's model, then its parts (every shard of its
+//! oracle, every variant of its prune stage), then every point whole; else every point whole. A task is one `prunelab … --phase P --index I` process, so a task run by
 //! hand, by the local executor or by SLURM is the same thing.
 
 pub mod local;
@@ -32,6 +32,23 @@ impl PointRun {
     /// The oracle's shards (1 without `[oracle]`).
     pub fn shards(&self) -> usize {
         self.experiment.oracle.map_or(1, |o| o.shards)
+    }
+
+    /// The run's parts, each a task of the parts phase: its oracle's shards (when more than
+    /// one), then its prune variants (with `[prune] variant_tasks`).
+    pub fn parts(&self) -> Vec<Part> {
+        let shards = match self.shards() {
+            1 => 0,
+            s => s,
+        };
+        let variants = match &self.experiment.prune {
+            Some(p) if p.variant_tasks => p.variants().len(),
+            _ => 0,
+        };
+        (0..shards)
+            .map(Part::Shard)
+            .chain((0..variants).map(Part::Variant))
+            .collect()
     }
 
     /// Writes the point's resolved experiment and its overrides into its folder (a grid point).
@@ -72,13 +89,22 @@ pub struct Grid {
     pub is_grid: bool,
 }
 
+/// A part of a run that is a task of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// A shard of the oracle.
+    Shard(usize),
+    /// A variant of the prune stage (criterion × coupled, in the order they run).
+    Variant(usize),
+}
+
 /// A task: which run, and which part of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Task {
     pub run: usize,
     pub phase: Phase,
-    /// The oracle's shard, in `Phase::Oracle`.
-    pub shard: usize,
+    /// The part, in `Phase::Parts`.
+    pub part: Option<Part>,
 }
 
 impl Grid {
@@ -126,8 +152,8 @@ impl Grid {
 
     /// The phases whose tasks the executors run, in order.
     pub fn phases(&self) -> Vec<Phase> {
-        if self.runs.iter().any(|r| r.shards() > 1) {
-            vec![Phase::Models, Phase::Oracle, Phase::Whole]
+        if self.runs.iter().any(|r| !r.parts().is_empty()) {
+            vec![Phase::Models, Phase::Parts, Phase::Whole]
         } else {
             vec![Phase::Whole]
         }
@@ -135,15 +161,14 @@ impl Grid {
 
     /// The tasks of `phase`, in index order.
     pub fn tasks(&self, phase: Phase) -> Vec<Task> {
-        let task = |run, shard| Task { run, phase, shard };
+        let task = |run, part| Task { run, phase, part };
         match phase {
-            Phase::Models | Phase::Whole => (0..self.runs.len()).map(|r| task(r, 0)).collect(),
-            Phase::Oracle => self
+            Phase::Models | Phase::Whole => (0..self.runs.len()).map(|r| task(r, None)).collect(),
+            Phase::Parts => self
                 .runs
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| r.shards() > 1)
-                .flat_map(|(i, r)| (0..r.shards()).map(move |s| task(i, s)))
+                .flat_map(|(i, r)| r.parts().into_iter().map(move |p| task(i, Some(p))))
                 .collect(),
         }
     }
@@ -166,10 +191,20 @@ impl Grid {
     /// What a task is, for logs and listings.
     pub fn describe(&self, task: Task) -> String {
         let run = &self.runs[task.run];
-        let what = match task.phase {
-            Phase::Models => "model and scores".to_string(),
-            Phase::Oracle => format!("oracle shard {}/{}", task.shard + 1, run.shards()),
-            Phase::Whole => "whole".to_string(),
+        let what = match task.part {
+            None if task.phase == Phase::Models => "model and scores".to_string(),
+            None => "whole".to_string(),
+            Some(Part::Shard(s)) => format!("oracle shard {}/{}", s + 1, run.shards()),
+            Some(Part::Variant(v)) => {
+                let prune = run
+                    .experiment
+                    .prune
+                    .as_ref()
+                    .expect("variants come from [prune]");
+                let (criterion, coupled) = prune.variants()[v];
+                let coupled = if coupled { "on" } else { "off" };
+                format!("prune variant {} (coupled {coupled})", criterion.as_str())
+            }
         };
         let label = if run.label.is_empty() {
             String::new()
@@ -202,7 +237,7 @@ pub fn check_runs(grid: &Grid, args: &crate::cli::RunArgs) -> Result<(), Error> 
 pub fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Models => "models",
-        Phase::Oracle => "oracle",
+        Phase::Parts => "parts",
         Phase::Whole => "whole",
     }
 }

@@ -216,7 +216,7 @@ pub fn run_oracle_shard(
     let e = &plan.experiment;
     let (Some(config), Some(made_from)) = (&e.oracle, &prepared.made_from.oracle) else {
         return Err(Error::Input(
-            "--phase oracle: the experiment has no [oracle]".into(),
+            "--phase parts: the experiment has no [oracle]".into(),
         ));
     };
     if shard >= config.shards {
@@ -234,16 +234,7 @@ pub fn run_oracle_shard(
     let Inputs::Read(data) = &prepared.inputs else {
         unreachable!("only a dry run prepares a run before its download")
     };
-    let (graph, params) = crate::graph::load_model(
-        &crate::stages::model_source::model_stem(&plan.out_dir),
-        &prepared.device,
-    )?;
-    if graph != plan.graph {
-        return Err(Error::Stale(format!(
-            "{}: the saved model's architecture differs from the experiment's",
-            plan.out_dir.display()
-        )));
-    }
+    let params = saved_model(plan, &prepared.device)?;
     let stage = OracleStage {
         plan,
         config,
@@ -258,6 +249,60 @@ pub fn run_oracle_shard(
         source,
     })?;
     stage.run_shard(&dir, shard)
+}
+
+/// Variant `variant` of the prune stage (`[prune] variant_tasks`), on the model and scores the
+/// run made already, beside the run's other parts (a shared lock): what it did.
+pub fn run_prune_variant(plan: &Plan, prepared: Prepared, variant: usize) -> Result<String, Error> {
+    let _lock = RunLock::acquire_shared(&plan.out_dir)?;
+    let Some(config) = &plan.experiment.prune else {
+        return Err(Error::Input(
+            "--phase parts: the experiment has no [prune]".into(),
+        ));
+    };
+    let (Start::Finished, Status::Done(_)) = (&prepared.start, &prepared.scores) else {
+        return Err(Error::Untrained(format!(
+            "{}: a prune variant needs the trained model and its scores; run the models phase first (--phase models)",
+            plan.out_dir.display()
+        )));
+    };
+    let Inputs::Read(data) = &prepared.inputs else {
+        unreachable!("only a dry run prepares a run before its download")
+    };
+    let params = saved_model(plan, &prepared.device)?;
+    let context = Context {
+        plan,
+        data,
+        device: &prepared.device,
+        made_from: &prepared.made_from,
+        latency_threads: prepared.latency_threads,
+    };
+    let stage = PruneStage {
+        context: &context,
+        config,
+        params: &params,
+    };
+    let dir = Stage::Prune.dir(&plan.out_dir);
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    stage.run_variant_task(&dir, variant)
+}
+
+/// The run's trained network, as the model stage saved it.
+fn saved_model(plan: &Plan, device: &candle_core::Device) -> Result<crate::graph::Params, Error> {
+    let (graph, params) = crate::graph::load_model(
+        &crate::stages::model_source::model_stem(&plan.out_dir),
+        device,
+    )?;
+    if graph != plan.graph {
+        return Err(Error::Stale(format!(
+            "{}: the saved model's architecture differs from the experiment's",
+            plan.out_dir.display()
+        )));
+    }
+    Ok(params)
 }
 
 /// Runs the plan end to end: the stages that are not finished.

@@ -287,7 +287,7 @@ fn a_point_being_written_is_refused_to_a_second_grid() {
 }
 
 #[test]
-fn the_oracle_in_shards_equals_the_oracle_in_one_piece() {
+fn a_run_in_parts_equals_the_run_in_one_piece() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     succeeded(prunelab(
@@ -310,14 +310,18 @@ fn the_oracle_in_shards_equals_the_oracle_in_one_piece() {
         .filter(|n| n.matches('-').count() == 2)
         .collect();
     assert!(pieces.len() >= 3, "{pieces:?}");
-    // The same point with the oracle in one piece lands in the same folder (shards are no part
-    // of what it computes): under another --results, byte for byte the same oracle.
+    let log = std::fs::read_to_string(cwd.join("results/smoke_grid/logs/parts-3.log")).unwrap();
+    assert!(log.contains("prune variant l1 (coupled on)"), "{log}");
+    // The same point in one piece lands in the same folder (shards and variant tasks are no part
+    // of what it computes): under another --results, byte for byte the same oracle, and the
+    // same prune steps.
     succeeded(prunelab(
         &[
             SMOKE_GRID,
             "seed=7",
             "prune.criteria=[l1]",
             "oracle.shards=1",
+            "prune.variant_tasks=false",
             "--results",
             "whole",
             "--threads",
@@ -340,6 +344,25 @@ fn the_oracle_in_shards_equals_the_oracle_in_one_piece() {
             "{file}"
         );
     }
+    // The steps, their accuracies and MACs (the measured speedups aside).
+    let untimed = |path: &Path| -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        text.lines()
+            .map(|l| {
+                l.split(',')
+                    .zip(&header)
+                    .filter(|(_, h)| !h.starts_with("speedup"))
+                    .map(|(c, _)| c)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    };
+    assert_eq!(
+        untimed(&point.join("prune/points.csv")),
+        untimed(&whole.join("prune/points.csv"))
+    );
 }
 
 #[test]

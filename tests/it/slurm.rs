@@ -157,11 +157,7 @@ fn a_grid_through_slurm_equals_the_grid_run_here() {
     };
     let submitted = run(&[SMOKE_GRID, "--executor", "slurm", "--results", "slurm"]);
     let jobs = job_ids(&submitted);
-    assert_eq!(
-        jobs.len(),
-        4,
-        "models, oracle shards, whole, collect: {submitted}"
-    );
+    assert_eq!(jobs.len(), 4, "models, parts, whole, collect: {submitted}");
     run(&[
         SMOKE_GRID,
         "--jobs",
@@ -179,7 +175,8 @@ fn a_grid_through_slurm_equals_the_grid_run_here() {
         &cwd.join("slurm/smoke_grid/runs"),
     );
     let slurm = cwd.join("slurm/smoke_grid/slurm");
-    // 4 models, 12 shards (4 points × 3), 4 whole points: a log each, and the collect job's.
+    // 4 models, 20 parts (4 runs × 3 shards and 2 variants), 4 whole runs: a log each, and the
+    // collect job's.
     let logs = std::fs::read_dir(&slurm)
         .unwrap()
         .filter(|e| {
@@ -190,7 +187,7 @@ fn a_grid_through_slurm_equals_the_grid_run_here() {
                 .ends_with(".out")
         })
         .count();
-    assert_eq!(logs, 21);
+    assert_eq!(logs, 29);
     let collect = std::fs::read_to_string(slurm.join(format!("collect_{}.out", jobs[3]))).unwrap();
     assert!(collect.contains("collect: 4 runs"), "{collect}");
 }
@@ -311,6 +308,7 @@ fn the_sbatch_script_is_the_golden_one() {
         std::fs::read_to_string(golden).unwrap().trim_end(),
         "{shown}"
     );
-    assert!(shown.contains("sbatch --parsable --array=0-11%3 --dependency=afterany:<the array before> task.sh oracle"), "{shown}");
+    // 4 runs, each with 3 shards and 2 prune variants.
+    assert!(shown.contains("sbatch --parsable --array=0-19%3 --dependency=afterany:<the array before> task.sh parts"), "{shown}");
     assert!(!cwd.join("results").exists(), "a dry run writes nothing");
 }

@@ -32,7 +32,7 @@ mod ranked;
 mod schedule;
 mod sweep;
 
-use schedule::schedule;
+use schedule::{schedule, Schedule};
 
 /// What the stage did, for the summary line.
 #[derive(Debug, Clone)]
@@ -160,80 +160,114 @@ impl StageRun for PruneStage<'_> {
     }
 }
 
-fn prune_variants(stage: &PruneStage, dir: &Path) -> Result<PruneOutcome, Error> {
-    let PruneStage {
-        context,
-        config,
-        params,
-    } = *stage;
-    let (plan, data, threads) = (context.plan, context.data, context.latency_threads);
-    let made_from = context
-        .made_from
-        .prune
-        .as_ref()
-        .expect("a prune stage runs with [prune]");
-    let started = Instant::now();
-    let e = &plan.experiment;
-    let graph = &plan.graph;
-    let device = params.device();
-    let validation = match config.eval_images {
-        Some(n) => data.validation.draw(
-            n,
-            config.eval_seed,
-            "prune.eval_images",
-            "the validation split",
-        )?,
-        None => data.validation.clone(),
-    };
-    let bench = Bench {
-        plan,
-        config,
-        made_from: made_from.digest(),
-        model_digest: context.made_from.model.digest(),
-        graph,
-        params,
-        unpruned: fuse_for_inference(graph, params)?,
-        validation,
-        test: &data.test,
-        normalizer: e.data.normalizer(),
-        batch: config.batch,
-        device: device.clone(),
-        pool: rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|err| Error::Device(format!("cannot start {threads} threads: {err}")))?,
-        protocol: Protocol {
-            warmup: e.latency.warmup,
-            repeats: e.latency.repeats,
-        },
-        batch_sizes: e.latency.batch_sizes.clone(),
-    };
-    let schedule = schedule(config.schedule, &bench, data)?;
-    let found = couplings(graph)?;
-    let mut variants = Vec::new();
-    for &criterion in &config.criteria {
-        for &coupled in &config.coupled {
-            let eligible = eligible(&found, coupled);
-            let eligible_channels = found
-                .iter()
-                .zip(&eligible)
-                .filter(|(_, &e)| e)
-                .map(|(c, _)| c.channels)
-                .sum();
-            let mut variant = Variant {
-                criterion,
-                coupled,
-                eligible_channels,
-                stop: crate::prune::Stop::Exhausted,
-                points: Vec::new(),
-                headline: Vec::new(),
-                chosen: None,
-                fine_tuned: None,
-            };
-            schedule.run_variant(&bench, &eligible, &mut variant, dir)?;
-            variants.push(variant);
-        }
+impl PruneStage<'_> {
+    /// What every variant is measured with: the unpruned network, its evaluation images, the
+    /// latency protocol.
+    fn bench(&self) -> Result<Bench<'_>, Error> {
+        let (plan, data, threads) = (
+            self.context.plan,
+            self.context.data,
+            self.context.latency_threads,
+        );
+        let made_from = self
+            .context
+            .made_from
+            .prune
+            .as_ref()
+            .expect("a prune stage runs with [prune]");
+        let config = self.config;
+        let e = &plan.experiment;
+        let validation = match config.eval_images {
+            Some(n) => data.validation.draw(
+                n,
+                config.eval_seed,
+                "prune.eval_images",
+                "the validation split",
+            )?,
+            None => data.validation.clone(),
+        };
+        Ok(Bench {
+            plan,
+            config,
+            made_from: made_from.digest(),
+            model_digest: self.context.made_from.model.digest(),
+            graph: &plan.graph,
+            params: self.params,
+            unpruned: fuse_for_inference(&plan.graph, self.params)?,
+            validation,
+            test: &data.test,
+            normalizer: e.data.normalizer(),
+            batch: config.batch,
+            device: self.params.device(),
+            pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|err| Error::Device(format!("cannot start {threads} threads: {err}")))?,
+            protocol: Protocol {
+                warmup: e.latency.warmup,
+                repeats: e.latency.repeats,
+            },
+            batch_sizes: e.latency.batch_sizes.clone(),
+        })
     }
+
+    /// Variant `index` of [`PruneConfig::variants`] run (or resumed) into `dir` and measured.
+    fn variant(
+        &self,
+        bench: &Bench,
+        schedule: &dyn Schedule,
+        index: usize,
+        dir: &Path,
+    ) -> Result<Variant, Error> {
+        let (criterion, coupled) = self.config.variants()[index];
+        let found = couplings(bench.graph)?;
+        let eligible = eligible(&found, coupled);
+        let eligible_channels = found
+            .iter()
+            .zip(&eligible)
+            .filter(|(_, &e)| e)
+            .map(|(c, _)| c.channels)
+            .sum();
+        let mut variant = Variant {
+            criterion,
+            coupled,
+            eligible_channels,
+            stop: crate::prune::Stop::Exhausted,
+            points: Vec::new(),
+            headline: Vec::new(),
+            chosen: None,
+            fine_tuned: None,
+        };
+        schedule.run_variant(bench, &eligible, &mut variant, dir)?;
+        Ok(variant)
+    }
+
+    /// One variant alone, as a task of a grid (`[prune] variant_tasks`): its steps and reported
+    /// points are kept in its folder, and the stage, run whole, resumes them. What it did.
+    pub fn run_variant_task(&self, dir: &Path, index: usize) -> Result<String, Error> {
+        let started = Instant::now();
+        let bench = self.bench()?;
+        let schedule = schedule(self.config.schedule, &bench, self.context.data)?;
+        let variant = self.variant(&bench, schedule.as_ref(), index, dir)?;
+        Ok(format!(
+            "prune variant {} (coupled {}): {} points in {:.1} s",
+            variant.criterion.as_str(),
+            if variant.coupled { "on" } else { "off" },
+            variant.points.len(),
+            started.elapsed().as_secs_f64()
+        ))
+    }
+}
+
+fn prune_variants(stage: &PruneStage, dir: &Path) -> Result<PruneOutcome, Error> {
+    let started = Instant::now();
+    let bench = stage.bench()?;
+    let schedule = schedule(stage.config.schedule, &bench, stage.context.data)?;
+    let variants = (0..stage.config.variants().len())
+        .map(|index| stage.variant(&bench, schedule.as_ref(), index, dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (plan, data, config) = (stage.context.plan, stage.context.data, stage.config);
+    let e = &plan.experiment;
     let results = PruneResults {
         schema: SCHEMA,
         name: e.name().to_string(),
@@ -244,8 +278,8 @@ fn prune_variants(stage: &PruneStage, dir: &Path) -> Result<PruneOutcome, Error>
         validation_images: bench.validation.len(),
         test_images: data.test.len(),
         batch: config.batch,
-        device: format!("{device:?}").to_lowercase(),
-        threads,
+        device: format!("{:?}", bench.device).to_lowercase(),
+        threads: stage.context.latency_threads,
         variants,
     };
     crate::report::write_prune(&results, dir)?;
