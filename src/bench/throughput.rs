@@ -10,7 +10,7 @@ use super::memory;
 use crate::data::Batch;
 use crate::exec::{forward, Mode};
 use crate::graph::{fuse_for_inference, Graph, GraphError, Params};
-use crate::kernels::conv_backend;
+use crate::kernels::{conv_backend, with_weights_packed_once};
 use crate::train::{train_step, Sgd, SgdConfig, TrainError};
 
 /// How long to measure.
@@ -135,9 +135,11 @@ pub fn bench_model(
     let (graph, params) = fuse_for_inference(&graph, &params)?;
     let inference = |n: usize| -> Result<f64, TrainError> {
         let x = random_batch(&graph, n, 10)?.images;
-        let seconds = median_seconds(budget, || {
-            forward(&graph, &params, &x, Mode::EVAL)?;
-            Ok(())
+        let seconds = with_weights_packed_once(|| {
+            median_seconds(budget, || {
+                forward(&graph, &params, &x, Mode::EVAL)?;
+                Ok(())
+            })
         })?;
         Ok(n as f64 / seconds)
     };

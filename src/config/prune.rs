@@ -30,6 +30,12 @@ pub struct PruneConfig {
     /// Fraction of the (eligible) channels still present removed per step. Default 0.01.
     #[serde(default = "default_chunk")]
     pub chunk: f64,
+    /// Every DFC's remaining width stays a multiple of this (a step removes fewer channels
+    /// where a width would fall between multiples), so that the pruned network runs whole
+    /// kernel tiles. Default 1 (no rounding; then not written, so that earlier runs' records
+    /// still match).
+    #[serde(default = "default_round_to", skip_serializing_if = "is_one")]
+    pub round_to: usize,
     /// A sweep stops after the first step whose validation accuracy is below this.
     /// Default: chance (1 / classes) + 0.005.
     pub floor: Option<f64>,
@@ -210,6 +216,12 @@ fn default_coupled() -> Vec<bool> {
 fn default_chunk() -> f64 {
     0.01
 }
+fn default_round_to() -> usize {
+    1
+}
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
 fn default_drops() -> Vec<f64> {
     vec![0.01, 0.025, 0.05]
 }
@@ -267,6 +279,15 @@ impl PruneConfig {
             fail(
                 "prune.chunk",
                 format!("must be a fraction in (0, 1) (got {})", number(self.chunk)),
+            );
+        }
+        if !(1..=1024).contains(&self.round_to) {
+            fail(
+                "prune.round_to",
+                format!(
+                    "must be a channel count in 1..=1024 (got {})",
+                    self.round_to
+                ),
             );
         }
         for (key, value) in [

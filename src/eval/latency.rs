@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exec::{forward, forward_timed, Mode};
 use crate::graph::{ActShape, Graph, GraphError, Params};
-use crate::kernels::{conv_backend, with_conv_backend};
+use crate::kernels::{conv_backend, with_conv_backend, with_weights_packed_once};
 
 /// Untimed passes per model, then timed passes per model.
 #[derive(Debug, Clone, Copy)]
@@ -106,25 +106,29 @@ pub fn time_interleaved(
     protocol: Protocol,
     device: &Device,
 ) -> Result<Vec<Timing>, GraphError> {
-    let x = random_input(models[0].graph, batch, device)?;
-    let run = |m: &Model| -> Result<f64, GraphError> {
-        let started = Instant::now();
-        let y = forward(m.graph, m.params, &x, Mode::EVAL)?.output;
-        y.device().synchronize()?;
-        Ok(started.elapsed().as_secs_f64())
-    };
-    for _ in 0..protocol.warmup {
-        for m in models {
-            run(m)?;
+    // The models' weights stay as they are while they are timed: packed once, as a runtime
+    // that loads a model prepares them.
+    with_weights_packed_once(|| {
+        let x = random_input(models[0].graph, batch, device)?;
+        let run = |m: &Model| -> Result<f64, GraphError> {
+            let started = Instant::now();
+            let y = forward(m.graph, m.params, &x, Mode::EVAL)?.output;
+            y.device().synchronize()?;
+            Ok(started.elapsed().as_secs_f64())
+        };
+        for _ in 0..protocol.warmup {
+            for m in models {
+                run(m)?;
+            }
         }
-    }
-    let mut seconds = vec![Vec::with_capacity(protocol.repeats); models.len()];
-    for _ in 0..protocol.repeats {
-        for (m, times) in models.iter().zip(&mut seconds) {
-            times.push(run(m)?);
+        let mut seconds = vec![Vec::with_capacity(protocol.repeats); models.len()];
+        for _ in 0..protocol.repeats {
+            for (m, times) in models.iter().zip(&mut seconds) {
+                times.push(run(m)?);
+            }
         }
-    }
-    Ok(seconds.into_iter().map(Timing::from_seconds).collect())
+        Ok(seconds.into_iter().map(Timing::from_seconds).collect())
+    })
 }
 
 /// The median wall time of every node of `model` over `protocol.repeats` passes at `batch`,
@@ -135,18 +139,20 @@ pub fn node_times(
     protocol: Protocol,
     device: &Device,
 ) -> Result<Vec<Timing>, GraphError> {
-    let x = random_input(model.graph, batch, device)?;
-    for _ in 0..protocol.warmup {
-        forward(model.graph, model.params, &x, Mode::EVAL)?;
-    }
-    let mut per_node = vec![Vec::with_capacity(protocol.repeats); model.graph.nodes.len()];
-    for _ in 0..protocol.repeats {
-        let (_, times) = forward_timed(model.graph, model.params, &x)?;
-        for (node, t) in per_node.iter_mut().zip(times) {
-            node.push(t.as_secs_f64());
+    with_weights_packed_once(|| {
+        let x = random_input(model.graph, batch, device)?;
+        for _ in 0..protocol.warmup {
+            forward(model.graph, model.params, &x, Mode::EVAL)?;
         }
-    }
-    Ok(per_node.into_iter().map(Timing::from_seconds).collect())
+        let mut per_node = vec![Vec::with_capacity(protocol.repeats); model.graph.nodes.len()];
+        for _ in 0..protocol.repeats {
+            let (_, times) = forward_timed(model.graph, model.params, &x)?;
+            for (node, t) in per_node.iter_mut().zip(times) {
+                node.push(t.as_secs_f64());
+            }
+        }
+        Ok(per_node.into_iter().map(Timing::from_seconds).collect())
+    })
 }
 
 fn random_input(graph: &Graph, batch: usize, device: &Device) -> Result<Tensor, GraphError> {

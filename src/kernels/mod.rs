@@ -11,5 +11,8 @@ mod wide;
 
 pub use batch_norm::{batch_norm_train, ChannelStats};
 pub use channelwise::{add_channel_bias, relu};
-pub use conv::{conv2d, conv2d_bias_then, conv_backend, with_conv_backend, ConvBackend};
+pub use conv::{
+    conv2d, conv2d_bias_then, conv_backend, with_conv_backend, with_weights_packed_once,
+    ConvBackend,
+};
 pub use then::Then;

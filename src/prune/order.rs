@@ -1,10 +1,17 @@
 //! The order in which a schedule removes channels, and its chunks.
 //!
 //! Every eligible channel of every DFC is ranked once by its score, lowest first (ties by DFC,
-//! then channel). Each step removes the next `ceil(chunk · present)` channels of that ranking,
+//! then channel). Each step takes the next `ceil(chunk · present)` channels of that ranking,
 //! `present` being the eligible channels still in the network, and passes over a channel that
 //! is its DFC's last. The plan after any step is cumulative, in the original network's channel
 //! indices.
+//!
+//! With `round_to = N` every DFC's width stays a multiple of N (the kernels' tiles run whole):
+//! a step removes from each DFC only as many of the channels it took as keep the width a
+//! multiple of N, never below N, and the others wait, still present, for the next step's
+//! (as Torch-Pruning's `round_to` removes fewer channels from a layer). A step that could
+//! remove none takes more of the ranking until it removes some. A DFC narrower than N is left
+//! as it is; one whose width is no multiple of N first falls to the multiple below.
 
 use crate::graph::{ChannelPlan, Coupling};
 use crate::saliency::CriterionScores;
@@ -26,6 +33,11 @@ pub struct Remover {
     left: Vec<usize>,
     /// Channels removed from each DFC, in removal order.
     removed: Vec<Vec<usize>>,
+    /// Channels taken from the ranking but not yet removed (waiting for a multiple of
+    /// `round_to`), per DFC, in ranking order.
+    waiting: Vec<Vec<usize>>,
+    /// Every DFC's width stays a multiple of this.
+    round_to: usize,
     /// (DFC, channel), lowest score first.
     order: Vec<(usize, usize)>,
     /// Position of the next candidate in `order`.
@@ -39,8 +51,10 @@ pub struct Remover {
 
 impl Remover {
     /// Ranks the channels of the DFCs for which `eligible` is true. `chunk` is the fraction of
-    /// the eligible channels still present that one step removes.
-    pub fn new(scores: &CriterionScores, eligible: &[bool], chunk: f64) -> Self {
+    /// the eligible channels still present that one step removes; every width stays a
+    /// multiple of `round_to` (at least 1).
+    pub fn new(scores: &CriterionScores, eligible: &[bool], chunk: f64, round_to: usize) -> Self {
+        assert!(round_to >= 1, "round_to is at least 1");
         assert_eq!(scores.dfcs.len(), eligible.len(), "one flag per DFC");
         let mut ranked: Vec<(f64, usize, usize)> = Vec::new();
         for (d, dfc) in scores.dfcs.iter().enumerate().filter(|(d, _)| eligible[*d]) {
@@ -52,6 +66,8 @@ impl Remover {
             names: scores.dfcs.iter().map(|d| d.dfc.clone()).collect(),
             left: scores.dfcs.iter().map(|d| d.scores.len()).collect(),
             removed: vec![Vec::new(); scores.dfcs.len()],
+            waiting: vec![Vec::new(); scores.dfcs.len()],
+            round_to,
             present: ranked.len(),
             order: ranked.into_iter().map(|(_, d, j)| (d, j)).collect(),
             cursor: 0,
@@ -66,23 +82,56 @@ impl Remover {
     }
 
     /// Removes the next chunk; returns how many channels it removed (0 when every eligible
-    /// DFC is down to one channel).
+    /// DFC is down to its last channel, or to `round_to` of them).
     pub fn step(&mut self) -> usize {
-        let wanted = self.next_chunk();
+        let mut wanted = self.next_chunk();
         let mut taken = 0;
-        while taken < wanted && self.cursor < self.order.len() {
-            let (d, j) = self.order[self.cursor];
-            self.cursor += 1;
-            // A DFC's last channel never goes; it also stays last, so it is passed over for good.
-            if self.left[d] > 1 {
-                self.left[d] -= 1;
-                self.removed[d].push(j);
-                taken += 1;
+        loop {
+            while taken < wanted && self.cursor < self.order.len() {
+                let (d, j) = self.order[self.cursor];
+                self.cursor += 1;
+                // Past what may go, a DFC's channels are passed over for good: they rank
+                // after every channel that may.
+                if self.waiting[d].len() < self.removable(d) {
+                    self.waiting[d].push(j);
+                    taken += 1;
+                }
             }
+            let removed = self.remove_waiting();
+            if removed > 0 || self.cursor == self.order.len() {
+                self.present -= removed;
+                self.steps += usize::from(removed > 0);
+                return removed;
+            }
+            wanted = taken + 1;
         }
-        self.present -= taken;
-        self.steps += usize::from(taken > 0);
-        taken
+    }
+
+    /// How many of DFC `d`'s channels may still go: all but one, or with `round_to = N` all
+    /// but N (none where fewer than N are left).
+    fn removable(&self, d: usize) -> usize {
+        let left = self.left[d];
+        match self.round_to {
+            1 => left - 1,
+            n if left < n => 0,
+            n => left - n,
+        }
+    }
+
+    /// Removes from each DFC as many of its waiting channels, in ranking order, as leave its
+    /// width a multiple of `round_to`; returns how many went.
+    fn remove_waiting(&mut self) -> usize {
+        let mut removed = 0;
+        for d in 0..self.left.len() {
+            let left = self.left[d];
+            let waiting = &mut self.waiting[d];
+            let kept = (left - waiting.len()).next_multiple_of(self.round_to);
+            let going = left.saturating_sub(kept).min(waiting.len());
+            self.removed[d].extend(waiting.drain(..going));
+            self.left[d] -= going;
+            removed += going;
+        }
+        removed
     }
 
     /// Steps taken that removed channels.
@@ -100,6 +149,7 @@ impl Remover {
                 .map(|(l, r)| l + r.len())
                 .collect(),
             removed: vec![Vec::new(); self.names.len()],
+            waiting: vec![Vec::new(); self.names.len()],
             present: self.present + self.removed_count(),
             cursor: 0,
             steps: 0,
@@ -158,7 +208,7 @@ mod tests {
     #[test]
     fn removes_the_lowest_scores_globally_in_chunks_of_what_is_left() {
         let s = scores(&[&[0.5, 0.1, 0.9], &[0.2, 0.3, 0.05, 0.7]]);
-        let mut r = Remover::new(&s, &[true, true], 0.3);
+        let mut r = Remover::new(&s, &[true, true], 0.3, 1);
         // ceil(0.3 · 7) = 3: d1/2 (0.05), d0/1 (0.1), d1/0 (0.2).
         assert_eq!(r.step(), 3);
         assert_eq!(
@@ -176,7 +226,7 @@ mod tests {
     #[test]
     fn passes_over_last_channels_and_ineligible_dfcs() {
         let s = scores(&[&[0.0, 0.0], &[1.0, 2.0, 3.0], &[0.1]]);
-        let mut r = Remover::new(&s, &[true, true, false], 0.99);
+        let mut r = Remover::new(&s, &[true, true, false], 0.99, 1);
         // Wants ceil(0.99 · 5) = 5; only 1 of d0 and 2 of d1 may go.
         assert_eq!(r.step(), 3);
         assert_eq!(
@@ -184,5 +234,48 @@ mod tests {
             [("d0".into(), vec![0]), ("d1".into(), vec![0, 1])].into()
         );
         assert_eq!(r.left(), [1, 1, 1]);
+    }
+
+    #[test]
+    fn round_to_keeps_every_width_a_multiple_and_carries_the_rest_to_the_next_step() {
+        // d0: 8 channels, scores 0..8; d1: 16 channels, scores 0.5, 1.5, …; d2: 3 channels
+        // (narrower than 4: never pruned); d3: 6 channels (falls to 4 first).
+        let d0: Vec<f64> = (0..8).map(f64::from).collect();
+        let d1: Vec<f64> = (0..16).map(|v| f64::from(v) + 0.5).collect();
+        let s = scores(&[
+            &d0,
+            &d1,
+            &[-1.0, -2.0, -3.0],
+            &[-0.5, 9.0, 9.0, 9.0, 9.0, -0.25],
+        ]);
+        let mut r = Remover::new(&s, &[true; 4], 0.2, 4);
+        // Takes ceil(0.2 · 33) = 7: d3/0, d3/5, then d0/0, d1/0, d0/1, d1/1, d0/2. d3 goes
+        // to 4; d0 and d1 wait below a multiple of 4.
+        assert_eq!(r.step(), 2);
+        assert_eq!(r.left(), [8, 16, 3, 4]);
+        // Takes ceil(0.2 · 31) = 7 more: d1/2, d0/3 (d0 has 4 waiting: they go, and d0
+        // stays at 4: its channels past that are passed over), d1/3 … d1/7 (8 waiting go).
+        assert_eq!(r.step(), 12);
+        assert_eq!(r.left(), [4, 8, 3, 4]);
+        let mut steps = vec![];
+        loop {
+            let n = r.step();
+            if n == 0 {
+                break;
+            }
+            steps.push(n);
+            assert!(r
+                .left()
+                .iter()
+                .zip([8, 16, 3, 4])
+                .all(|(&l, w)| l == w || l % 4 == 0));
+        }
+        assert_eq!(r.left(), [4, 4, 3, 4]);
+        assert_eq!(steps, [4]);
+        // The same steps replayed from the start give the same network.
+        assert_eq!(r.at_step(2).left(), [4, 8, 3, 4]);
+        let plan = r.plan();
+        assert_eq!(plan.remove["d0"], [0, 1, 2, 3]);
+        assert!(!plan.remove.contains_key("d2"));
     }
 }

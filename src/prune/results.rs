@@ -122,6 +122,10 @@ pub struct PruneResults {
     pub schedule: PruneSchedule,
     /// Fraction of the eligible channels still present removed per step.
     pub chunk: f64,
+    /// Every DFC's width stayed a multiple of this (`[prune] round_to`; 1 in records made
+    /// before it existed).
+    #[serde(default = "one")]
+    pub round_to: usize,
     /// Validation images each step was evaluated on (what chose the points).
     pub validation_images: usize,
     /// Test images of the reported points (only reported).
@@ -171,4 +175,8 @@ pub fn headline(points: &[Point], drops: &[f64]) -> Vec<Headline> {
             }),
         })
         .collect()
+}
+
+fn one() -> usize {
+    1
 }

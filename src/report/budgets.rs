@@ -284,6 +284,7 @@ mod tests {
             dataset: "fashion-mnist".into(),
             schedule,
             chunk: 0.1,
+            round_to: 1,
             validation_images: 10,
             test_images: 10,
             batch: 4,

@@ -205,7 +205,7 @@ fn header(results: &PruneResults) -> Vec<String> {
 
 fn note(results: &PruneResults) -> String {
     format!(
-        "{} on {}, {} schedule in steps of {}% of the eligible channels left. Points are chosen on \
+        "{} on {}, {} schedule in steps of {}% of the eligible channels left, {}. Points are chosen on \
          the validation split ({} images); test accuracy ({} images) is only reported. \
          Channels, params and MACs: unpruned / pruned. Speedup: unpruned / pruned median latency, \
          measured interleaved in one process ({}, {} threads) at batch size b. Coupled off: only \
@@ -214,6 +214,10 @@ fn note(results: &PruneResults) -> String {
         results.dataset,
         results.schedule.description(),
         percent(results.chunk),
+        match results.round_to {
+            1 => "widths not rounded (round_to = 1)".to_string(),
+            n => format!("every DFC's width kept a multiple of {n} (round_to = {n})"),
+        },
         results.validation_images,
         results.test_images,
         results.device,

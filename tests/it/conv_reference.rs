@@ -2,7 +2,7 @@
 //! shapes, and against float64 loops.
 
 use candle_core::{DType, Device, Tensor, Var};
-use prunelab::kernels::{conv2d, conv2d_bias_then, Then};
+use prunelab::kernels::{conv2d, conv2d_bias_then, with_weights_packed_once, Then};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -305,4 +305,84 @@ fn fused_bias_residual_and_relu_equal_candles_ops() {
     let wrong = random_tensor(&mut rng, &[2, 16, 8, 7]);
     let err = conv2d_bias_then(&x, &w, &b, 1, 1, 1, Then::AddRelu(&wrong)).unwrap_err();
     assert!(err.to_string().contains("residual"), "{err}");
+}
+
+/// Every channel count a pruned network can have, from 1 to 80, as output channels (the
+/// forward kernel's tiles) and as input channels (the input gradient's), against float64
+/// loops: 3×3 and 1×1, stride 1 and 2, plain, grouped and depthwise, on maps large enough for
+/// the tile kernel; and inference's fused form at batch 1 on a 4×4 map, where the kernel runs
+/// with its weights packed once.
+#[test]
+fn every_width_from_1_to_80_equals_float64_loops() {
+    let mut rng = ChaCha8Rng::seed_from_u64(19);
+    for width in 1..=80 {
+        let other = rng.random_range(1..=80);
+        for (in_channels, out_channels) in [(other, width), (width, other)] {
+            let kernel = [3, 1][width % 2];
+            let groups = match width % 5 {
+                0 => in_channels,
+                3 if in_channels % 2 == 0 && out_channels % 2 == 0 => 2,
+                _ => 1,
+            };
+            let out_channels = if groups == in_channels {
+                in_channels
+            } else {
+                out_channels
+            };
+            let c = Case {
+                batch: 4,
+                in_channels,
+                out_channels,
+                height: 8,
+                width: 8,
+                kernel,
+                stride: 1 + width % 3 / 2,
+                padding: kernel / 2,
+                groups,
+            };
+            let x = random_tensor(&mut rng, &[c.batch, c.in_channels, c.height, c.width]);
+            let w = random_tensor(
+                &mut rng,
+                &[out_channels, in_channels / groups, kernel, kernel],
+            );
+            let ho = (c.height + 2 * c.padding - kernel) / c.stride + 1;
+            let r = random_tensor(&mut rng, &[c.batch, out_channels, ho, ho]);
+            let ours = run(c, &x, &w, &r, true);
+            let want = reference_f64(c, &flat(&x), &flat(&w), &flat(&r));
+            for (what, (a, b)) in ["output", "input grad", "weight grad"]
+                .iter()
+                .zip(ours.iter().zip(&want))
+            {
+                assert_close(what, c, &flat(a), b);
+            }
+
+            let one = Case {
+                batch: 1,
+                height: 4,
+                width: 4,
+                ..c
+            };
+            let x = random_tensor(&mut rng, &[1, in_channels, 4, 4]);
+            let b = random_tensor(&mut rng, &[out_channels]);
+            let fused = with_weights_packed_once(|| {
+                // Twice: the second call reads the packing the first one kept.
+                (0..2)
+                    .map(|_| {
+                        conv2d_bias_then(&x, &w, &b, one.stride, one.padding, groups, Then::Nothing)
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let o = (4 + 2 * one.padding - kernel) / one.stride + 1;
+            let zero = vec![0.0; out_channels * o * o];
+            let [mut want, ..] = reference_f64(one, &flat(&x), &flat(&w), &zero);
+            let bias = flat(&b);
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += bias[i / (o * o)];
+            }
+            for y in &fused {
+                assert_close("fused, packed once", one, &flat(y), &want);
+            }
+        }
+    }
 }

@@ -55,7 +55,7 @@ fn a_sweep_keeps_every_dfcs_last_channel_removes_the_chunks_it_claims_and_uncoup
                 .filter(|(_, &e)| e)
                 .map(|(c, _)| c.channels)
                 .sum();
-            let mut r = Remover::new(&s, &eligible, 0.07);
+            let mut r = Remover::new(&s, &eligible, 0.07, 1);
             let mut removed_before = 0;
             loop {
                 let claimed = r.next_chunk();
@@ -97,6 +97,31 @@ fn a_sweep_keeps_every_dfcs_last_channel_removes_the_chunks_it_claims_and_uncoup
     }
 }
 
+/// With `round_to = 8`, every step of a sweep on ResNet-20 leaves the pruned network with
+/// every DFC's width a multiple of 8 (at least 8), as the network itself shows, and the sweep
+/// goes on until every DFC is down to 8.
+#[test]
+fn round_to_keeps_every_pruned_width_a_multiple() {
+    let (graph, params) = resnet("resnet20");
+    let s = scores(&graph, &params, CriterionName::L1);
+    let mut r = Remover::new(&s, &vec![true; s.dfcs.len()], 0.05, 8);
+    let mut steps = 0;
+    while r.step() > 0 {
+        steps += 1;
+        let (g, _) = prune(&graph, &params, &r.plan()).unwrap();
+        for c in couplings(&g).unwrap() {
+            assert!(
+                c.channels % 8 == 0 && c.channels >= 8,
+                "step {steps}: {} has {} channels",
+                c.name(&g),
+                c.channels
+            );
+        }
+    }
+    assert!(steps > 5, "{steps} steps");
+    assert!(r.left().iter().all(|&l| l == 8), "{:?}", r.left());
+}
+
 #[test]
 fn a_one_shot_mac_target_lands_within_one_chunk() {
     let (graph, params) = resnet("resnet20");
@@ -116,7 +141,7 @@ fn a_one_shot_mac_target_lands_within_one_chunk() {
             model: None,
         })
     };
-    let mut remover = Remover::new(&s, &eligible, 0.03);
+    let mut remover = Remover::new(&s, &eligible, 0.03, 1);
     let mut points = vec![measure(&remover, 0, false).unwrap()];
     let channels: usize = s.dfcs.iter().map(|d| d.scores.len()).sum();
     let stop = run_steps(

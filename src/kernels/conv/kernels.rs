@@ -27,6 +27,7 @@
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 mod blocks;
 mod columns;
@@ -45,6 +46,7 @@ use super::super::output::{filled_by, zeroed};
 use super::epilogue::Epilogue;
 use super::matmul::{matmul, Dims, View};
 use super::narrow::{self, Product};
+use super::prepacked;
 use super::reads::Reads;
 
 /// `conv(x, w)`, then the epilogue (its residual `[N, O, Ho, Wo]` like the output).
@@ -68,13 +70,14 @@ fn forward_into(
 ) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
     let blocks @ (_, inner) = blocking(g);
-    // Output channels (per group) that fill the kernel's tiles well: our kernel without
-    // packing. Chosen from the shape alone, so that results do not depend on the thread count.
-    let narrow = fills_narrow_tiles(og) && repays_packing(g) && narrow::available();
-    let packed: Vec<narrow::Packed> = (0..g.groups)
-        .filter(|_| narrow)
-        .map(|group| narrow::pack_weights(&w[group * g.weight_group_len()..], og, kk))
-        .collect();
+    // Our kernel, where packing its weights is paid back (or was done once for all calls);
+    // chosen from the shape and the scope alone, so that results do not depend on the thread
+    // count.
+    let narrow = narrow::available() && (repays_packing(g) || prepacked::packing_kept());
+    let packed = match narrow {
+        true => prepacked::packed(w, g.groups, og, kk),
+        false => Arc::from([]),
+    };
     if narrow && g.reads_phases() {
         // The kernel reads the image (or its phases, a copy of the image's size) at the
         // kernel's offsets: no column matrix.
@@ -180,13 +183,6 @@ fn forward_into(
             }
         },
     );
-}
-
-/// Whether `channels` outputs fill [`narrow`]'s tiles well enough: 9–16, or a multiple of 16
-/// (whole AVX-512 tiles; AVX2's tiles of 6 and 4 cover them exactly).
-fn fills_narrow_tiles(channels: usize) -> bool {
-    let tile = narrow::CHANNELS;
-    (tile / 2 + 1..=tile).contains(&channels) || channels.is_multiple_of(tile)
 }
 
 /// Whether the kernel's repacking of the weights, on one thread at every call, is small

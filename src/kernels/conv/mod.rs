@@ -6,6 +6,7 @@ mod kernels;
 mod matmul;
 mod narrow;
 mod outer;
+mod prepacked;
 mod reads;
 mod shared;
 mod simd;
@@ -17,6 +18,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape
 use super::then::Then;
 use epilogue::Epilogue;
 pub use kernels::Geometry;
+pub use prepacked::with_weights_packed_once;
 
 /// Which implementation runs convolutions on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

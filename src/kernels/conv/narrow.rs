@@ -1,6 +1,6 @@
-//! The forward multiply of convolutions whose output channels (per group) fill the kernel's
-//! tiles, in AVX-512 or AVX2 and without packing of the columns; the input gradient's multiply
-//! (Wᵀ times the output gradient) runs here too, its rows taking the channels' place.
+//! The forward multiply of convolutions, on any count of output channels (per group), in
+//! AVX-512 or AVX2 and without packing of the columns; the input gradient's multiply (Wᵀ times
+//! the output gradient) runs here too, its rows taking the channels' place.
 //!
 //! gemm packs the column matrix before multiplying, and with 16 output channels each packed
 //! value is used only 16 times: the packing costs about as much as the arithmetic, and those
@@ -10,6 +10,9 @@
 //! dimension loads 16 positions of one row of the column matrix, where im2col left them, and
 //! adds them, times each channel's weight (broadcast from memory), into the accumulators. The
 //! output is written row-major, in place, with the bias and the ReLU applied in registers.
+//! Channels past the last whole tile get a tile of their own width (pruning leaves every
+//! width): before, such layers went through im2col and gemm, and a 22-channel layer of a
+//! pruned ResNet-20 ran slower than the 32-channel one it came from.
 //!
 //! The rows need not be a column matrix: a convolution that keeps the image's size reads each
 //! kernel position's row straight from the image, shifted, under a mask of the positions whose
@@ -71,8 +74,9 @@ pub(super) fn spread_into(planes: &[f32], plane_len: usize, stride: usize, sprea
 }
 
 /// Weights `[channels × k]` as the kernel reads them for one instruction set: tiles of the
-/// channels it keeps in registers at once ([`Vectors::tiles`]), each `[k × width]`; a partial
-/// last tile's channels past `channels` are zero.
+/// channels it keeps in registers at once ([`Vectors::tiles`]), each `[k × tile width]`. A
+/// tile is as wide as the channels it covers: the remainder of a width that is no multiple of
+/// the full tile's gets a kernel of its own width, no accumulator computed for nothing.
 pub(super) struct Packed {
     weights: Vec<f32>,
     tiles: Vec<Range<usize>>,
@@ -91,18 +95,12 @@ impl Packed {
     pub(super) fn new(vectors: Vectors, w: &[f32], channels: usize, k: usize) -> Packed {
         assert!(w.len() >= channels * k);
         let tiles = vectors.tiles(channels);
-        // Every tile but the last is as wide as its kernel: each starts at `start · k`.
-        let end = tiles
-            .last()
-            .map_or(0, |t| t.start + vectors.tile_width(t.len()));
-        let mut weights = vec![0.0f32; end * k];
+        // Each tile starts at `start · k`; the loop writes in order and reads a tile's rows
+        // side by side.
+        let mut weights = Vec::with_capacity(channels * k);
         for tile in &tiles {
-            let width = vectors.tile_width(tile.len());
-            let tile_weights = &mut weights[tile.start * k..];
-            for o in tile.clone() {
-                for (step, &v) in w[o * k..][..k].iter().enumerate() {
-                    tile_weights[step * width + o - tile.start] = v;
-                }
+            for step in 0..k {
+                weights.extend(tile.clone().map(|o| w[o * k + step]));
             }
         }
         Packed {
@@ -158,28 +156,45 @@ pub(super) fn forward(
     assert!((channels - 1) * out_stride + width <= out.len());
     let vectors = p.packed.vectors;
     assert!(vectors.present(), "{vectors:?} is missing on this CPU");
-    let per_task = width.div_ceil(16).div_ceil(threads.max(1)) * 16;
     let out = Shared(out.as_mut_ptr().cast::<f32>());
-    let columns = |start: usize| {
-        let end = (start + per_task).min(width);
+    let task = |(columns, tiles): (Range<usize>, Range<usize>)| {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the instruction set is present (asserted); `Reads` only unmasks lanes that
         // stay within `extent` of their plane's start, and the assertions above keep every
-        // plane and every store inside `data` and `out`; the weights of a tile's channels past
-        // `channels` are zero and never stored; the tasks write disjoint columns of `out`,
-        // which is borrowed mutably for the whole call.
+        // plane and every store inside `data` and `out`; the tasks write disjoint parts of
+        // `out` (columns × channels), which is borrowed mutably for the whole call.
         unsafe {
-            x86::forward(p, (out.get(), out_stride), start..end)
+            x86::forward(p, (out.get(), out_stride), columns, tiles)
         }
     };
-    if per_task >= width {
-        columns(0);
+    let tasks = tasks(width, p.packed.tiles.len(), threads.max(1));
+    if let [one] = &tasks[..] {
+        task(one.clone());
     } else {
-        (0..width)
-            .into_par_iter()
-            .step_by(per_task)
-            .for_each(columns);
+        tasks.into_par_iter().for_each(task);
     }
+}
+
+/// The tasks of a product `width` columns wide over `tiles` tiles of channels on `threads`
+/// threads: blocks of 16 columns, as many to a task as give each thread one; where there are
+/// few blocks (small maps at batch 1), a block to a task and the tiles split too, into about
+/// four tasks a thread, so that no thread waits. Each task is `(columns, tiles)`.
+fn tasks(width: usize, tiles: usize, threads: usize) -> Vec<(Range<usize>, Range<usize>)> {
+    let blocks = width.div_ceil(16);
+    let (blocks_per_task, tiles_per_task) = if threads == 1 || blocks >= 4 * threads {
+        (blocks.div_ceil(threads), tiles)
+    } else {
+        (1, tiles.div_ceil((4 * threads).div_ceil(blocks)))
+    };
+    let columns = (0..width).step_by(blocks_per_task * 16);
+    columns
+        .flat_map(|start| {
+            let columns = start..(start + blocks_per_task * 16).min(width);
+            (0..tiles)
+                .step_by(tiles_per_task)
+                .map(move |t| (columns.clone(), t..(t + tiles_per_task).min(tiles)))
+        })
+        .collect()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -190,17 +205,30 @@ mod x86 {
     use super::super::simd::Sixteen;
     use super::{lanes, Product, Vectors};
 
-    /// Columns `columns` of the product, into `out` (rows `out_stride` apart).
-    pub(super) unsafe fn forward(p: &Product, out: (*mut f32, usize), columns: Range<usize>) {
+    /// Columns `columns` of the product for the packed tiles `tiles`, into `out` (rows
+    /// `out_stride` apart).
+    pub(super) unsafe fn forward(
+        p: &Product,
+        out: (*mut f32, usize),
+        columns: Range<usize>,
+        tiles: Range<usize>,
+    ) {
         // One loop over the accumulators per compiled function: with two in one function, or
         // a nested loop over a run-time count of taps, LLVM kept them in memory (2.5× slower).
         let one_tap = p.reads.shifts.len() == 1;
         match (p.packed.vectors, one_tap) {
-            (Vectors::Avx512, true) => avx512::<true>(p, out, columns),
-            (Vectors::Avx512, false) => avx512::<false>(p, out, columns),
-            (Vectors::Avx2, true) => avx2::<true>(p, out, columns),
-            (Vectors::Avx2, false) => avx2::<false>(p, out, columns),
+            (Vectors::Avx512, true) => avx512::<true>(p, out, columns, tiles),
+            (Vectors::Avx512, false) => avx512::<false>(p, out, columns, tiles),
+            (Vectors::Avx2, true) => avx2::<true>(p, out, columns, tiles),
+            (Vectors::Avx2, false) => avx2::<false>(p, out, columns, tiles),
         }
+    }
+
+    /// The kernels of every tile width from 1 to `$v::CHANNELS`, at index width − 1.
+    macro_rules! by_width {
+        ($kernel:ident, $v:ty; $($width:literal)+) => {
+            [$($kernel::<$width> as Tile<$v>),+]
+        };
     }
 
     #[target_feature(enable = "avx512f")]
@@ -208,9 +236,11 @@ mod x86 {
         p: &Product,
         out: (*mut f32, usize),
         columns: Range<usize>,
+        tiles: Range<usize>,
     ) {
-        let full = avx512_tile::<{ Zmm::CHANNELS }>;
-        blocks::<Zmm, ONE_TAP>(p, out, columns, (full, full))
+        let kernels = by_width!(avx512_tile, Zmm; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+        const { assert!(Zmm::CHANNELS == 16) };
+        blocks::<Zmm, ONE_TAP>(p, out, (columns, tiles), &kernels)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -218,12 +248,11 @@ mod x86 {
         p: &Product,
         out: (*mut f32, usize),
         columns: Range<usize>,
+        tiles: Range<usize>,
     ) {
-        let tiles = (
-            avx2_tile::<{ Ymm2::CHANNELS }> as Tile<Ymm2>,
-            avx2_tile::<{ Ymm2::SMALL }> as Tile<Ymm2>,
-        );
-        blocks::<Ymm2, ONE_TAP>(p, out, columns, tiles)
+        let kernels = by_width!(avx2_tile, Ymm2; 1 2 3 4 5 6);
+        const { assert!(Ymm2::CHANNELS == 6) };
+        blocks::<Ymm2, ONE_TAP>(p, out, (columns, tiles), &kernels)
     }
 
     // A function per tile width, not inlined: each keeps its own accumulators in registers.
@@ -268,26 +297,27 @@ mod x86 {
         out: (*mut f32, usize),
     }
 
-    /// The product for the packed tiles of channels, full ones computed by `tiles.0` and small
-    /// ones by `tiles.1`, with rows read at one tap (a column matrix, rows a stride apart) or
-    /// at several (an image, through a table of offsets).
+    /// The product for the packed tiles `tiles` of channels, each computed by the kernel of
+    /// its width (`kernels[width - 1]`), with rows read at one tap (a column matrix, rows a
+    /// stride apart) or at several (an image, through a table of offsets).
     #[inline(always)]
     unsafe fn blocks<V: Sixteen, const ONE_TAP: bool>(
         p: &Product,
         out: (*mut f32, usize),
-        columns: Range<usize>,
-        (full, small): (Tile<V>, Tile<V>),
+        (columns, tiles): (Range<usize>, Range<usize>),
+        kernels: &[Tile<V>],
     ) {
         let k = p.packed.k;
         let taps = p.reads.shifts.len();
+        let tiles = &p.packed.tiles[tiles];
         let mut masks = Vec::with_capacity(taps);
         // With more than one tile of channels, the block's rows are copied where every tile
         // reads them in order: read in place, rows a plane apart (often a multiple of 4 KiB)
         // fell into the same few L1 sets and were evicted before the next tile came back.
         // One tile reads them in place, at one tap or at several (each row under its tap's
         // mask): through the panel, 16-channel layers ran 15–20% slower in AVX-512.
-        let in_place = ONE_TAP && p.packed.tiles.len() <= 1;
-        let gathered = !ONE_TAP && p.packed.tiles.len() <= 1;
+        let in_place = ONE_TAP && tiles.len() <= 1;
+        let gathered = !ONE_TAP && tiles.len() <= 1;
         // Row s of the column matrix: plane s / taps at shift s % taps.
         let offsets: Vec<isize> = (0..if in_place { 0 } else { k })
             .map(|s| (s / taps * p.plane_stride) as isize + p.reads.shifts[s % taps])
@@ -328,10 +358,8 @@ mod x86 {
                 bits,
                 out,
             };
-            for tile in &p.packed.tiles {
-                let width = p.packed.vectors.tile_width(tile.len());
-                let kernel = if width == V::CHANNELS { full } else { small };
-                kernel(p, &block, tile.clone());
+            for tile in tiles {
+                kernels[tile.len() - 1](p, &block, tile.clone());
             }
         }
     }

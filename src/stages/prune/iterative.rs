@@ -238,7 +238,8 @@ impl IterativeVariant<'_> {
             }
             let scores = self.scores(&graph, &params, variant.criterion)?;
             let eligible = eligible(&couplings(&graph)?, variant.coupled);
-            let mut remover = Remover::new(&scores, &eligible, self.config.chunk);
+            let mut remover =
+                Remover::new(&scores, &eligible, self.config.chunk, self.config.round_to);
             let chunk = remover.step();
             if chunk == 0 {
                 break Stop::Exhausted;

@@ -275,6 +275,7 @@ fn prune_variants(stage: &PruneStage, dir: &Path) -> Result<PruneOutcome, Error>
         dataset: e.data.dataset.label().to_string(),
         schedule: config.schedule,
         chunk: config.chunk,
+        round_to: config.round_to,
         validation_images: bench.validation.len(),
         test_images: data.test.len(),
         batch: config.batch,

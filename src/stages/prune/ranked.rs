@@ -52,7 +52,12 @@ fn ranking(bench: &Bench, variant: &Variant, eligible: &[bool]) -> Result<Remove
     let scores_dir = Stage::Scores.dir(&bench.plan.out_dir);
     let scores = read_scores(&scores_dir, variant.criterion)
         .map_err(|err| Error::Saliency(err.to_string()))?;
-    Ok(Remover::new(&scores, eligible, bench.config.chunk))
+    Ok(Remover::new(
+        &scores,
+        eligible,
+        bench.config.chunk,
+        bench.config.round_to,
+    ))
 }
 
 /// Steps one variant (resuming its checkpoint), then tests, times and exports the points

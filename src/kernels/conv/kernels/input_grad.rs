@@ -5,7 +5,7 @@ use std::mem::MaybeUninit;
 
 use super::blocks::{blocking, for_each_block, for_each_image, Scratch};
 use super::columns::{col2im, group_rows, transpose};
-use super::{fills_narrow_tiles, repays_packing, Geometry};
+use super::{repays_packing, Geometry};
 use crate::kernels::conv::epilogue::Epilogue;
 use crate::kernels::conv::matmul::{matmul, Dims, View};
 use crate::kernels::conv::narrow::{self, Product};
@@ -33,11 +33,7 @@ fn input_grad_into(
     dx: &mut [MaybeUninit<f32>],
 ) {
     let (kk, positions, og) = (g.col_rows(), g.positions(), g.out_per_group());
-    if g.reads_phases()
-        && fills_narrow_tiles(g.in_per_group())
-        && repays_packing(g)
-        && narrow::available()
-    {
+    if g.reads_phases() && repays_packing(g) && narrow::available() {
         return if g.stride == 1 {
             input_grad_as_convolution(g, dout, w, plus, dx)
         } else {
@@ -47,7 +43,7 @@ fn input_grad_into(
     let blocks @ (_, inner) = blocking(g);
     // The column gradient's rows (kk) fill our kernel's tiles: it computes them from
     // Wᵀ in place, row-major, as the forward pass computes its output from W.
-    let narrow = fills_narrow_tiles(kk) && repays_packing(g) && narrow::available();
+    let narrow = repays_packing(g) && narrow::available();
     let packed: Vec<narrow::Packed> = (0..g.groups)
         .filter(|_| narrow)
         .map(|group| {
