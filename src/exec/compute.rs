@@ -105,6 +105,12 @@ pub(super) fn compute(
         Op::AvgPool { kernel, stride } => x.avg_pool2d_with_stride(kernel, stride)?,
         Op::GlobalAvgPool => x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?,
         Op::Flatten => x.flatten_from(1)?,
+        // Inference (running statistics, no gradient) runs our loop; training keeps candle's
+        // matmul, whose gradients the executor's backward pass matches.
+        Op::Linear { bias, .. } if mode == Mode::EVAL && !x.track_op() => {
+            let b = if bias { Some(param("bias")?) } else { None };
+            kernels::linear(x, &param("weight")?, b.as_ref())?
+        }
         Op::Linear { bias, .. } => {
             let y = x.matmul(&param("weight")?.t()?)?;
             if bias {

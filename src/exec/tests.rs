@@ -64,7 +64,9 @@ fn tracking_parameters_is_independent_of_the_batch_norm_statistics() {
     let tracked = forward(&graph, &params, &x, mode).unwrap();
     assert!(tracked.batch_stats.is_empty());
     let eval = forward(&graph, &params, &x, Mode::EVAL).unwrap().output;
-    assert_eq!(max_diff(&tracked.output, &eval), 0.0);
+    // The same computation, but for the classifier: without a gradient it is our loop
+    // (`kernels::linear`), with one candle's matmul, which sums in another order.
+    assert!(max_diff(&tracked.output, &eval) < 1e-5);
     let grads = tracked.output.sum_all().unwrap().backward().unwrap();
     let w = &params.trainable["linear.weight"];
     assert!(grads.get(w.as_tensor()).is_some());

@@ -5,6 +5,7 @@
 pub mod batch_norm;
 pub mod channelwise;
 pub mod conv;
+pub mod linear;
 pub(crate) mod output;
 pub mod then;
 mod wide;
@@ -15,4 +16,5 @@ pub use conv::{
     conv2d, conv2d_bias_then, conv_backend, with_conv_backend, with_weights_packed_once,
     ConvBackend,
 };
+pub use linear::linear;
 pub use then::Then;

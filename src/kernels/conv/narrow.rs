@@ -167,13 +167,22 @@ pub(super) fn forward(
             x86::forward(p, (out.get(), out_stride), columns, tiles)
         }
     };
-    let tasks = tasks(width, p.packed.tiles.len(), threads.max(1));
+    // Waking another thread costs a few µs: a product that one thread computes in about as
+    // long (a small layer at batch 1) stays on this one.
+    let threads = match width * channels * k < PARALLEL_MACS {
+        true => 1,
+        false => threads.max(1),
+    };
+    let tasks = tasks(width, p.packed.tiles.len(), threads);
     if let [one] = &tasks[..] {
         task(one.clone());
     } else {
         tasks.into_par_iter().for_each(task);
     }
 }
+
+/// Multiply-adds below which a product runs on one thread (about 5 µs of one core's work).
+const PARALLEL_MACS: usize = 1 << 18;
 
 /// The tasks of a product `width` columns wide over `tiles` tiles of channels on `threads`
 /// threads: blocks of 16 columns, as many to a task as give each thread one; where there are

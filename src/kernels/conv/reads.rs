@@ -1,6 +1,9 @@
 //! Where the kernel of [`super::narrow`] reads the rows of its column matrix: a
 //! column matrix itself, or an image at a convolution's offsets under masks (implicit im2col).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use super::simd::lanes;
 
 /// Where the rows of a product's column matrix are read: row `c·taps + t` is plane `c` of the
@@ -47,7 +50,29 @@ impl Reads {
     /// which is phase `((ky − padding) mod s, (kx − padding) mod s)` at
     /// `(y + ⌊(ky − padding)/s⌋, x + ⌊(kx − padding)/s⌋)`. With stride 1 the one phase is
     /// the plane itself: a convolution that keeps the size.
+    ///
+    /// Computed once per shape for the whole process: at batch 1 the masks cost as much as a
+    /// small layer's multiply.
     pub(super) fn phases(
+        height: usize,
+        width: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+    ) -> Arc<Reads> {
+        type Shapes = Mutex<HashMap<[usize; 5], Arc<Reads>>>;
+        static KNOWN: OnceLock<Shapes> = OnceLock::new();
+        let shape = [height, width, kernel, padding, stride];
+        let known = KNOWN.get_or_init(Default::default);
+        if let Some(reads) = known.lock().expect("no panic holds it").get(&shape) {
+            return reads.clone();
+        }
+        let reads = Arc::new(Reads::phases_of(height, width, kernel, padding, stride));
+        let mut known = known.lock().expect("no panic holds it");
+        known.entry(shape).or_insert(reads).clone()
+    }
+
+    fn phases_of(
         height: usize,
         width: usize,
         kernel: usize,

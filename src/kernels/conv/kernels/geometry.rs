@@ -1,6 +1,7 @@
 //! The shapes of one convolution, and the sizes and ranges derived from them.
 
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 use crate::kernels::conv::reads::{Reads, Tap};
 
@@ -71,7 +72,7 @@ impl Geometry {
         self.out_height() * s == self.height && self.out_width() * s == self.width
     }
     /// The kernel's offsets into one image's phases, for [`narrow`] (implicit im2col).
-    pub(super) fn image_reads(&self) -> Reads {
+    pub(super) fn image_reads(&self) -> Arc<Reads> {
         let (height, width) = (self.out_height(), self.out_width());
         Reads::phases(height, width, self.kernel, self.padding, self.stride)
     }

@@ -1,6 +1,7 @@
 //! Tests of the tile kernel against float64 sums, and its timing on ResNet-20's shapes.
 
 use super::*;
+use std::sync::Arc;
 use crate::kernels::output::as_uninit;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -219,7 +220,7 @@ fn narrow_shapes() {
         let packed = pack_weights(&vec![0.5f32; channels * k], channels, k);
         let (reads, plane_stride) = match side {
             Some(side) => (Reads::phases(side, side, 3, 1, 1), side * side),
-            None => (Reads::columns(width), width),
+            None => (Arc::new(Reads::columns(width)), width),
         };
         let planes = vec![0.25f32; k / reads.shifts.len() * plane_stride];
         let mut out = vec![0.0f32; channels * width];
