@@ -1,10 +1,10 @@
 //! Tests of the tile kernel against float64 sums, and its timing on ResNet-20's shapes.
 
 use super::*;
-use std::sync::Arc;
 use crate::kernels::output::as_uninit;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
 
 /// [`forward`] into initialised values.
 fn run(product: &Product, out: &mut [f32], out_stride: usize, threads: usize) {
@@ -246,5 +246,39 @@ fn narrow_shapes() {
             "| {what} | {reads} | {channels} × {width} × {k} | {:.0} |",
             flops / best / 1e9
         );
+    }
+}
+
+/// The tasks cover every column block and tile exactly once, whatever the threads: a task a
+/// thread on wide products, the tiles shared out where the blocks are few.
+#[test]
+fn tasks_cover_every_block_and_tile_once() {
+    for (width, tiles, threads) in [
+        (1024, 4, 2),
+        (16, 32, 2),
+        (64, 32, 2),
+        (49, 3, 2),
+        (16, 1, 8),
+        (5, 7, 1),
+        (300, 2, 3),
+    ] {
+        let tasks = tasks(width, tiles, threads);
+        let mut seen = vec![0u32; width.div_ceil(16) * tiles];
+        for (columns, t) in &tasks {
+            assert!(columns.start.is_multiple_of(16) && columns.end <= width);
+            for block in columns.start / 16..columns.end.div_ceil(16) {
+                for tile in t.clone() {
+                    seen[block * tiles + tile] += 1;
+                }
+            }
+        }
+        assert!(
+            seen.iter().all(|&n| n == 1),
+            "{width} {tiles} {threads}: {tasks:?}"
+        );
+        let blocks = width.div_ceil(16);
+        if threads > 1 && blocks < 4 * threads {
+            assert!(tasks.len() >= threads.min(blocks * tiles), "{tasks:?}");
+        }
     }
 }
