@@ -214,11 +214,15 @@ fn prune_line(p: &PruneConfig, cost: &PruneCost) -> String {
         );
     }
     format!(
-        "{:?} schedule with {} (coupled {}): {variants} variants in steps of {}% of the channels left, each step {step}; a variant that removes {goal} takes {steps:.0} steps, about {} ({} for the {variants}), {after}",
+        "{:?} schedule with {} (coupled {}): {variants} variants in steps of {}% of the channels left{}, each step {step}; a variant that removes {goal} takes {steps:.0} steps, about {} ({} for the {variants}), {after}",
         p.schedule,
         names.join(", "),
         coupled.join(" and "),
         100.0 * p.chunk,
+        match p.round_to {
+            1 => String::new(),
+            n => format!(" (every width kept a multiple of {n})"),
+        },
         duration(steps * per_step),
         duration(variants as f64 * steps * per_step)
     )
