@@ -13,7 +13,8 @@ use crate::prune::{Point, PruneResults};
 use crate::util::tables::FileError;
 
 const SIZE: (u32, u32) = (900, 600);
-/// Points within this many accuracy points of a line's lowest are at its floor.
+/// Points within this many accuracy points of a line's lowest are at its floor, where the
+/// lowest is below half the first (a network that collapsed).
 const FLOOR_BAND: f64 = 2.0;
 pub(super) const COLOURS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -111,10 +112,12 @@ impl AccuracyFigure<'_> {
                     .collect();
                 // A sweep can go on at the floor for many steps (a network that predicts one
                 // class); the line ends at its first point there, the tables keep the rest.
+                // A line that stops well above it (at `max_drop`) keeps every point.
                 let bottom = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+                let top = points.first().map_or(bottom, |p| p.1);
                 let end = points
                     .iter()
-                    .position(|p| p.1 <= bottom + FLOOR_BAND)
+                    .position(|p| bottom < top / 2.0 && p.1 <= bottom + FLOOR_BAND)
                     .map_or(points.len(), |i| i + 1);
                 let points = points[..end].to_vec();
                 Line {
