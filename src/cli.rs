@@ -119,6 +119,18 @@ pub enum Command {
         #[arg(long, value_parser = threads)]
         threads: Option<usize>,
     },
+    /// Write a model's folder (a run's model/, or a pruned point the prune stage exported) as
+    /// an ONNX model (opset 17, every weight an initializer) for onnxruntime or PyTorch.
+    Export {
+        /// The folder: model.json and model.safetensors.
+        model: PathBuf,
+        /// The ONNX file to write.
+        #[arg(long, value_name = "OUT")]
+        onnx: PathBuf,
+        /// Fold each BatchNorm that follows a convolution into it (the inference form).
+        #[arg(long)]
+        fold_batchnorm: bool,
+    },
     /// Show where every point of an experiment (or grid) stands, stage by stage, from the
     /// stage records.
     Status(GridArgs),

@@ -31,6 +31,7 @@ pub mod graph;
 pub mod grid;
 pub mod kernels;
 pub mod models;
+pub mod onnx;
 pub mod pipeline;
 pub mod prune;
 pub mod report;

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Experiment;
 use crate::eval::evaluate;
-use crate::graph::ActShape;
+use candle_core::Device;
+
+use crate::graph::{ActShape, Graph, Params};
 use crate::prune::Score;
 use crate::stages::model_source::load_saved_model;
 use crate::stages::prune::ExportedPoint;
@@ -65,10 +67,9 @@ impl std::fmt::Display for Reevaluation {
     }
 }
 
-/// Loads the model in `dir` and evaluates it on `experiment`'s test set, in the batch size the
-/// prune stage recorded.
-pub fn evaluate_exported(dir: &Path, experiment: &Experiment) -> Result<Reevaluation, Error> {
-    let device = crate::stages::device(experiment.device)?;
+/// The model in a model's folder (`model.json`, `model.safetensors`), refused by name when the
+/// folder is not one.
+pub fn load_folder(dir: &Path, device: &Device) -> Result<(Graph, Params), Error> {
     let stem = dir.join("model");
     let expected = "give the folder that holds model.json and model.safetensors (results/<name>/prune/<variant>/<point>, or a run's model/)";
     if dir.is_file() {
@@ -89,7 +90,14 @@ pub fn evaluate_exported(dir: &Path, experiment: &Experiment) -> Result<Reevalua
             dir.display()
         )));
     }
-    let (graph, params) = load_saved_model(&stem, &device)?;
+    load_saved_model(&stem, device)
+}
+
+/// Loads the model in `dir` and evaluates it on `experiment`'s test set, in the batch size the
+/// prune stage recorded.
+pub fn evaluate_exported(dir: &Path, experiment: &Experiment) -> Result<Reevaluation, Error> {
+    let device = crate::stages::device(experiment.device)?;
+    let (graph, params) = load_folder(dir, &device)?;
     let point_path = dir.join("point.json");
     let exported: Option<ExportedPoint> = match std::fs::read(&point_path) {
         Ok(bytes) => Some(

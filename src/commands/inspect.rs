@@ -72,7 +72,7 @@ pub fn inspect(plan: &Plan) -> Result<Inspection, Error> {
     };
     let inspection = Inspection {
         name: plan.experiment.name().to_string(),
-        arch: plan.experiment.model.arch.clone(),
+        arch: plan.experiment.model.label(),
         input,
         classes: plan.dataset.classes,
         parameters: graph.parameter_count(),

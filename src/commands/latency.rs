@@ -206,7 +206,7 @@ pub fn latency(
 
     let report = LatencyReport {
         name: e.name().to_string(),
-        arch: e.model.arch.clone(),
+        arch: e.model.label(),
         weights,
         device: format!("{device:?}").to_lowercase(),
         threads,

@@ -6,6 +6,7 @@
 mod bench;
 mod collect;
 pub mod eval;
+mod export;
 pub mod inspect;
 pub mod latency;
 mod oracle_bench;
@@ -37,6 +38,11 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             experiment,
             threads,
         }) => eval::command(&model, &experiment, threads),
+        Some(Command::Export {
+            model,
+            onnx,
+            fold_batchnorm,
+        }) => export::command(&model, &onnx, fold_batchnorm),
         Some(Command::Status(args)) => status::command(&args),
         Some(Command::Collect(args)) => collect::command(&args),
         Some(Command::Report {

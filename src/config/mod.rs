@@ -20,6 +20,7 @@ mod train;
 
 use std::path::Path;
 
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 pub use data::{
@@ -214,38 +215,60 @@ impl Experiment {
             );
         }
         self.data.problems(&mut fail);
-        if crate::models::ARCHITECTURES.contains(&self.model.arch.as_str()) {
-            // Building the graph is pure computation; it catches inputs too small for the model.
-            let info = self.data.info(self.synthetic());
-            match crate::models::build(&self.model.arch, info.channels, info.size, info.classes) {
-                Err(crate::graph::GraphError::Invalid(why)) => {
-                    fail("model.arch", format!("does not fit the data: {why}"));
-                }
-                Ok(graph) => {
-                    let shards = self.oracle.map_or(1, |o| o.shards);
-                    let channels: usize = crate::graph::couplings(&graph)
-                        .map_or(0, |c| c.iter().map(|d| d.channels).sum());
-                    if shards > channels.max(1) {
-                        fail(
-                            "oracle.shards",
-                            format!("must be at most the {channels} channels of {}'s DFCs (got {shards})", self.model.arch),
-                        );
-                    }
-                }
-                Err(_) => {}
+        let info = self.data.info(self.synthetic());
+        let shards = self.oracle.map_or(1, |o| o.shards);
+        let check_shards = |graph: &crate::graph::Graph, fail: &mut dyn FnMut(&str, String)| {
+            let channels: usize =
+                crate::graph::couplings(graph).map_or(0, |c| c.iter().map(|d| d.channels).sum());
+            if shards > channels.max(1) {
+                fail(
+                    "oracle.shards",
+                    format!(
+                        "must be at most the {channels} channels of {}'s DFCs (got {shards})",
+                        self.model.label()
+                    ),
+                );
             }
-        } else {
-            let hint = locate::did_you_mean(&self.model.arch, crate::models::ARCHITECTURES);
-            let known = crate::models::ARCHITECTURES.join(", ");
-            fail(
-                "model.arch",
-                format!(
-                    "unknown architecture {:?} (known: {known}){hint}",
-                    self.model.arch
-                ),
-            );
+        };
+        let arch = self.model.arch.as_str();
+        match &self.model.onnx {
+            Some(_) if !arch.is_empty() => fail(
+                "model.onnx",
+                "give model.arch or model.onnx, not both".into(),
+            ),
+            Some(_) if self.model.weights.is_some() => fail(
+                "model.weights",
+                "an ONNX model carries its weights: leave model.weights out".into(),
+            ),
+            Some(path) => match crate::onnx::load(path, self.model.input, &info, &Device::Cpu) {
+                Ok((graph, _)) => check_shards(&graph, &mut fail),
+                Err(why) => fail("model.onnx", why),
+            },
+            None if self.model.input.is_some() => fail(
+                "model.input",
+                "only an ONNX model (model.onnx) takes its input size from here".into(),
+            ),
+            None if crate::models::ARCHITECTURES.contains(&arch) => {
+                // Building the graph is pure computation; it catches inputs too small for the model.
+                match crate::models::build(arch, info.channels, info.size, info.classes) {
+                    Err(crate::graph::GraphError::Invalid(why)) => {
+                        fail("model.arch", format!("does not fit the data: {why}"));
+                    }
+                    Ok(graph) => check_shards(&graph, &mut fail),
+                    Err(_) => {}
+                }
+            }
+            None => {
+                let hint = locate::did_you_mean(arch, crate::models::ARCHITECTURES);
+                let known = crate::models::ARCHITECTURES.join(", ");
+                let why = match arch.is_empty() {
+                    true => format!("missing: give an architecture (known: {known}) or model.onnx"),
+                    false => format!("unknown architecture {arch:?} (known: {known}){hint}"),
+                };
+                fail("model.arch", why);
+            }
         }
-        self.train.problems(self.model.weights.is_some(), &mut fail);
+        self.train.problems(self.model.has_weights(), &mut fail);
         self.latency.problems(&mut fail);
         self.saliency.problems(&mut fail);
         if let Some(oracle) = &self.oracle {

@@ -1,4 +1,4 @@
-//! `[model]`: the architecture and its starting weights.
+//! `[model]`: the architecture and its starting weights, or an ONNX model.
 
 use std::path::PathBuf;
 
@@ -10,9 +10,34 @@ use serde::{Deserialize, Serialize};
 pub struct ModelConfig {
     /// One of [`crate::models::ARCHITECTURES`]: `resnet8 … resnet110` (He et al. CIFAR ResNets),
     /// `resnet18 … resnet152` (kuangliu CIFAR ResNets), `vgg11 … vgg19` (with BatchNorm),
-    /// `mobilenetv2` (kuangliu CIFAR MobileNetV2).
+    /// `mobilenetv2` (kuangliu CIFAR MobileNetV2). Empty with `onnx`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub arch: String,
     /// A PyTorch-style state dict (kuangliu names) in safetensors format to start from, e.g. made
     /// by `scripts/pth_to_safetensors.py`. With `train.epochs = 0` the run only evaluates it.
     pub weights: Option<PathBuf>,
+    /// An ONNX model, graph and weights, instead of `arch` (and of `weights`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<PathBuf>,
+    /// The ONNX model's input `[C, H, W]`, where the file leaves its size open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<[usize; 3]>,
+}
+
+impl ModelConfig {
+    /// The network's name in tables and messages: the architecture, or the ONNX file's name.
+    pub fn label(&self) -> String {
+        match &self.onnx {
+            Some(path) => path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            None => self.arch.clone(),
+        }
+    }
+
+    /// Whether the weights come with the model (`weights` or `onnx`).
+    pub fn has_weights(&self) -> bool {
+        self.weights.is_some() || self.onnx.is_some()
+    }
 }

@@ -65,7 +65,7 @@ impl TrainConfig {
         if t.epochs == 0 && !has_weights {
             fail(
                 "train.epochs",
-                "must be ≥ 1 unless model.weights is set (0 means: only evaluate the given weights)"
+                "must be ≥ 1 unless model.weights or model.onnx is set (0 means: only evaluate the given weights)"
                     .into(),
             );
         }

@@ -22,7 +22,7 @@ impl Plan {
         let _ = writeln!(
             s,
             "model       {} ({} parameters)",
-            e.model.arch,
+            e.model.label(),
             self.graph.parameter_count()
         );
         if let Some(w) = &e.model.weights {

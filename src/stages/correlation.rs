@@ -155,7 +155,7 @@ fn compare(stage: &CorrelationStage, dir: &Path) -> Result<CorrelationOutcome, E
     let title = format!(
         "{} ({} on {})",
         e.name(),
-        e.model.arch,
+        e.model.label(),
         e.data.dataset.label()
     );
     write_study(&done, &scorings, &reference, &title, dir)

@@ -98,13 +98,21 @@ pub const DATA_CONTENTS: &str = "data.contents";
 
 impl Fingerprint {
     /// What training reads: `seed`, `device`, `[data]` (but its folder), `[model]` and
-    /// `[train]`, with `model.weights` replaced by the digest of the file's contents.
+    /// `[train]`, with `model.weights` and `model.onnx` replaced by the digests of the files'
+    /// contents.
     pub fn of_training(experiment: &Experiment) -> std::io::Result<Self> {
+        // An ONNX model's file is recorded by its contents (and its input size); a built-in
+        // network by its name alone, as before ONNX models were read.
+        let mut model = json!({ "arch": experiment.model.arch });
+        if let Some(path) = &experiment.model.onnx {
+            model["onnx"] = json!(format!("sha256:{}", file_digest(path)?));
+            model["input"] = json!(experiment.model.input);
+        }
         let sections = json!({
             "seed": experiment.seed,
             "device": experiment.device,
             "data": experiment.data,
-            "model": { "arch": experiment.model.arch },
+            "model": model,
             "train": experiment.train,
         });
         let weights = match &experiment.model.weights {

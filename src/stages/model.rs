@@ -197,7 +197,7 @@ pub fn model_stage(context: &Context, start: Start) -> Result<(Params, ModelReco
     save_model(&plan.graph, &params, &model_stem(&plan.out_dir), metadata)?;
     let record = ModelRecord {
         name: e.name().to_string(),
-        arch: e.model.arch.clone(),
+        arch: e.model.label(),
         dataset: e.data.dataset.label().to_string(),
         parameters: plan.graph.parameter_count(),
         epochs: history.len(),
@@ -229,7 +229,7 @@ fn write_history(
     let title = format!(
         "{}: {} on {}",
         e.name(),
-        e.model.arch,
+        e.model.label(),
         e.data.dataset.label()
     );
     report::training_curves(history, &title, &out.join("training_curves"))

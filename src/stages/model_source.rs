@@ -12,16 +12,22 @@ use crate::stages::Plan;
 use crate::util::fingerprint::Fingerprint;
 use crate::Error;
 
-/// The weights a run starts from: `model.weights` when given, else a seeded initialisation.
+/// The weights a run starts from: `model.weights` or `model.onnx` when given, else a seeded
+/// initialisation.
 pub(crate) fn initial_params(plan: &Plan, device: &Device) -> Result<Params, Error> {
     let e = &plan.experiment;
-    match &e.model.weights {
-        Some(path) => {
+    match (&e.model.weights, &e.model.onnx) {
+        (Some(path), _) => {
             check_is_file(path, "model.weights")?;
             load_state_dict(path, &plan.graph, device)
                 .map_err(|err| Error::Input(format!("model.weights: {err}")))
         }
-        None => Ok(Params::init(&plan.graph, e.seed, device)?),
+        (None, Some(path)) => Ok(
+            crate::onnx::load(path, e.model.input, &plan.dataset, device)
+                .map_err(|why| Error::Input(format!("model.onnx: {why}")))?
+                .1,
+        ),
+        (None, None) => Ok(Params::init(&plan.graph, e.seed, device)?),
     }
 }
 
@@ -70,9 +76,9 @@ pub fn model_of(plan: &Plan, device: &Device) -> Result<(Graph, Params, ModelSou
     let e = &plan.experiment;
     let stem = model_stem(&plan.out_dir);
     if !stem.with_extension("json").is_file() {
-        let source = match &e.model.weights {
-            Some(path) => ModelSource::Weights(path.clone()),
-            None => ModelSource::Initialisation(e.seed),
+        let source = match (&e.model.weights, &e.model.onnx) {
+            (Some(path), _) | (None, Some(path)) => ModelSource::Weights(path.clone()),
+            (None, None) => ModelSource::Initialisation(e.seed),
         };
         return Ok((plan.graph.clone(), initial_params(plan, device)?, source));
     }

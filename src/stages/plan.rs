@@ -32,12 +32,17 @@ impl Plan {
         let out_dir = out_dir.to_path_buf();
         check_output_folder("--results", &out_dir)?;
         let dataset = experiment.data.info(experiment.synthetic());
-        let graph = crate::models::build(
-            &experiment.model.arch,
-            dataset.channels,
-            dataset.size,
-            dataset.classes,
-        )?;
+        let model = &experiment.model;
+        let graph = match &model.onnx {
+            Some(path) => {
+                crate::onnx::load(path, model.input, &dataset, &Device::Cpu)
+                    .map_err(|why| Error::Input(format!("model.onnx: {why}")))?
+                    .0
+            }
+            None => {
+                crate::models::build(&model.arch, dataset.channels, dataset.size, dataset.classes)?
+            }
+        };
         Ok(Self {
             experiment,
             dataset,

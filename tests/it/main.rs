@@ -16,6 +16,7 @@ mod graph_reference;
 mod grids;
 mod mistakes;
 mod models;
+mod onnx;
 mod paper_figures;
 mod pruning;
 mod records;

@@ -285,7 +285,7 @@ impl IterativeVariant<'_> {
         };
         let (graph, mut params) = self.network_at(bench, &plans[..chosen], &state_dir)?;
         let log = PruneLog::new(
-            &self.plan.experiment.model.arch,
+            &self.plan.experiment.model.label(),
             self.model_digest,
             plans[..chosen].to_vec(),
         );

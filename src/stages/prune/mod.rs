@@ -271,7 +271,7 @@ fn prune_variants(stage: &PruneStage, dir: &Path) -> Result<PruneOutcome, Error>
     let results = PruneResults {
         schema: SCHEMA,
         name: e.name().to_string(),
-        arch: e.model.arch.clone(),
+        arch: e.model.label(),
         dataset: e.data.dataset.label().to_string(),
         schedule: config.schedule,
         chunk: config.chunk,

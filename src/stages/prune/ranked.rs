@@ -125,7 +125,7 @@ fn run_ranked(
         }
         let relative = format!("models/step_{step:04}");
         let log = PruneLog::new(
-            &plan.experiment.model.arch,
+            &plan.experiment.model.label(),
             model_digest,
             vec![channel_plan],
         );
