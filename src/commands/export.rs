@@ -14,7 +14,7 @@ pub fn command(dir: &Path, out: &Path, fold_batchnorm: bool) -> Result<(), Error
     check_output_file("--onnx", out)?;
     let (graph, params) = load_folder(dir, &Device::Cpu)?;
     let model = onnx::to_onnx(&graph, &params, fold_batchnorm)?;
-    onnx::write(out, &model).map_err(Error::Input)?;
+    onnx::write(out, &model)?;
     println!(
         "{}: {} nodes, {} parameters, opset {}{}",
         out.display(),

@@ -29,7 +29,7 @@ pub use data::{
 };
 pub use latency::LatencyConfig;
 pub use locate::{did_you_mean, ConfigError, ConfigErrors};
-pub use model::ModelConfig;
+pub use model::{ModelConfig, OnnxBatchNorm};
 pub use prune::{FineTune, PruneConfig, PruneSchedule, Target, TargetConfig};
 pub use saliency::{CriterionName, Reduction, SaliencyConfig};
 pub use slurm::SlurmConfig;

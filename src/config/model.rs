@@ -22,6 +22,25 @@ pub struct ModelConfig {
     /// The ONNX model's input `[C, H, W]`, where the file leaves its size open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<[usize; 3]>,
+    /// How the `model.onnx` written beside every saved network holds BatchNorm.
+    #[serde(default, skip_serializing_if = "OnnxBatchNorm::is_kept")]
+    pub onnx_batchnorm: OnnxBatchNorm,
+}
+
+/// BatchNorm in an exported ONNX model: kept as `BatchNormalization` nodes, or folded into the
+/// convolutions before it (the inference form prunelab times).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnnxBatchNorm {
+    #[default]
+    Kept,
+    Folded,
+}
+
+impl OnnxBatchNorm {
+    fn is_kept(&self) -> bool {
+        *self == OnnxBatchNorm::Kept
+    }
 }
 
 impl ModelConfig {

@@ -82,6 +82,18 @@ pub enum ActShape {
 }
 
 impl ActShape {
+    /// The dimensions: `[C, H, W]` or `[n]`.
+    pub fn dims(&self) -> Vec<usize> {
+        match *self {
+            ActShape::Map {
+                channels,
+                height,
+                width,
+            } => vec![channels, height, width],
+            ActShape::Vector(n) => vec![n],
+        }
+    }
+
     pub fn channels(&self) -> usize {
         match *self {
             ActShape::Map { channels, .. } => channels,

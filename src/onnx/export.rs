@@ -167,14 +167,7 @@ fn initializer(name: &str, tensor: &Tensor) -> Result<TensorProto, GraphError> {
 
 /// A float tensor value of one example's `shape`, after the symbolic batch dimension.
 fn value_info(name: &str, shape: ActShape) -> ValueInfoProto {
-    let dims = match shape {
-        ActShape::Map {
-            channels,
-            height,
-            width,
-        } => vec![channels, height, width],
-        ActShape::Vector(n) => vec![n],
-    };
+    let dims = shape.dims();
     let batch = Dimension {
         value: Some(dimension::Value::DimParam(BATCH.into())),
         ..Default::default()

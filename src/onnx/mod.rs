@@ -15,7 +15,7 @@ use prost::Message;
 use candle_core::Device;
 
 use self::proto::ModelProto;
-use crate::config::DatasetInfo;
+use crate::config::{DatasetInfo, OnnxBatchNorm};
 use crate::graph::{ActShape, Graph, Params};
 use crate::util::atomic_file;
 
@@ -83,9 +83,23 @@ pub fn load(
     }
 }
 
+/// Writes `graph` as the ONNX model `path`, BatchNorm kept or folded.
+pub fn save(
+    path: &Path,
+    graph: &Graph,
+    params: &Params,
+    batchnorm: OnnxBatchNorm,
+) -> Result<(), crate::Error> {
+    let model = to_onnx(graph, params, batchnorm == OnnxBatchNorm::Folded)?;
+    write(path, &model)
+}
+
 /// Writes `model` to `path` atomically.
-pub fn write(path: &Path, model: &ModelProto) -> Result<(), String> {
-    atomic_file::write(path, &model.encode_to_vec()).map_err(|e| format!("{}: {e}", path.display()))
+pub fn write(path: &Path, model: &ModelProto) -> Result<(), crate::Error> {
+    atomic_file::write(path, &model.encode_to_vec()).map_err(|source| crate::Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

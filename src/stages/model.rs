@@ -194,7 +194,15 @@ pub fn model_stage(context: &Context, start: Start) -> Result<(Params, ModelReco
         }
     };
     let metadata = [("settings".to_string(), fingerprint.to_json())].into();
-    save_model(&plan.graph, &params, &model_stem(&plan.out_dir), metadata)?;
+    let stem = model_stem(&plan.out_dir);
+    save_model(&plan.graph, &params, &stem, metadata)?;
+    let batchnorm = e.model.onnx_batchnorm;
+    crate::onnx::save(
+        &stem.with_extension("onnx"),
+        &plan.graph,
+        &params,
+        batchnorm,
+    )?;
     let record = ModelRecord {
         name: e.name().to_string(),
         arch: e.model.label(),

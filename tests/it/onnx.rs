@@ -331,3 +331,47 @@ fn bad_onnx_models_are_refused_naming_the_file_and_what_was_expected() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_run_writes_model_onnx_beside_its_network_and_every_pruned_one() {
+    let (_dir, _config, results) = crate::common::full_run();
+    let run = results.join("full");
+    let mut folders = vec![run.join("model")];
+    for variant in std::fs::read_dir(run.join("prune")).unwrap() {
+        let models = variant.unwrap().path().join("models");
+        if models.is_dir() {
+            folders.extend(
+                std::fs::read_dir(models)
+                    .unwrap()
+                    .map(|e| e.unwrap().path()),
+            );
+        }
+    }
+    assert!(folders.len() > 2, "{folders:?}");
+    for folder in &folders {
+        assert!(folder.join("model.onnx").is_file(), "{}", folder.display());
+    }
+    let Some(python) = python() else { return };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/onnx_check.py");
+    for folder in [&folders[0], folders.last().unwrap()] {
+        let (graph, params) =
+            prunelab::graph::load_model(&folder.join("model"), &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (3, 3, 16, 16), &Device::Cpu).unwrap();
+        let logits = forward(&graph, &params, &x, Mode::EVAL).unwrap().output;
+        let (input, expected) = (folder.join("input.f32"), folder.join("expected.f32"));
+        write_f32(&input, &x);
+        write_f32(&expected, &logits);
+        let check = Command::new(&python)
+            .arg(&script)
+            .arg(folder.join("model.onnx"))
+            .args([&input, &Path::new("3,3,16,16").to_path_buf(), &expected])
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}: {}",
+            folder.display(),
+            String::from_utf8_lossy(&check.stdout)
+        );
+    }
+}

@@ -416,7 +416,15 @@ impl IterativeVariant<'_> {
         if point.latency.is_empty() {
             point.latency = bench.speedup(graph, params)?;
         }
-        export(&dir.join(relative), graph, params, log, &point, bench.batch)?;
+        let batchnorm = self.plan.experiment.model.onnx_batchnorm;
+        export(
+            &dir.join(relative),
+            (graph, params),
+            batchnorm,
+            log,
+            &point,
+            bench.batch,
+        )?;
         point.model = Some(relative.to_string());
         Ok(point)
     }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::record::Stage;
 use super::skeleton::{Context, StageRun};
 use super::Plan;
-use crate::config::PruneConfig;
+use crate::config::{OnnxBatchNorm, PruneConfig};
 use crate::data::{Normalizer, Split};
 use crate::eval::{evaluate, measure_speedup, BatchLatency, Model, Protocol};
 use crate::graph::{couplings, fuse_for_inference, macs, prune, save_model, Graph, Params};
@@ -299,17 +299,18 @@ pub struct ExportedPoint {
     pub batch: usize,
 }
 
-/// Writes a pruned model's folder: `model.json` + `model.safetensors`, its prune log and its
-/// point.
+/// Writes a pruned model's folder: `model.json` + `model.safetensors`, `model.onnx`, its
+/// prune log and its point.
 fn export(
     dir: &Path,
-    graph: &Graph,
-    params: &Params,
+    (graph, params): (&Graph, &Params),
+    batchnorm: OnnxBatchNorm,
     log: &PruneLog,
     point: &Point,
     batch: usize,
 ) -> Result<(), Error> {
     save_model(graph, params, &dir.join("model"), Default::default())?;
+    crate::onnx::save(&dir.join("model.onnx"), graph, params, batchnorm)?;
     crate::util::atomic_file::write_json(&dir.join("prune_log.json"), log)?;
     let exported = ExportedPoint {
         point: point.clone(),

@@ -131,8 +131,8 @@ fn run_ranked(
         );
         export(
             &variant_dir.join(&relative),
-            &graph,
-            &params,
+            (&graph, &params),
+            plan.experiment.model.onnx_batchnorm,
             &log,
             &point,
             bench.batch,
